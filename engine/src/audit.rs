@@ -1,0 +1,60 @@
+//! The audit log: who did what to which object, and when.
+
+use crate::db::{col, Db};
+use crate::error::Result;
+use crate::time::now_ms;
+use crate::users::User;
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub at: i64,
+    pub actor_email: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+/// Writes an entry inside the caller's transaction, so it commits (or not)
+/// with the change it describes.
+pub async fn record(
+    conn: &mut sqlx::AnyConnection,
+    actor: Option<&User>,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor_id, actor_email, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(now_ms())
+    .bind(actor.map(|a| a.id))
+    .bind(actor.map(|a| a.email.clone()))
+    .bind(action)
+    .bind(target)
+    .bind(detail)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The newest entries first.
+pub async fn recent(db: &Db, limit: i64) -> Result<Vec<Entry>> {
+    let rows = sqlx::query(
+        "SELECT at, actor_email, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Entry {
+                at: col(r, "at")?,
+                actor_email: col(r, "actor_email")?,
+                action: col(r, "action")?,
+                target: col(r, "target")?,
+                detail: col(r, "detail")?,
+            })
+        })
+        .collect()
+}

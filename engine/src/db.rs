@@ -1,0 +1,177 @@
+//! Storage: one `sqlx::Any` pool serves both backends.
+//!
+//! How queries serve two backends: every query is a runtime query
+//! (`sqlx::query`) with `$1, $2, …` placeholders, which SQLite and
+//! PostgreSQL both accept, and uses only types `Any` can carry (`BIGINT`,
+//! `TEXT`, `DOUBLE`, booleans). Timestamps are Unix milliseconds. Flags are
+//! `BOOLEAN` on PostgreSQL and `INTEGER` 0/1 on SQLite, because `Any` cannot
+//! decode SQLite's `BOOLEAN`; [`flag`] reads either. The
+//! schema lives in one migration folder per backend
+//! (`migrations/sqlite`, `migrations/postgres`) because DDL differs; where
+//! a statement must differ (row locking, say) the code branches on
+//! [`Db::backend`]. Every database test runs against both backends.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use crate::error::{Error, Result};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Which database the process talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a `DATABASE_URL` names.
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(Error::invalid(
+                "database_url",
+                "DATABASE_URL must start with sqlite: or postgres:",
+            ))
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// The backend's own pool, kept for what needs a typed pool (migrations,
+/// the session store).
+#[derive(Clone, Debug)]
+pub enum TypedPool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    typed: TypedPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects to `url`. A SQLite file (and its directory) is created if
+    /// missing and switched to WAL with foreign keys on.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let typed = match backend {
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                if let Some(dir) = options.get_filename().parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                }
+                TypedPool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(4)
+                        .connect_with(options)
+                        .await?,
+                )
+            }
+            Backend::Postgres => TypedPool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await?,
+            ),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Per-connection settings: the file was switched to WAL
+                        // above, which persists.
+                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Db {
+            pool,
+            typed,
+            backend,
+        })
+    }
+
+    /// Applies the embedded migrations of this backend.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.typed {
+            TypedPool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            TypedPool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// The pool every query of the engine runs on.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn typed(&self) -> &TypedPool {
+        &self.typed
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection (tests drop their database afterwards).
+    pub async fn close(&self) {
+        self.pool.close().await;
+        match &self.typed {
+            TypedPool::Sqlite(p) => p.close().await,
+            TypedPool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// Reads a column, turning a decoding failure into an internal error.
+pub(crate) fn col<'r, T>(row: &'r AnyRow, name: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    use sqlx::Row;
+    row.try_get(name).map_err(Error::from)
+}
+
+/// Reads a boolean column: `BOOLEAN` on PostgreSQL, `INTEGER` 0/1 on SQLite.
+pub(crate) fn flag(row: &AnyRow, name: &str) -> Result<bool> {
+    use sqlx::Row;
+    match row.try_get::<bool, _>(name) {
+        Ok(b) => Ok(b),
+        Err(_) => Ok(row.try_get::<i64, _>(name)? != 0),
+    }
+}

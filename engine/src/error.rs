@@ -1,0 +1,60 @@
+//! The engine's one error type. Every variant's `Display` is safe to show a
+//! user; internal causes are logged where they are converted, never shown.
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input that failed validation; `field` names the form field it
+    /// belongs to so the UI can show the message next to it.
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// One message for an unknown email and a wrong password.
+    #[error("The email or password is not correct.")]
+    InvalidCredentials,
+    #[error("This account has been deactivated. Ask an administrator to reactivate it.")]
+    Deactivated,
+    #[error("Too many failed sign-in attempts. Try again in {minutes} minute(s).")]
+    LockedOut { minutes: i64 },
+    #[error("The first administrator has already been created.")]
+    AlreadySetUp,
+    #[error("{0} was not found.")]
+    NotFound(&'static str),
+    /// A request that conflicts with the current state (for example,
+    /// removing the last administrator). The message says why.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("A database error occurred.")]
+    Database(#[from] sqlx::Error),
+    #[error("The database could not be migrated.")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("An internal error occurred.")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// True when the cause is ours (database, I/O), not the user's input.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Error::Database(_) | Error::Migrate(_) | Error::Internal(_)
+        )
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Internal(format!("I/O error: {e}"))
+    }
+}

@@ -1,0 +1,18 @@
+//! The domain of Segment Export, free of any UI: storage, users and roles,
+//! sessions and secrets. `app` calls into it from server functions and
+//! `server` from the CLI; it never imports either.
+
+pub mod audit;
+pub mod db;
+pub mod error;
+pub mod password;
+pub mod secrets;
+pub mod sessions;
+pub mod time;
+pub mod users;
+
+#[doc(hidden)]
+pub mod testing;
+
+pub use db::{Backend, Db};
+pub use error::{Error, Result};

@@ -1,0 +1,35 @@
+//! Timestamps are stored as Unix milliseconds (`BIGINT`) on both backends:
+//! one representation, sortable, and decodable through `sqlx::Any`.
+
+use time::OffsetDateTime;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    let now = OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// `2026-11-28 22:17 UTC`, for display.
+pub fn format_ms(ms: i64) -> String {
+    let Ok(t) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
+        return String::from("—");
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_a_known_instant() {
+        assert_eq!(format_ms(1_795_904_220_000), "2026-11-28 22:17 UTC");
+    }
+}
