@@ -1,1 +1,59 @@
+//! The Leptos UI: pages, components and the server functions they call.
+//! Server functions only check the caller and call `engine`; everything
+//! that touches the server is behind the `ssr` feature.
 
+pub mod auth;
+pub mod components;
+pub mod error;
+pub mod model;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+pub mod users_api;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+
+use crate::auth::Auth;
+use crate::components::Guarded;
+use crate::model::Role;
+use crate::pages::{home, login::LoginPage, not_found::NotFound, setup::SetupPage, users};
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body class="bg-slate-50 text-slate-900 antialiased">
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    Auth::provide();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/segment-export.css"/>
+        <Title text="Segment Export"/>
+        <Router>
+            <Routes fallback=NotFound>
+                <Route path=path!("/") view=|| view! { <Guarded min=Role::Viewer page=home::page/> }/>
+                <Route path=path!("/login") view=LoginPage/>
+                <Route path=path!("/setup") view=SetupPage/>
+                <Route path=path!("/admin/users") view=|| view! { <Guarded min=Role::Admin page=users::page/> }/>
+            </Routes>
+        </Router>
+    }
+}

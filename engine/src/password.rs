@@ -38,6 +38,11 @@ impl Password {
         Ok(Password(raw.to_owned()))
     }
 
+    /// True when both hold the same text (for a "confirm password" field).
+    pub fn matches(&self, other: &Password) -> bool {
+        self.0 == other.0
+    }
+
     /// For checking a sign-in attempt: no policy, the stored hash decides.
     pub fn unchecked(raw: &str) -> Self {
         Password(raw.to_owned())

@@ -175,10 +175,11 @@ pub async fn create_first_admin(db: &Db, email: &Email, password: &Password) -> 
     Ok(user)
 }
 
-/// Creates a user on behalf of `actor` (an administrator).
+/// Creates a user on behalf of `actor` (an administrator; `None` for the
+/// command line).
 pub async fn create_user(
     db: &Db,
-    actor: &User,
+    actor: Option<&User>,
     email: &Email,
     role: Role,
     password: &Password,
@@ -186,8 +187,8 @@ pub async fn create_user(
     let hash = password::hash(password).await?;
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
-    let user = insert_user(&mut tx, email, role, &hash, Some(actor.id)).await?;
-    audit::record(&mut tx, Some(actor), "user.create", &user.email, &format!("role {role}")).await?;
+    let user = insert_user(&mut tx, email, role, &hash, actor.map(|a| a.id)).await?;
+    audit::record(&mut tx, actor, "user.create", &user.email, &format!("role {role}")).await?;
     tx.commit().await?;
     Ok(user)
 }

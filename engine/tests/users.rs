@@ -69,8 +69,8 @@ async fn duplicate_email_is_a_field_error() {
     let t = TestDb::new().await;
     let root = admin(&t).await;
     let email = Email::parse("ann@example.com").unwrap();
-    users::create_user(&t.db, &root, &email, Role::Contributor, &pw("ann's password")).await.unwrap();
-    let dup = users::create_user(&t.db, &root, &Email::parse("ANN@example.com").unwrap(), Role::Viewer, &pw("ann's password")).await;
+    users::create_user(&t.db, Some(&root), &email, Role::Contributor, &pw("ann's password")).await.unwrap();
+    let dup = users::create_user(&t.db, Some(&root), &Email::parse("ANN@example.com").unwrap(), Role::Viewer, &pw("ann's password")).await;
     assert!(matches!(dup, Err(Error::Invalid { field: "email", .. })), "{dup:?}");
 }
 
@@ -83,7 +83,7 @@ async fn the_last_active_admin_cannot_be_demoted_or_deactivated() {
     let deactivate = users::set_active(&t.db, &root, root.id, false).await;
     assert!(matches!(deactivate, Err(Error::Conflict(_))));
 
-    let second = users::create_user(&t.db, &root, &Email::parse("second@example.com").unwrap(), Role::Admin, &pw("second admin pw")).await.unwrap();
+    let second = users::create_user(&t.db, Some(&root), &Email::parse("second@example.com").unwrap(), Role::Admin, &pw("second admin pw")).await.unwrap();
     let demoted = users::set_role(&t.db, &root, second.id, Role::Contributor).await.unwrap();
     assert_eq!(demoted.role, Role::Contributor);
     users::set_role(&t.db, &root, second.id, Role::Admin).await.unwrap();
@@ -95,7 +95,7 @@ async fn the_last_active_admin_cannot_be_demoted_or_deactivated() {
 async fn a_deactivated_user_cannot_sign_in_and_changes_are_audited() {
     let t = TestDb::new().await;
     let root = admin(&t).await;
-    let v = users::create_user(&t.db, &root, &Email::parse("vic@example.com").unwrap(), Role::Viewer, &pw("vic's password")).await.unwrap();
+    let v = users::create_user(&t.db, Some(&root), &Email::parse("vic@example.com").unwrap(), Role::Viewer, &pw("vic's password")).await.unwrap();
     users::set_active(&t.db, &root, v.id, false).await.unwrap();
     let e = users::authenticate(&t.db, "vic@example.com", &pw("vic's password")).await.unwrap_err();
     assert!(matches!(e, Error::Deactivated));

@@ -1,1 +1,182 @@
+//! The server: configuration, the axum router (Leptos pages and server
+//! functions, health), and the command-line subcommands.
 
+pub mod cli;
+pub mod config;
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use app::ssr::AppState;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use engine::secrets::SecretKey;
+use engine::Db;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::{Key, SameSite};
+use tower_sessions::session_store::ExpiredDeletion;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+pub use config::Config;
+
+/// The name the site bundle is built under (`pkg/segment-export.*`).
+pub const OUTPUT_NAME: &str = "segment-export";
+
+/// Opens and migrates the database. A failed migration stops the start.
+pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&config.database_url)
+        .await
+        .with_context(|| format!("could not open the database ({})", redact_url(&config.database_url)))?;
+    db.migrate()
+        .await
+        .map_err(|e| match e {
+            engine::Error::Migrate(m) => anyhow::anyhow!("database migration failed: {m}"),
+            other => anyhow::anyhow!("database migration failed: {other:?}"),
+        })?;
+    Ok(db)
+}
+
+/// The secret key from `SECRET_KEY`, or the one generated into the data
+/// directory.
+pub fn secret_key(config: &Config) -> anyhow::Result<SecretKey> {
+    match &config.secret_key {
+        Some(text) => Ok(SecretKey::from_base64(text)?),
+        None => Ok(SecretKey::load_or_create(&config.data_dir.join("secret.key"))?),
+    }
+}
+
+/// The whole application as an axum router.
+pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
+    let key = secret_key(config)?;
+    let store = engine::sessions::Store::for_db(&db).await?;
+    tokio::spawn(
+        store
+            .clone()
+            .continuously_delete_expired(tokio::time::Duration::from_secs(3600)),
+    );
+    let sessions = SessionManagerLayer::new(store)
+        .with_name("segment_export_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(config.secure_cookies)
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(
+            config.session_inactivity_minutes,
+        )))
+        .with_signed(Key::from(key.bytes()));
+
+    let options = LeptosOptions::builder()
+        .output_name(OUTPUT_NAME)
+        .site_root(config.site_root.as_str())
+        .site_pkg_dir("pkg")
+        .site_addr(config.addr)
+        .build();
+    let state = AppState { db: db.clone() };
+    let context = move || provide_context(state.clone());
+    let routes = generate_route_list(app::App);
+
+    let router = Router::new()
+        .route("/health", get(health).with_state(db))
+        .leptos_routes_with_context(&options, routes, context.clone(), {
+            let options = options.clone();
+            move || app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context(
+            context,
+            app::shell,
+        ))
+        .with_state(options)
+        .layer(sessions)
+        .layer(middleware::from_fn(same_origin_writes))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
+            let path = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| req.uri().path().to_owned());
+            // Never the query string or headers: they may carry secrets.
+            tracing::info_span!("request", method = %req.method(), path)
+        }));
+    Ok(router)
+}
+
+/// `GET /health`: 200 when the database answers.
+async fn health(State(db): State<Db>) -> Response {
+    match sqlx::query("SELECT 1").execute(db.pool()).await {
+        Ok(_) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// Refuses cross-site writes: a request that changes state and carries an
+/// `Origin` must come from this site. (Session cookies are `SameSite=Lax`
+/// as well; this is the second lock.)
+async fn same_origin_writes(req: Request, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+        if let Some(origin) = origin {
+            let origin_host = origin.split("://").nth(1).unwrap_or("");
+            if Some(origin_host) != host {
+                tracing::warn!(origin, "cross-origin write refused");
+                return (StatusCode::FORBIDDEN, "Cross-origin request refused.").into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// Serves until Ctrl-C (or SIGTERM).
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = open_database(&config).await?;
+    let app = router(&config, db).await?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("could not listen on {}", config.addr))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!("Segment Export is listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

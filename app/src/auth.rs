@@ -1,0 +1,138 @@
+//! Signing in and out, and creating the first administrator.
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::model::SessionInfo;
+
+/// Who the caller is. Anyone may ask.
+#[server(endpoint = "session_info")]
+pub async fn get_session() -> Result<SessionInfo, AppError> {
+    use crate::ssr;
+    ssr::run(async move {
+        let setup_needed = engine::users::needs_setup(&ssr::state().db).await?;
+        let user = ssr::current_user().await?.map(Into::into);
+        Ok(SessionInfo { setup_needed, user })
+    })
+    .await
+}
+
+/// Creates the first administrator and signs them in. Refused once any
+/// administrator exists.
+#[server(endpoint = "create_first_admin")]
+pub async fn create_first_admin(
+    email: String,
+    password: String,
+    confirm_password: String,
+) -> Result<(), AppError> {
+    use crate::ssr;
+    use engine::password::Password;
+    use engine::users::{self, Email};
+    ssr::run(async move {
+        let email = Email::parse(&email)?;
+        let password = Password::parse(&password)?;
+        if password_mismatch(&password, &confirm_password) {
+            return Err(AppError::field("confirm_password", "The passwords do not match."));
+        }
+        let user = users::create_first_admin(&ssr::state().db, &email, &password).await?;
+        start_session(user.id).await?;
+        tracing::info!(user_id = user.id, "first administrator created");
+        Ok(())
+    })
+    .await
+}
+
+#[cfg(feature = "ssr")]
+fn password_mismatch(password: &engine::password::Password, confirm: &str) -> bool {
+    // Compare through a fresh parse so the secret never leaves its type.
+    !engine::password::Password::unchecked(confirm).matches(password)
+}
+
+/// Signs in with email and password. The session id is cycled so a
+/// session fixed before sign-in is worthless after it.
+#[server(endpoint = "sign_in")]
+pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
+    use crate::ssr;
+    use engine::password::Password;
+    ssr::run(async move {
+        if email.trim().is_empty() {
+            return Err(AppError::field("email", "Enter your email address."));
+        }
+        if password.is_empty() {
+            return Err(AppError::field("password", "Enter your password."));
+        }
+        let user = engine::users::authenticate(&ssr::state().db, &email, &Password::unchecked(&password))
+            .await
+            .inspect_err(|e| tracing::info!(reason = %e, "sign-in refused"))?;
+        start_session(user.id).await?;
+        tracing::info!(user_id = user.id, "signed in");
+        Ok(())
+    })
+    .await
+}
+
+/// Ends the session: its record is deleted and the cookie cleared.
+#[server(endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), AppError> {
+    use crate::ssr;
+    ssr::run(async move {
+        let session = ssr::session().await?;
+        session.flush().await.map_err(|e| {
+            tracing::error!(error = %e, "could not end session");
+            AppError::Internal
+        })?;
+        Ok(())
+    })
+    .await
+}
+
+#[cfg(feature = "ssr")]
+async fn start_session(user_id: i64) -> Result<(), AppError> {
+    let session = crate::ssr::session().await?;
+    let fail = |e: tower_sessions::session::Error| {
+        tracing::error!(error = %e, "could not start session");
+        AppError::Internal
+    };
+    session.cycle_id().await.map_err(fail)?;
+    session.insert(crate::ssr::USER_ID_KEY, user_id).await.map_err(fail)?;
+    Ok(())
+}
+
+/// The session, and the actions that change it, for every page.
+#[derive(Clone, Copy)]
+pub struct Auth {
+    pub info: Resource<Result<SessionInfo, AppError>>,
+    pub sign_in: ServerAction<SignIn>,
+    pub sign_out: ServerAction<SignOut>,
+    pub setup: ServerAction<CreateFirstAdmin>,
+}
+
+impl Auth {
+    pub fn provide() -> Self {
+        let sign_in = ServerAction::<SignIn>::new();
+        let sign_out = ServerAction::<SignOut>::new();
+        let setup = ServerAction::<CreateFirstAdmin>::new();
+        let info = Resource::new(
+            move || {
+                (
+                    sign_in.version().get(),
+                    sign_out.version().get(),
+                    setup.version().get(),
+                )
+            },
+            |_| get_session(),
+        );
+        let auth = Auth {
+            info,
+            sign_in,
+            sign_out,
+            setup,
+        };
+        provide_context(auth);
+        auth
+    }
+}
+
+pub fn use_auth() -> Auth {
+    expect_context::<Auth>()
+}

@@ -1,0 +1,85 @@
+//! The error every server function returns. It crosses the wire as JSON,
+//! so every variant carries only text that is safe to show a user.
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("Please sign in to continue.")]
+    Unauthenticated,
+    #[error("You do not have permission to do this.")]
+    Forbidden,
+    /// A problem with one form field, shown next to it.
+    #[error("{message}")]
+    Field { field: String, message: String },
+    /// A refusal the user can act on (a conflict, a lockout, not found).
+    #[error("{0}")]
+    Refused(String),
+    #[error("Something went wrong on the server. Please try again; if it keeps happening, tell your administrator.")]
+    Internal,
+    /// The request itself failed (network, encoding).
+    #[error("The request failed: {0}")]
+    Transport(String),
+}
+
+impl AppError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        AppError::Field {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The message for `field`, if this error is about it.
+    pub fn for_field(&self, name: &str) -> Option<String> {
+        match self {
+            AppError::Field { field, message } if field == name => Some(message.clone()),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status a server function answers with for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::Unauthenticated => 401,
+            AppError::Forbidden => 403,
+            AppError::Field { .. } => 422,
+            AppError::Refused(_) => 409,
+            AppError::Internal | AppError::Transport(_) => 500,
+        }
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        AppError::Transport(value.to_string())
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<engine::Error> for AppError {
+    fn from(e: engine::Error) -> Self {
+        use engine::Error as E;
+        match e {
+            E::Invalid { field, message } => AppError::Field {
+                field: field.to_owned(),
+                message,
+            },
+            E::NotFound(_) => AppError::Refused(e.to_string()),
+            E::InvalidCredentials
+            | E::Deactivated
+            | E::LockedOut { .. }
+            | E::AlreadySetUp
+            | E::Conflict(_) => AppError::Refused(e.to_string()),
+            E::Database(_) | E::Migrate(_) | E::Internal(_) => {
+                // The cause goes to the log, never to the browser.
+                tracing::error!(error = ?e, "internal error in a server function");
+                AppError::Internal
+            }
+        }
+    }
+}
