@@ -6,12 +6,12 @@ use crate::error::AppError;
 use crate::model::SessionInfo;
 
 /// Who the caller is. Anyone may ask.
-#[server(endpoint = "session_info")]
+#[server(endpoint = "get_session")]
 pub async fn get_session() -> Result<SessionInfo, AppError> {
-    use crate::ssr;
-    ssr::run(async move {
-        let setup_needed = engine::users::needs_setup(&ssr::state().db).await?;
-        let user = ssr::current_user().await?.map(Into::into);
+    let call = crate::ssr::call();
+    call.run(async {
+        let setup_needed = engine::users::needs_setup(call.db()).await?;
+        let user = call.current_user().await?.map(Into::into);
         Ok(SessionInfo { setup_needed, user })
     })
     .await
@@ -25,17 +25,20 @@ pub async fn create_first_admin(
     password: String,
     confirm_password: String,
 ) -> Result<(), AppError> {
-    use crate::ssr;
     use engine::password::Password;
     use engine::users::{self, Email};
-    ssr::run(async move {
+    let call = crate::ssr::call();
+    call.run(async {
         let email = Email::parse(&email)?;
         let password = Password::parse(&password)?;
         if password_mismatch(&password, &confirm_password) {
-            return Err(AppError::field("confirm_password", "The passwords do not match."));
+            return Err(AppError::field(
+                "confirm_password",
+                "The passwords do not match.",
+            ));
         }
-        let user = users::create_first_admin(&ssr::state().db, &email, &password).await?;
-        start_session(user.id).await?;
+        let user = users::create_first_admin(call.db(), &email, &password).await?;
+        call.start_session(user.id).await?;
         tracing::info!(user_id = user.id, "first administrator created");
         Ok(())
     })
@@ -52,19 +55,19 @@ fn password_mismatch(password: &engine::password::Password, confirm: &str) -> bo
 /// session fixed before sign-in is worthless after it.
 #[server(endpoint = "sign_in")]
 pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
-    use crate::ssr;
     use engine::password::Password;
-    ssr::run(async move {
+    let call = crate::ssr::call();
+    call.run(async {
         if email.trim().is_empty() {
             return Err(AppError::field("email", "Enter your email address."));
         }
         if password.is_empty() {
             return Err(AppError::field("password", "Enter your password."));
         }
-        let user = engine::users::authenticate(&ssr::state().db, &email, &Password::unchecked(&password))
+        let user = engine::users::authenticate(call.db(), &email, &Password::unchecked(&password))
             .await
             .inspect_err(|e| tracing::info!(reason = %e, "sign-in refused"))?;
-        start_session(user.id).await?;
+        call.start_session(user.id).await?;
         tracing::info!(user_id = user.id, "signed in");
         Ok(())
     })
@@ -74,28 +77,15 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
 /// Ends the session: its record is deleted and the cookie cleared.
 #[server(endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), AppError> {
-    use crate::ssr;
-    ssr::run(async move {
-        let session = ssr::session().await?;
-        session.flush().await.map_err(|e| {
+    let call = crate::ssr::call();
+    call.run(async {
+        call.session()?.flush().await.map_err(|e| {
             tracing::error!(error = %e, "could not end session");
             AppError::Internal
         })?;
         Ok(())
     })
     .await
-}
-
-#[cfg(feature = "ssr")]
-async fn start_session(user_id: i64) -> Result<(), AppError> {
-    let session = crate::ssr::session().await?;
-    let fail = |e: tower_sessions::session::Error| {
-        tracing::error!(error = %e, "could not start session");
-        AppError::Internal
-    };
-    session.cycle_id().await.map_err(fail)?;
-    session.insert(crate::ssr::USER_ID_KEY, user_id).await.map_err(fail)?;
-    Ok(())
 }
 
 /// The session, and the actions that change it, for every page.

@@ -136,14 +136,19 @@ pub fn ErrorBanner(error: AppError) -> impl IntoView {
 }
 
 /// The error of an action's last result that belongs to `field`.
-pub fn field_error<T, S>(value: S, field: &'static str) -> impl Fn() -> Option<String> + Copy + Send + Sync + 'static
+pub fn field_error<T, S>(
+    value: S,
+    field: &'static str,
+) -> impl Fn() -> Option<String> + Copy + Send + Sync + 'static
 where
     S: With<Value = Option<Result<T, AppError>>> + Copy + Send + Sync + 'static,
 {
-    move || value.with(|v| match v {
-        Some(Err(e)) => e.for_field(field),
-        _ => None,
-    })
+    move || {
+        value.with(|v| match v {
+            Some(Err(e)) => e.for_field(field),
+            _ => None,
+        })
+    }
 }
 
 /// The error of an action's last result that belongs to no field.
@@ -151,10 +156,12 @@ pub fn form_error<T, S>(value: S) -> impl Fn() -> Option<AppError> + Copy + Send
 where
     S: With<Value = Option<Result<T, AppError>>> + Copy + Send + Sync + 'static,
 {
-    move || value.with(|v| match v {
-        Some(Err(AppError::Field { .. })) | Some(Ok(_)) | None => None,
-        Some(Err(e)) => Some(e.clone()),
-    })
+    move || {
+        value.with(|v| match v {
+            Some(Err(AppError::Field { .. })) | Some(Ok(_)) | None => None,
+            Some(Err(e)) => Some(e.clone()),
+        })
+    }
 }
 
 /// A labelled input with its error underneath.

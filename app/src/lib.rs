@@ -14,7 +14,7 @@ pub mod users_api;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{path, SsrMode};
 
 use crate::auth::Auth;
 use crate::components::Guarded;
@@ -31,6 +31,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <MetaTags/>
             </head>
             <body class="bg-slate-50 text-slate-900 antialiased">
@@ -47,12 +48,15 @@ pub fn App() -> impl IntoView {
     view! {
         <Stylesheet id="leptos" href="/pkg/segment-export.css"/>
         <Title text="Segment Export"/>
+        // Pages render once their data is in (`SsrMode::Async`), so a
+        // signed-out visitor gets a real 302 to the sign-in page rather
+        // than a page that redirects itself.
         <Router>
             <Routes fallback=NotFound>
-                <Route path=path!("/") view=|| view! { <Guarded min=Role::Viewer page=home::page/> }/>
-                <Route path=path!("/login") view=LoginPage/>
-                <Route path=path!("/setup") view=SetupPage/>
-                <Route path=path!("/admin/users") view=|| view! { <Guarded min=Role::Admin page=users::page/> }/>
+                <Route path=path!("/") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=home::page/> }/>
+                <Route path=path!("/login") ssr=SsrMode::Async view=LoginPage/>
+                <Route path=path!("/setup") ssr=SsrMode::Async view=SetupPage/>
+                <Route path=path!("/admin/users") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=users::page/> }/>
             </Routes>
         </Router>
     }

@@ -1,5 +1,10 @@
 //! Server-side helpers for server functions: the shared state, the caller,
 //! and the one-line role check.
+//!
+//! Everything a server function needs from the Leptos context is taken in
+//! [`call`], synchronously, before its first `.await`: during server-side
+//! rendering, a resource's future may be polled outside the reactive owner
+//! that holds the context.
 
 use engine::users::{self, Role, User};
 use engine::Db;
@@ -18,48 +23,89 @@ pub struct AppState {
     pub db: Db,
 }
 
-pub fn state() -> AppState {
-    expect_context::<AppState>()
+/// One server function call: the state, the request's session and the
+/// response to set a status on.
+pub struct Call {
+    pub state: AppState,
+    session: Option<Session>,
+    response: Option<ResponseOptions>,
 }
 
-pub async fn session() -> Result<Session, AppError> {
-    leptos_axum::extract::<Session>().await.map_err(|e| {
-        tracing::error!(error = %e, "session layer missing");
-        AppError::Internal
-    })
-}
-
-/// The signed-in user, if any. A deactivated user counts as signed out.
-pub async fn current_user() -> Result<Option<User>, AppError> {
-    let session = session().await?;
-    let id: Option<i64> = session.get(USER_ID_KEY).await.map_err(|e| {
-        tracing::error!(error = %e, "session store failed");
-        AppError::Internal
-    })?;
-    let Some(id) = id else { return Ok(None) };
-    let user = users::get_user(&state().db, id).await?;
-    Ok(user.filter(|u| u.active))
-}
-
-/// The caller, if their role allows `min`; 401 or 403 otherwise.
-pub async fn require(min: Role) -> Result<User, AppError> {
-    let user = current_user().await?.ok_or(AppError::Unauthenticated)?;
-    if user.role.allows(min) {
-        Ok(user)
-    } else {
-        Err(AppError::Forbidden)
+/// Takes the call's context. Call it first thing, before any `.await`.
+pub fn call() -> Call {
+    let parts = use_context::<http::request::Parts>();
+    Call {
+        state: expect_context::<AppState>(),
+        session: parts.and_then(|p| p.extensions.get::<Session>().cloned()),
+        response: use_context::<ResponseOptions>(),
     }
 }
 
-/// Runs a server function body and answers errors with their HTTP status.
-pub async fn run<T>(body: impl std::future::Future<Output = Result<T, AppError>>) -> Result<T, AppError> {
-    let result = body.await;
-    if let Err(e) = &result {
-        if let Some(res) = use_context::<ResponseOptions>() {
+impl Call {
+    pub fn db(&self) -> &Db {
+        &self.state.db
+    }
+
+    pub fn session(&self) -> Result<&Session, AppError> {
+        self.session.as_ref().ok_or_else(|| {
+            tracing::error!("no session on the request: is the session layer installed?");
+            AppError::Internal
+        })
+    }
+
+    /// The signed-in user, if any. A deactivated user counts as signed out.
+    pub async fn current_user(&self) -> Result<Option<User>, AppError> {
+        let id: Option<i64> = self
+            .session()?
+            .get(USER_ID_KEY)
+            .await
+            .map_err(session_error)?;
+        let Some(id) = id else { return Ok(None) };
+        let user = users::get_user(self.db(), id).await?;
+        Ok(user.filter(|u| u.active))
+    }
+
+    /// The caller, if their role allows `min`; 401 or 403 otherwise.
+    pub async fn require(&self, min: Role) -> Result<User, AppError> {
+        let user = self
+            .current_user()
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        if user.role.allows(min) {
+            Ok(user)
+        } else {
+            Err(AppError::Forbidden)
+        }
+    }
+
+    /// Starts a signed-in session for `user_id` under a new session id, so
+    /// an id planted before sign-in is worthless after it.
+    pub async fn start_session(&self, user_id: i64) -> Result<(), AppError> {
+        let session = self.session()?;
+        session.cycle_id().await.map_err(session_error)?;
+        session
+            .insert(USER_ID_KEY, user_id)
+            .await
+            .map_err(session_error)?;
+        Ok(())
+    }
+
+    /// Runs a server function body and answers errors with their HTTP status.
+    pub async fn run<T>(
+        &self,
+        body: impl std::future::Future<Output = Result<T, AppError>>,
+    ) -> Result<T, AppError> {
+        let result = body.await;
+        if let (Err(e), Some(res)) = (&result, &self.response) {
             if let Ok(status) = http::StatusCode::from_u16(e.status()) {
                 res.set_status(status);
             }
         }
+        result
     }
-    result
+}
+
+fn session_error(e: tower_sessions::session::Error) -> AppError {
+    tracing::error!(error = %e, "session store failed");
+    AppError::Internal
 }

@@ -7,26 +7,30 @@ use crate::model::{Overview, UserView};
 
 #[server(endpoint = "list_users")]
 pub async fn list_users() -> Result<Vec<UserView>, AppError> {
-    use crate::ssr;
-    ssr::run(async move {
-        ssr::require(engine::users::Role::Admin).await?;
-        let users = engine::users::list_users(&ssr::state().db).await?;
+    let call = crate::ssr::call();
+    call.run(async {
+        call.require(engine::users::Role::Admin).await?;
+        let users = engine::users::list_users(call.db()).await?;
         Ok(users.into_iter().map(Into::into).collect())
     })
     .await
 }
 
 #[server(endpoint = "create_user")]
-pub async fn create_user(email: String, role: String, password: String) -> Result<UserView, AppError> {
-    use crate::ssr;
+pub async fn create_user(
+    email: String,
+    role: String,
+    password: String,
+) -> Result<UserView, AppError> {
     use engine::password::Password;
     use engine::users::{self, Email, Role};
-    ssr::run(async move {
-        let actor = ssr::require(Role::Admin).await?;
+    let call = crate::ssr::call();
+    call.run(async {
+        let actor = call.require(Role::Admin).await?;
         let email = Email::parse(&email)?;
         let role = Role::parse(&role)?;
         let password = Password::parse(&password)?;
-        let user = users::create_user(&ssr::state().db, Some(&actor), &email, role, &password).await?;
+        let user = users::create_user(call.db(), Some(&actor), &email, role, &password).await?;
         Ok(user.into())
     })
     .await
@@ -34,35 +38,39 @@ pub async fn create_user(email: String, role: String, password: String) -> Resul
 
 #[server(endpoint = "set_user_role")]
 pub async fn set_user_role(user_id: i64, role: String) -> Result<UserView, AppError> {
-    use crate::ssr;
     use engine::users::{self, Role};
-    ssr::run(async move {
-        let actor = ssr::require(Role::Admin).await?;
+    let call = crate::ssr::call();
+    call.run(async {
+        let actor = call.require(Role::Admin).await?;
         let role = Role::parse(&role)?;
-        Ok(users::set_role(&ssr::state().db, &actor, user_id, role).await?.into())
+        Ok(users::set_role(call.db(), &actor, user_id, role)
+            .await?
+            .into())
     })
     .await
 }
 
 #[server(endpoint = "set_user_active")]
 pub async fn set_user_active(user_id: i64, active: bool) -> Result<UserView, AppError> {
-    use crate::ssr;
     use engine::users::{self, Role};
-    ssr::run(async move {
-        let actor = ssr::require(Role::Admin).await?;
-        Ok(users::set_active(&ssr::state().db, &actor, user_id, active).await?.into())
+    let call = crate::ssr::call();
+    call.run(async {
+        let actor = call.require(Role::Admin).await?;
+        Ok(users::set_active(call.db(), &actor, user_id, active)
+            .await?
+            .into())
     })
     .await
 }
 
 /// Facts for the overview page; any signed-in user.
-#[server(endpoint = "overview")]
+#[server(endpoint = "get_overview")]
 pub async fn get_overview() -> Result<Overview, AppError> {
-    use crate::ssr;
     use engine::users::Role;
-    ssr::run(async move {
-        ssr::require(Role::Viewer).await?;
-        let db = &ssr::state().db;
+    let call = crate::ssr::call();
+    call.run(async {
+        call.require(Role::Viewer).await?;
+        let db = call.db();
         let users = engine::users::list_users(db).await?;
         let count = |r: Role| users.iter().filter(|u| u.active && u.role == r).count() as i64;
         Ok(Overview {

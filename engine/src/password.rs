@@ -2,7 +2,9 @@
 
 use std::sync::OnceLock;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 
 use crate::error::{Error, Result};
@@ -26,13 +28,19 @@ impl Password {
         if n < Self::MIN_CHARS {
             return Err(Error::invalid(
                 "password",
-                format!("The password must be at least {} characters long.", Self::MIN_CHARS),
+                format!(
+                    "The password must be at least {} characters long.",
+                    Self::MIN_CHARS
+                ),
             ));
         }
         if n > Self::MAX_CHARS {
             return Err(Error::invalid(
                 "password",
-                format!("The password must be at most {} characters long.", Self::MAX_CHARS),
+                format!(
+                    "The password must be at most {} characters long.",
+                    Self::MAX_CHARS
+                ),
             ));
         }
         Ok(Password(raw.to_owned()))

@@ -29,7 +29,9 @@ impl TestDb {
         match postgres_url() {
             Some(admin_url) => {
                 let name = format!("se_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Db::connect(&admin_url).await.expect("connect to TEST_POSTGRES_URL");
+                let admin = Db::connect(&admin_url)
+                    .await
+                    .expect("connect to TEST_POSTGRES_URL");
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(admin.pool())
                     .await
@@ -71,7 +73,10 @@ impl Drop for TestDb {
         // Drop runs outside async: drop the database from a thread with its
         // own runtime. FORCE ends the pool's connections that may remain.
         let handle = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {

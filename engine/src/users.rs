@@ -162,15 +162,24 @@ pub async fn create_first_admin(db: &Db, email: &Email, password: &Password) -> 
     let mut tx = conn.begin().await?;
     // The single-row `setup` table is the lock: a second concurrent setup
     // fails on its primary key and rolls back its user.
-    let claimed = sqlx::query("INSERT INTO setup (id, completed_at) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+    let claimed = sqlx::query(
+        "INSERT INTO setup (id, completed_at) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
     if claimed.rows_affected() != 1 {
         return Err(Error::AlreadySetUp);
     }
     let user = insert_user(&mut tx, email, Role::Admin, &hash, None).await?;
-    audit::record(&mut tx, Some(&user), "user.create_first_admin", &user.email, "role admin").await?;
+    audit::record(
+        &mut tx,
+        Some(&user),
+        "user.create_first_admin",
+        &user.email,
+        "role admin",
+    )
+    .await?;
     tx.commit().await?;
     Ok(user)
 }
@@ -188,7 +197,14 @@ pub async fn create_user(
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
     let user = insert_user(&mut tx, email, role, &hash, actor.map(|a| a.id)).await?;
-    audit::record(&mut tx, actor, "user.create", &user.email, &format!("role {role}")).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        "user.create",
+        &user.email,
+        &format!("role {role}"),
+    )
+    .await?;
     tx.commit().await?;
     Ok(user)
 }
@@ -215,7 +231,9 @@ pub async fn get_user(db: &Db, id: i64) -> Result<Option<User>> {
 pub async fn set_role(db: &Db, actor: &User, user_id: i64, role: Role) -> Result<User> {
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
-    let target = get_user_in(&mut tx, user_id).await?.ok_or(Error::NotFound("The user"))?;
+    let target = get_user_in(&mut tx, user_id)
+        .await?
+        .ok_or(Error::NotFound("The user"))?;
     if target.role == Role::Admin && role != Role::Admin && target.active {
         ensure_another_admin(&mut tx, user_id, "change the role of").await?;
     }
@@ -232,7 +250,9 @@ pub async fn set_role(db: &Db, actor: &User, user_id: i64, role: Role) -> Result
         &format!("{} -> {role}", target.role),
     )
     .await?;
-    let updated = get_user_in(&mut tx, user_id).await?.ok_or(Error::NotFound("The user"))?;
+    let updated = get_user_in(&mut tx, user_id)
+        .await?
+        .ok_or(Error::NotFound("The user"))?;
     tx.commit().await?;
     Ok(updated)
 }
@@ -243,7 +263,9 @@ pub async fn set_role(db: &Db, actor: &User, user_id: i64, role: Role) -> Result
 pub async fn set_active(db: &Db, actor: &User, user_id: i64, active: bool) -> Result<User> {
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
-    let target = get_user_in(&mut tx, user_id).await?.ok_or(Error::NotFound("The user"))?;
+    let target = get_user_in(&mut tx, user_id)
+        .await?
+        .ok_or(Error::NotFound("The user"))?;
     if !active && target.role == Role::Admin && target.active {
         ensure_another_admin(&mut tx, user_id, "deactivate").await?;
     }
@@ -252,9 +274,15 @@ pub async fn set_active(db: &Db, actor: &User, user_id: i64, active: bool) -> Re
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    let action = if active { "user.reactivate" } else { "user.deactivate" };
+    let action = if active {
+        "user.reactivate"
+    } else {
+        "user.deactivate"
+    };
     audit::record(&mut tx, Some(actor), action, &target.email, "").await?;
-    let updated = get_user_in(&mut tx, user_id).await?.ok_or(Error::NotFound("The user"))?;
+    let updated = get_user_in(&mut tx, user_id)
+        .await?
+        .ok_or(Error::NotFound("The user"))?;
     tx.commit().await?;
     Ok(updated)
 }
@@ -267,7 +295,11 @@ async fn get_user_in(conn: &mut sqlx::AnyConnection, id: i64) -> Result<Option<U
     row.as_ref().map(user_from_row).transpose()
 }
 
-async fn ensure_another_admin(conn: &mut sqlx::AnyConnection, except: i64, verb: &str) -> Result<()> {
+async fn ensure_another_admin(
+    conn: &mut sqlx::AnyConnection,
+    except: i64,
+    verb: &str,
+) -> Result<()> {
     let others: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM users WHERE role = 'admin' AND active = TRUE AND id <> $1",
     )
@@ -288,25 +320,29 @@ async fn ensure_another_admin(conn: &mut sqlx::AnyConnection, except: i64, verb:
 pub async fn authenticate(db: &Db, email: &str, password: &Password) -> Result<User> {
     let key = email.trim().to_lowercase();
     let now = now_ms();
-    let locked_until: Option<i64> = sqlx::query_scalar(
-        "SELECT locked_until FROM sign_in_failures WHERE email = $1",
-    )
-    .bind(&key)
-    .fetch_optional(db.pool())
-    .await?
-    .flatten();
+    let locked_until: Option<i64> =
+        sqlx::query_scalar("SELECT locked_until FROM sign_in_failures WHERE email = $1")
+            .bind(&key)
+            .fetch_optional(db.pool())
+            .await?
+            .flatten();
     if let Some(until) = locked_until.filter(|&u| u > now) {
         return Err(Error::LockedOut {
             minutes: ((until - now) + 59_999) / 60_000,
         });
     }
 
-    let row = sqlx::query(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1"))
-        .bind(&key)
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1"
+    ))
+    .bind(&key)
+    .fetch_optional(db.pool())
+    .await?;
     let (user, hash) = match &row {
-        Some(r) => (Some(user_from_row(r)?), Some(col::<String>(r, "password_hash")?)),
+        Some(r) => (
+            Some(user_from_row(r)?),
+            Some(col::<String>(r, "password_hash")?),
+        ),
         None => (None, None),
     };
     if !password::verify(password, hash).await {
@@ -367,8 +403,20 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "ada@@example.com", "ada@example..com"] {
+        assert_eq!(
+            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "ada@@example.com",
+            "ada@example..com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

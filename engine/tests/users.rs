@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 //! Users and sign-in against a real database: SQLite by default, PostgreSQL
 //! when the run sets `TEST_DATABASE=postgres`.
 
@@ -11,9 +12,13 @@ fn pw(text: &str) -> Password {
 }
 
 async fn admin(t: &TestDb) -> users::User {
-    users::create_first_admin(&t.db, &Email::parse("root@example.com").unwrap(), &pw("first admin password"))
-        .await
-        .unwrap()
+    users::create_first_admin(
+        &t.db,
+        &Email::parse("root@example.com").unwrap(),
+        &pw("first admin password"),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -23,7 +28,12 @@ async fn first_admin_can_be_created_once_only() {
     let first = admin(&t).await;
     assert_eq!(first.role, Role::Admin);
     assert!(!users::needs_setup(&t.db).await.unwrap());
-    let again = users::create_first_admin(&t.db, &Email::parse("other@example.com").unwrap(), &pw("another password")).await;
+    let again = users::create_first_admin(
+        &t.db,
+        &Email::parse("other@example.com").unwrap(),
+        &pw("another password"),
+    )
+    .await;
     assert!(matches!(again, Err(Error::AlreadySetUp)));
     assert_eq!(users::list_users(&t.db).await.unwrap().len(), 1);
 }
@@ -31,7 +41,10 @@ async fn first_admin_can_be_created_once_only() {
 #[tokio::test]
 async fn concurrent_first_admins_make_exactly_one() {
     let t = TestDb::new().await;
-    let (ea, eb) = (Email::parse("a@example.com").unwrap(), Email::parse("b@example.com").unwrap());
+    let (ea, eb) = (
+        Email::parse("a@example.com").unwrap(),
+        Email::parse("b@example.com").unwrap(),
+    );
     let (pa, pb) = (pw("password number one"), pw("password number two"));
     let a = users::create_first_admin(&t.db, &ea, &pa);
     let b = users::create_first_admin(&t.db, &eb, &pb);
@@ -44,10 +57,16 @@ async fn concurrent_first_admins_make_exactly_one() {
 async fn sign_in_gives_one_message_for_unknown_email_and_wrong_password() {
     let t = TestDb::new().await;
     admin(&t).await;
-    let ok = users::authenticate(&t.db, " ROOT@example.com", &pw("first admin password")).await.unwrap();
+    let ok = users::authenticate(&t.db, " ROOT@example.com", &pw("first admin password"))
+        .await
+        .unwrap();
     assert!(ok.last_sign_in_at.is_some());
-    let wrong = users::authenticate(&t.db, "root@example.com", &pw("not the password")).await.unwrap_err();
-    let unknown = users::authenticate(&t.db, "nobody@example.com", &pw("not the password")).await.unwrap_err();
+    let wrong = users::authenticate(&t.db, "root@example.com", &pw("not the password"))
+        .await
+        .unwrap_err();
+    let unknown = users::authenticate(&t.db, "nobody@example.com", &pw("not the password"))
+        .await
+        .unwrap_err();
     assert!(matches!(wrong, Error::InvalidCredentials));
     assert_eq!(wrong.to_string(), unknown.to_string());
 }
@@ -57,11 +76,18 @@ async fn repeated_failures_lock_the_email_out_even_with_the_right_password() {
     let t = TestDb::new().await;
     admin(&t).await;
     for _ in 0..users::MAX_FAILURES {
-        let e = users::authenticate(&t.db, "root@example.com", &pw("wrong password!")).await.unwrap_err();
+        let e = users::authenticate(&t.db, "root@example.com", &pw("wrong password!"))
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::InvalidCredentials));
     }
-    let locked = users::authenticate(&t.db, "root@example.com", &pw("first admin password")).await.unwrap_err();
-    assert!(matches!(locked, Error::LockedOut { minutes: 15 }), "{locked:?}");
+    let locked = users::authenticate(&t.db, "root@example.com", &pw("first admin password"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(locked, Error::LockedOut { minutes: 15 }),
+        "{locked:?}"
+    );
 }
 
 #[tokio::test]
@@ -69,9 +95,27 @@ async fn duplicate_email_is_a_field_error() {
     let t = TestDb::new().await;
     let root = admin(&t).await;
     let email = Email::parse("ann@example.com").unwrap();
-    users::create_user(&t.db, Some(&root), &email, Role::Contributor, &pw("ann's password")).await.unwrap();
-    let dup = users::create_user(&t.db, Some(&root), &Email::parse("ANN@example.com").unwrap(), Role::Viewer, &pw("ann's password")).await;
-    assert!(matches!(dup, Err(Error::Invalid { field: "email", .. })), "{dup:?}");
+    users::create_user(
+        &t.db,
+        Some(&root),
+        &email,
+        Role::Contributor,
+        &pw("ann's password"),
+    )
+    .await
+    .unwrap();
+    let dup = users::create_user(
+        &t.db,
+        Some(&root),
+        &Email::parse("ANN@example.com").unwrap(),
+        Role::Viewer,
+        &pw("ann's password"),
+    )
+    .await;
+    assert!(
+        matches!(dup, Err(Error::Invalid { field: "email", .. })),
+        "{dup:?}"
+    );
 }
 
 #[tokio::test]
@@ -83,11 +127,25 @@ async fn the_last_active_admin_cannot_be_demoted_or_deactivated() {
     let deactivate = users::set_active(&t.db, &root, root.id, false).await;
     assert!(matches!(deactivate, Err(Error::Conflict(_))));
 
-    let second = users::create_user(&t.db, Some(&root), &Email::parse("second@example.com").unwrap(), Role::Admin, &pw("second admin pw")).await.unwrap();
-    let demoted = users::set_role(&t.db, &root, second.id, Role::Contributor).await.unwrap();
+    let second = users::create_user(
+        &t.db,
+        Some(&root),
+        &Email::parse("second@example.com").unwrap(),
+        Role::Admin,
+        &pw("second admin pw"),
+    )
+    .await
+    .unwrap();
+    let demoted = users::set_role(&t.db, &root, second.id, Role::Contributor)
+        .await
+        .unwrap();
     assert_eq!(demoted.role, Role::Contributor);
-    users::set_role(&t.db, &root, second.id, Role::Admin).await.unwrap();
-    let off = users::set_active(&t.db, &root, root.id, false).await.unwrap();
+    users::set_role(&t.db, &root, second.id, Role::Admin)
+        .await
+        .unwrap();
+    let off = users::set_active(&t.db, &root, root.id, false)
+        .await
+        .unwrap();
     assert!(!off.active);
 }
 
@@ -95,13 +153,26 @@ async fn the_last_active_admin_cannot_be_demoted_or_deactivated() {
 async fn a_deactivated_user_cannot_sign_in_and_changes_are_audited() {
     let t = TestDb::new().await;
     let root = admin(&t).await;
-    let v = users::create_user(&t.db, Some(&root), &Email::parse("vic@example.com").unwrap(), Role::Viewer, &pw("vic's password")).await.unwrap();
+    let v = users::create_user(
+        &t.db,
+        Some(&root),
+        &Email::parse("vic@example.com").unwrap(),
+        Role::Viewer,
+        &pw("vic's password"),
+    )
+    .await
+    .unwrap();
     users::set_active(&t.db, &root, v.id, false).await.unwrap();
-    let e = users::authenticate(&t.db, "vic@example.com", &pw("vic's password")).await.unwrap_err();
+    let e = users::authenticate(&t.db, "vic@example.com", &pw("vic's password"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Deactivated));
     let log = audit::recent(&t.db, 10).await.unwrap();
     let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["user.deactivate", "user.create", "user.create_first_admin"]);
+    assert_eq!(
+        actions,
+        ["user.deactivate", "user.create", "user.create_first_admin"]
+    );
     assert_eq!(log[0].actor_email.as_deref(), Some("root@example.com"));
     assert_eq!(log[0].target, "vic@example.com");
 }

@@ -10,7 +10,11 @@ use engine::users::{self, Email, Role};
 use crate::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "server", version, about = "Segment Export: export customer segments to Constant Contact lists.")]
+#[command(
+    name = "server",
+    version,
+    about = "Segment Export: export customer segments to Constant Contact lists."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub config: Config,
@@ -76,8 +80,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn read_password() -> anyhow::Result<String> {
     if std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password("Password: ").context("could not read the password")?;
-        let second = rpassword::prompt_password("Repeat the password: ").context("could not read the password")?;
+        let first =
+            rpassword::prompt_password("Password: ").context("could not read the password")?;
+        let second = rpassword::prompt_password("Repeat the password: ")
+            .context("could not read the password")?;
         if first != second {
             bail!("The passwords do not match.");
         }

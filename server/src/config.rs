@@ -10,7 +10,11 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Database: `sqlite://PATH` (created if missing) or `postgres://…`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/segment-export.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/segment-export.db"
+    )]
     pub database_url: String,
 
     /// Directory for local state: the SQLite database by default and the
@@ -40,7 +44,11 @@ pub struct Config {
     pub secure_cookies: bool,
 
     /// Log filter, e.g. `info` or `server=debug,sqlx=warn`.
-    #[arg(long, env = "RUST_LOG", default_value = "info,sqlx=warn,tower_sessions_core=warn")]
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        default_value = "info,sqlx=warn,tower_sessions_core=warn"
+    )]
     pub log: String,
 }
 

@@ -31,15 +31,16 @@ pub const OUTPUT_NAME: &str = "segment-export";
 
 /// Opens and migrates the database. A failed migration stops the start.
 pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
-    let db = Db::connect(&config.database_url)
-        .await
-        .with_context(|| format!("could not open the database ({})", redact_url(&config.database_url)))?;
-    db.migrate()
-        .await
-        .map_err(|e| match e {
-            engine::Error::Migrate(m) => anyhow::anyhow!("database migration failed: {m}"),
-            other => anyhow::anyhow!("database migration failed: {other:?}"),
-        })?;
+    let db = Db::connect(&config.database_url).await.with_context(|| {
+        format!(
+            "could not open the database ({})",
+            redact_url(&config.database_url)
+        )
+    })?;
+    db.migrate().await.map_err(|e| match e {
+        engine::Error::Migrate(m) => anyhow::anyhow!("database migration failed: {m}"),
+        other => anyhow::anyhow!("database migration failed: {other:?}"),
+    })?;
     Ok(db)
 }
 
@@ -48,7 +49,9 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
 pub fn secret_key(config: &Config) -> anyhow::Result<SecretKey> {
     match &config.secret_key {
         Some(text) => Ok(SecretKey::from_base64(text)?),
-        None => Ok(SecretKey::load_or_create(&config.data_dir.join("secret.key"))?),
+        None => Ok(SecretKey::load_or_create(
+            &config.data_dir.join("secret.key"),
+        )?),
     }
 }
 
@@ -94,15 +97,17 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
         .with_state(options)
         .layer(sessions)
         .layer(middleware::from_fn(same_origin_writes))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
-            let path = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_else(|| req.uri().path().to_owned());
-            // Never the query string or headers: they may carry secrets.
-            tracing::info_span!("request", method = %req.method(), path)
-        }));
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
+                let path = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(|| req.uri().path().to_owned());
+                // Never the query string or headers: they may carry secrets.
+                tracing::info_span!("request", method = %req.method(), path)
+            }),
+        );
     Ok(router)
 }
 
@@ -123,8 +128,14 @@ async fn health(State(db): State<Db>) -> Response {
 async fn same_origin_writes(req: Request, next: Next) -> Response {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe {
-        let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
-        let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
         if let Some(origin) = origin {
             let origin_host = origin.split("://").nth(1).unwrap_or("");
             if Some(origin_host) != host {
@@ -157,7 +168,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

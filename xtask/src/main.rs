@@ -1,1 +1,305 @@
-fn main(){}
+//! `cargo xtask run|build|test`: the README's commands.
+//!
+//! xtask does what cargo-leptos does for a build, without the 15–20
+//! minutes of installing it (see ../shared/TOOLCHAIN.md): the wasm bundle
+//! (cargo, then wasm-bindgen through `wasm-bindgen-cli-support` at the
+//! workspace's pinned version, then `wasm-opt` from npm's binaryen), the
+//! CSS (Tailwind v4 CLI from npm), then the server. `cargo leptos watch`
+//! keeps working from the `[[workspace.metadata.leptos]]` block.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+
+const OUTPUT_NAME: &str = "segment-export";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  run           build everything (release) and serve http://127.0.0.1:3000
+  build         build the site and the server (add --release for release)
+  test          fmt, clippy, Rust tests on SQLite (and PostgreSQL when
+                TEST_POSTGRES_URL is set), then Playwright in Chromium
+  setup         install what the build needs (wasm target, npm packages)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(),
+        Some("build") => build(args.iter().any(|a| a == "--release")).map(|_| ()),
+        Some("test") => test(),
+        Some("setup") => setup(),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask's parent directory).
+fn root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root().join(p) })
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn site_root() -> PathBuf {
+    target_dir().join("site")
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo")));
+    c.current_dir(root());
+    c
+}
+
+fn npm_bin(name: &str) -> PathBuf {
+    root().join("node_modules").join(".bin").join(name)
+}
+
+/// Runs a command, failing with its description if it fails.
+fn step(what: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("\n==> {what}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start: {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn setup() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is needed to add the wasm32 target")?;
+    if !String::from_utf8_lossy(&installed.stdout).contains(WASM_TARGET) {
+        step(
+            "adding the wasm32 target",
+            Command::new("rustup").args(["target", "add", WASM_TARGET]),
+        )?;
+    }
+    let needed = ["tailwindcss", "wasm-opt", "playwright"];
+    if needed.iter().any(|b| !npm_bin(b).exists()) {
+        step(
+            "installing npm packages (Tailwind, binaryen, Playwright)",
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(root()),
+        )?;
+    }
+    Ok(())
+}
+
+/// Builds the wasm bundle and CSS into `target/site/pkg`, then the server.
+/// Returns the server binary.
+fn build(release: bool) -> Result<PathBuf> {
+    setup()?;
+    build_site()?;
+    build_server(release)
+}
+
+fn build_site() -> Result<()> {
+    let pkg = site_root().join("pkg");
+    std::fs::create_dir_all(&pkg)?;
+
+    // The bundle is always built with the size-optimised profile: it is
+    // what users download, and what the end-to-end tests exercise.
+    step(
+        "building the wasm bundle",
+        cargo().args([
+            "build",
+            "--package",
+            "frontend",
+            "--lib",
+            "--target",
+            WASM_TARGET,
+            "--profile",
+            "wasm-release",
+        ]),
+    )?;
+    let wasm = target_dir()
+        .join(WASM_TARGET)
+        .join("wasm-release")
+        .join("frontend.wasm");
+
+    eprintln!("\n==> wasm-bindgen");
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&wasm)
+        .out_name(OUTPUT_NAME)
+        .web(true)?
+        .typescript(false)
+        .generate(&pkg)
+        .context("wasm-bindgen failed")?;
+    // cargo-leptos names the module `<name>.wasm`; leptos loads that name.
+    let bg = pkg.join(format!("{OUTPUT_NAME}_bg.wasm"));
+    let final_wasm = pkg.join(format!("{OUTPUT_NAME}.wasm"));
+    std::fs::rename(&bg, &final_wasm)?;
+
+    step(
+        "wasm-opt -Oz",
+        Command::new(npm_bin("wasm-opt"))
+            .arg("-Oz")
+            .arg("--enable-bulk-memory")
+            .arg("--enable-nontrapping-float-to-int")
+            .arg("--enable-sign-ext")
+            .arg("--enable-mutable-globals")
+            .arg("--enable-reference-types")
+            .arg(&final_wasm)
+            .arg("-o")
+            .arg(&final_wasm),
+    )?;
+
+    step(
+        "Tailwind CSS",
+        Command::new(npm_bin("tailwindcss"))
+            .current_dir(root())
+            .arg("--input")
+            .arg(root().join("style").join("tailwind.css"))
+            .arg("--output")
+            .arg(pkg.join(format!("{OUTPUT_NAME}.css")))
+            .arg("--minify"),
+    )?;
+
+    // Static assets (favicon) go to the site root, as cargo-leptos does.
+    let public = root().join("public");
+    if public.is_dir() {
+        for entry in std::fs::read_dir(&public)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::copy(entry.path(), site_root().join(entry.file_name()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn build_server(release: bool) -> Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--package", "server"]);
+    if release {
+        cmd.arg("--release");
+    }
+    step("building the server", &mut cmd)?;
+    let profile = if release { "release" } else { "debug" };
+    Ok(target_dir().join(profile).join("server"))
+}
+
+fn run() -> Result<()> {
+    let server = build(true)?;
+    eprintln!("\n==> serving on http://127.0.0.1:3000 (Ctrl-C stops)");
+    let status = Command::new(server)
+        .current_dir(root())
+        .env("LEPTOS_SITE_ROOT", site_root())
+        .status()?;
+    if !status.success() {
+        bail!("the server stopped with {status}");
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    setup()?;
+    step(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
+    step(
+        "clippy (server side)",
+        cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    step(
+        "clippy (browser side, wasm32)",
+        cargo().args([
+            "clippy",
+            "--package",
+            "frontend",
+            "--target",
+            WASM_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step("Rust tests on SQLite", cargo().args(["test"]))?;
+    match std::env::var("TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => step(
+            "database tests on PostgreSQL",
+            cargo()
+                .args(["test", "--package", "engine", "--package", "server"])
+                .env("TEST_DATABASE", "postgres"),
+        )?,
+        _ => eprintln!("\n==> TEST_POSTGRES_URL is not set: PostgreSQL tests skipped"),
+    }
+    let server = build(false)?;
+    end_to_end(&server)
+}
+
+/// Playwright in Chromium against a freshly built server with an empty
+/// database of its own.
+fn end_to_end(server: &Path) -> Result<()> {
+    let data = std::env::temp_dir().join(format!("segment-export-e2e-{}", std::process::id()));
+    if data.exists() {
+        std::fs::remove_dir_all(&data)?;
+    }
+    std::fs::create_dir_all(&data)?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let results = root().join("end2end").join("test-results");
+    let status = Command::new(npm_bin("playwright"))
+        .current_dir(root().join("end2end"))
+        .args(["test", "--config", "playwright.config.ts"])
+        .env("BASE_URL", format!("http://127.0.0.1:{port}"))
+        .env("SERVER_BIN", server)
+        .env("SERVER_PORT", port.to_string())
+        .env("SERVER_DATA_DIR", &data)
+        .env("LEPTOS_SITE_ROOT", site_root())
+        .status()
+        .context("could not start Playwright")?;
+    let _ = std::fs::remove_dir_all(&data);
+    print_e2e_summary(&results.join("results.json"));
+    if !status.success() {
+        bail!("end-to-end tests failed");
+    }
+    Ok(())
+}
+
+/// Prints a plain `N passed, N failed` line from Playwright's JSON report.
+fn print_e2e_summary(report: &Path) {
+    let stats = std::fs::read_to_string(report)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| v.get("stats").cloned());
+    let Some(stats) = stats else {
+        eprintln!("end-to-end: no report found at {}", report.display());
+        return;
+    };
+    let n = |k: &str| {
+        stats
+            .get(k)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let passed = n("expected") + n("flaky");
+    let failed = n("unexpected");
+    println!(
+        "end-to-end: {passed} passed, {failed} failed, {} skipped",
+        n("skipped")
+    );
+}

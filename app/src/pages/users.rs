@@ -17,13 +17,17 @@ fn UsersPage(me: UserView) -> impl IntoView {
     let set_role = ServerAction::<SetUserRole>::new();
     let set_active = ServerAction::<SetUserActive>::new();
     let users = Resource::new(
-        move || (create.version().get(), set_role.version().get(), set_active.version().get()),
+        move || {
+            (
+                create.version().get(),
+                set_role.version().get(),
+                set_active.version().get(),
+            )
+        },
         |_| list_users(),
     );
-    let row_error = move || {
-        form_error(set_role.value())()
-            .or_else(|| form_error(set_active.value())())
-    };
+    let row_error =
+        move || form_error(set_role.value())().or_else(|| form_error(set_active.value())());
     let me_id = me.id;
     view! {
         <Title text="Users · Segment Export"/>
@@ -110,10 +114,16 @@ fn UserTable(
 #[component]
 fn AddUser(create: ServerAction<CreateUser>) -> impl IntoView {
     let value = create.value();
-    let added = move || value.with(|v| match v {
-        Some(Ok(u)) => Some(format!("{} was added as {}.", u.email, u.role.label().to_lowercase())),
-        _ => None,
-    });
+    let added = move || {
+        value.with(|v| match v {
+            Some(Ok(u)) => Some(format!(
+                "{} was added as {}.",
+                u.email,
+                u.role.label().to_lowercase()
+            )),
+            _ => None,
+        })
+    };
     view! {
         <section class="mt-8 max-w-md rounded-lg bg-white p-5 shadow-sm">
             <h2 class="font-semibold">"Add user"</h2>

@@ -1,0 +1,57 @@
+import { expect, test } from "@playwright/test";
+import { admin, contributor, open, shot, signIn, signOut } from "./helpers";
+
+test("an administrator adds a contributor", async ({ page }) => {
+  await signIn(page, admin);
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Users" }).click();
+  await expect(page.getByRole("heading", { name: "Users" })).toBeVisible();
+
+  await page.getByLabel("Email").fill(contributor.email);
+  await page.getByLabel("Role", { exact: true }).selectOption({ label: "Contributor" });
+  await page.getByLabel("Initial password").fill(contributor.password);
+  await page.getByRole("button", { name: "Add user" }).click();
+
+  await expect(page.getByRole("status")).toHaveText(`${contributor.email} was added as contributor.`);
+  const row = page.getByRole("row").filter({ hasText: contributor.email });
+  await expect(row.getByRole("combobox", { name: `Role of ${contributor.email}` })).toHaveValue("contributor");
+  await expect(row.getByRole("cell", { name: "Active" })).toBeVisible();
+  await shot(page, "03-users");
+
+  // The same email cannot be added twice; the error sits by the field.
+  await page.getByLabel("Email").fill(contributor.email.toUpperCase());
+  await page.getByLabel("Initial password").fill(contributor.password);
+  await page.getByRole("button", { name: "Add user" }).click();
+  await expect(page.getByText("A user with this email already exists.")).toBeVisible();
+
+  // The last administrator cannot demote themselves.
+  const me = page.getByRole("row").filter({ hasText: admin.email });
+  await me.getByRole("combobox").selectOption("viewer");
+  await me.getByRole("button", { name: "Change role" }).click();
+  await expect(page.getByRole("alert")).toContainText("last active administrator");
+  await signOut(page);
+});
+
+test("a contributor sees no Admin pages and the server refuses them too", async ({ page }) => {
+  await signIn(page, contributor);
+  await expect(page.getByText("Contributor", { exact: true })).toBeVisible();
+  const nav = page.getByRole("navigation", { name: "Main" });
+  await expect(nav.getByRole("link", { name: "Overview" })).toBeVisible();
+  await expect(nav.getByText("Admin")).toHaveCount(0);
+  await expect(nav.getByRole("link", { name: "Users" })).toHaveCount(0);
+  await shot(page, "03-contributor-overview");
+
+  // Typing the address shows no user data.
+  await open(page, "/admin/users");
+  await expect(page.getByRole("heading", { name: "No access" })).toBeVisible();
+  await expect(page.getByText(admin.email)).toHaveCount(0);
+  await shot(page, "03-contributor-no-access");
+
+  // Calling the server functions directly, with the contributor's session.
+  const list = await page.request.post("/api/list_users");
+  expect(list.status()).toBe(403);
+  const create = await page.request.post("/api/create_user", {
+    form: { email: "mallory@example.com", role: "admin", password: "mallory password" },
+  });
+  expect(create.status()).toBe(403);
+  expect(await create.text()).toContain("You do not have permission");
+});

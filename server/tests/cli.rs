@@ -1,0 +1,128 @@
+//! The `server` binary's command line, run as a user would run it.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use engine::testing::TestDb;
+
+fn create_user(
+    db_url: &str,
+    data: &std::path::Path,
+    email: &str,
+    role: &str,
+    password: &str,
+) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["user", "create", "--email", email, "--role", role])
+        .env("DATABASE_URL", db_url)
+        .env("DATA_DIR", data)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn user_create_makes_the_first_admin_then_other_users() {
+    let t = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = create_user(
+        &t.url,
+        dir.path(),
+        "viewer@example.com",
+        "viewer",
+        "viewer password",
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("the first user must be created with --role admin"));
+
+    let out = create_user(
+        &t.url,
+        dir.path(),
+        "Root@Example.com",
+        "admin",
+        "root password 1",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Created root@example.com (admin)."
+    );
+    assert!(!engine::users::needs_setup(&t.db).await.unwrap());
+
+    let out = create_user(
+        &t.url,
+        dir.path(),
+        "viewer@example.com",
+        "viewer",
+        "viewer password",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = create_user(&t.url, dir.path(), "short@example.com", "viewer", "short");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 10 characters"));
+
+    let users = engine::users::list_users(&t.db).await.unwrap();
+    assert_eq!(users.len(), 2);
+    engine::users::authenticate(
+        &t.db,
+        "root@example.com",
+        &engine::password::Password::unchecked("root password 1"),
+    )
+    .await
+    .unwrap();
+}
+
+#[test]
+fn help_lists_every_environment_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "DATABASE_URL",
+        "DATA_DIR",
+        "LEPTOS_SITE_ADDR",
+        "LEPTOS_SITE_ROOT",
+        "SECRET_KEY",
+        "SESSION_INACTIVITY_MINUTES",
+        "SECURE_COOKIES",
+        "RUST_LOG",
+    ] {
+        assert!(help.contains(var), "--help does not mention {var}:\n{help}");
+    }
+}
+
+#[test]
+fn a_broken_database_url_stops_the_start_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_server"))
+        .arg("migrate")
+        .env("DATABASE_URL", "mysql://nope")
+        .env("DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("DATABASE_URL must start with sqlite: or postgres:"));
+}

@@ -1,0 +1,486 @@
+//! The real server, started on port 0 with its own database, driven over
+//! HTTP with a cookie-keeping client. Runs on SQLite, and on PostgreSQL
+//! when `TEST_DATABASE=postgres`.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::net::SocketAddr;
+
+use engine::testing::TestDb;
+use reqwest::{Client, StatusCode};
+use server::Config;
+
+struct TestApp {
+    addr: SocketAddr,
+    db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    async fn spawn() -> Self {
+        let db = TestDb::new().await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::for_tests(&db.url, dir.path().to_path_buf());
+        let app = server::router(&config, db.db.clone()).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        TestApp {
+            addr,
+            db,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Loads a page as a browser does (a redirect is a 302 only for
+    /// requests that accept HTML).
+    async fn page(&self, client: &Client, path: &str) -> reqwest::Response {
+        client
+            .get(self.url(path))
+            .header(reqwest::header::ACCEPT, "text/html")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A fresh browser-like client with its own cookie jar.
+    fn client(&self) -> Client {
+        Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    async fn call(
+        &self,
+        client: &Client,
+        function: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        let res = client
+            .post(self.url(&format!("/api/{function}")))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.text().await.unwrap())
+    }
+
+    async fn setup_admin(&self) -> Client {
+        let c = self.client();
+        let (status, body) = self
+            .call(
+                &c,
+                "create_first_admin",
+                &[
+                    ("email", "admin@example.com"),
+                    ("password", ADMIN_PW),
+                    ("confirm_password", ADMIN_PW),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        c
+    }
+
+    /// Creates a user (as `admin`) and returns a client signed in as them.
+    async fn user(&self, admin: &Client, email: &str, role: &str) -> Client {
+        let (status, body) = self
+            .call(
+                admin,
+                "create_user",
+                &[("email", email), ("role", role), ("password", USER_PW)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let c = self.client();
+        let (status, body) = self
+            .call(&c, "sign_in", &[("email", email), ("password", USER_PW)])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        c
+    }
+
+    async fn user_id(&self, email: &str) -> i64 {
+        engine::users::list_users(&self.db.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|u| u.email == email)
+            .unwrap()
+            .id
+    }
+}
+
+const ADMIN_PW: &str = "admin password 1";
+const USER_PW: &str = "user password 1";
+
+fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("segment_export_session="))
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn signed_out_visitors_are_sent_to_sign_in_and_non_admins_get_no_admin_page() {
+    let app = TestApp::spawn().await;
+    let admin = app.setup_admin().await;
+    let res = app.page(&app.client(), "/admin/users").await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(res.headers()["location"], "/login");
+
+    let viewer = app.user(&admin, "viewer@example.com", "viewer").await;
+    let page = app
+        .page(&viewer, "/admin/users")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("No access"), "{page}");
+    assert!(!page.contains("admin@example.com"));
+
+    let page = app.page(&admin, "/admin/users").await.text().await.unwrap();
+    assert!(page.contains("viewer@example.com"));
+}
+
+#[tokio::test]
+async fn health_answers_when_the_database_does() {
+    let app = TestApp::spawn().await;
+    let res = app.client().get(app.url("/health")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn pages_redirect_to_setup_until_the_first_admin_exists_and_never_after() {
+    let app = TestApp::spawn().await;
+    let c = app.client();
+    let res = app.page(&c, "/").await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(res.headers()["location"], "/setup");
+
+    let page = app.page(&c, "/setup").await.text().await.unwrap();
+    assert!(page.contains("Create the first administrator"));
+
+    app.setup_admin().await;
+    let anon = app.client();
+    let res = app.page(&anon, "/setup").await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(res.headers()["location"], "/login");
+    let (status, body) = app
+        .call(
+            &anon,
+            "create_first_admin",
+            &[
+                ("email", "x@example.com"),
+                ("password", "another password"),
+                ("confirm_password", "another password"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body.contains("already been created"), "{body}");
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_signed_http_only_lax_and_cycled_on_sign_in() {
+    let app = TestApp::spawn().await;
+    app.setup_admin().await;
+    let c = app.client();
+    let sign_in = |c: Client| {
+        let url = app.url("/api/sign_in");
+        async move {
+            c.post(url)
+                .form(&[("email", "admin@example.com"), ("password", ADMIN_PW)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = sign_in(c.clone()).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let first_cookie = session_cookie(&first).unwrap();
+    assert!(first_cookie.contains("HttpOnly"), "{first_cookie}");
+    assert!(first_cookie.contains("SameSite=Lax"), "{first_cookie}");
+    let second_cookie = session_cookie(&sign_in(c.clone()).await).unwrap();
+    let value = |cookie: &str| cookie.split(';').next().unwrap().to_owned();
+    assert_ne!(
+        value(&first_cookie),
+        value(&second_cookie),
+        "the session id must change at sign-in"
+    );
+
+    // The replaced session no longer signs anyone in.
+    let stale = app.client();
+    let res = stale
+        .post(app.url("/api/get_session"))
+        .header(reqwest::header::COOKIE, value(&first_cookie))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.text().await.unwrap().contains("\"user\":null"));
+
+    // A tampered cookie is ignored.
+    let mut forged = value(&second_cookie);
+    forged.push('x');
+    let res = stale
+        .post(app.url("/api/list_users"))
+        .header(reqwest::header::COOKIE, forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // Signing out ends the session on the server.
+    let (status, _) = app.call(&c, "sign_out", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.call(&c, "list_users", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let res = stale
+        .post(app.url("/api/list_users"))
+        .header(reqwest::header::COOKIE, value(&second_cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_read_the_same_and_repeated_failures_lock_out() {
+    let app = TestApp::spawn().await;
+    app.setup_admin().await;
+    let c = app.client();
+    let (s1, wrong) = app
+        .call(
+            &c,
+            "sign_in",
+            &[
+                ("email", "admin@example.com"),
+                ("password", "nope nope nope"),
+            ],
+        )
+        .await;
+    let (s2, unknown) = app
+        .call(
+            &c,
+            "sign_in",
+            &[
+                ("email", "ghost@example.com"),
+                ("password", "nope nope nope"),
+            ],
+        )
+        .await;
+    assert_eq!((s1, s2), (StatusCode::CONFLICT, StatusCode::CONFLICT));
+    assert_eq!(wrong, unknown);
+    assert!(wrong.contains("The email or password is not correct."));
+    for _ in 1..engine::users::MAX_FAILURES {
+        app.call(
+            &c,
+            "sign_in",
+            &[
+                ("email", "admin@example.com"),
+                ("password", "nope nope nope"),
+            ],
+        )
+        .await;
+    }
+    let (_, locked) = app
+        .call(
+            &c,
+            "sign_in",
+            &[("email", "admin@example.com"), ("password", ADMIN_PW)],
+        )
+        .await;
+    assert!(
+        locked.contains("Too many failed sign-in attempts"),
+        "{locked}"
+    );
+}
+
+#[tokio::test]
+async fn every_server_function_checks_the_callers_role() {
+    let app = TestApp::spawn().await;
+    let admin = app.setup_admin().await;
+    let viewer = app.user(&admin, "viewer@example.com", "viewer").await;
+    let contributor = app
+        .user(&admin, "contributor@example.com", "contributor")
+        .await;
+    let anonymous = app.client();
+    let target = app.user_id("viewer@example.com").await.to_string();
+
+    // (function, form, lowest role allowed: 0 anyone, 1 viewer, 2 contributor, 3 admin)
+    let functions: Vec<(&str, Vec<(&str, String)>, u8)> = vec![
+        ("get_session", vec![], 0),
+        ("get_overview", vec![], 1),
+        ("list_users", vec![], 3),
+        (
+            "create_user",
+            vec![("role", "viewer".into()), ("password", USER_PW.into())],
+            3,
+        ),
+        (
+            "set_user_role",
+            vec![("user_id", target.clone()), ("role", "viewer".into())],
+            3,
+        ),
+        (
+            "set_user_active",
+            vec![("user_id", target.clone()), ("active", "true".into())],
+            3,
+        ),
+    ];
+    let callers = [
+        (&anonymous, 0u8, "anonymous"),
+        (&viewer, 1, "viewer"),
+        (&contributor, 2, "contributor"),
+        (&admin, 3, "admin"),
+    ];
+    for (n, (function, form, needed)) in functions.iter().enumerate() {
+        for (i, (client, level, who)) in callers.iter().enumerate() {
+            let mut form: Vec<(&str, String)> = form.clone();
+            if *function == "create_user" {
+                form.push(("email", format!("new{n}{i}@example.com")));
+            }
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, body) = app.call(client, function, &form).await;
+            let expected = if level >= needed {
+                StatusCode::OK
+            } else if *level == 0 {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            assert_eq!(status, expected, "{function} as {who}: {body}");
+        }
+    }
+    // Nothing was created by the refused calls.
+    let emails: Vec<String> = engine::users::list_users(&app.db.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    assert_eq!(
+        emails.iter().filter(|e| e.starts_with("new")).count(),
+        1,
+        "{emails:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_deactivated_users_session_stops_working_at_once() {
+    let app = TestApp::spawn().await;
+    let admin = app.setup_admin().await;
+    let viewer = app.user(&admin, "viewer@example.com", "viewer").await;
+    assert_eq!(
+        app.call(&viewer, "get_overview", &[]).await.0,
+        StatusCode::OK
+    );
+    let id = app.user_id("viewer@example.com").await.to_string();
+    let (status, body) = app
+        .call(
+            &admin,
+            "set_user_active",
+            &[("user_id", &id), ("active", "false")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.call(&viewer, "get_overview", &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_role_change_applies_to_the_next_request() {
+    let app = TestApp::spawn().await;
+    let admin = app.setup_admin().await;
+    let carol = app.user(&admin, "carol@example.com", "contributor").await;
+    assert_eq!(
+        app.call(&carol, "list_users", &[]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let id = app.user_id("carol@example.com").await.to_string();
+    app.call(
+        &admin,
+        "set_user_role",
+        &[("user_id", &id), ("role", "admin")],
+    )
+    .await;
+    assert_eq!(app.call(&carol, "list_users", &[]).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn validation_errors_name_their_field() {
+    let app = TestApp::spawn().await;
+    let admin = app.setup_admin().await;
+    let (status, body) = app
+        .call(
+            &admin,
+            "create_user",
+            &[
+                ("email", "not-an-email"),
+                ("role", "viewer"),
+                ("password", USER_PW),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["Field"]["field"], "email", "{body}");
+    let (status, body) = app
+        .call(
+            &admin,
+            "create_user",
+            &[
+                ("email", "ok@example.com"),
+                ("role", "owner"),
+                ("password", USER_PW),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("\"role\""), "{body}");
+}
+
+#[tokio::test]
+async fn cross_origin_writes_are_refused() {
+    let app = TestApp::spawn().await;
+    let admin = app.setup_admin().await;
+    let res = admin
+        .post(app.url("/api/create_user"))
+        .header(reqwest::header::ORIGIN, "https://evil.example")
+        .form(&[
+            ("email", "evil@example.com"),
+            ("role", "admin"),
+            ("password", USER_PW),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let same = admin
+        .post(app.url("/api/list_users"))
+        .header(reqwest::header::ORIGIN, format!("http://{}", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_unknown_page_is_a_404_with_the_app_around_it() {
+    let app = TestApp::spawn().await;
+    app.setup_admin().await;
+    let res = app.page(&app.client(), "/no/such/page").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(res.text().await.unwrap().contains("Page not found"));
+}
