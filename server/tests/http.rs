@@ -317,7 +317,8 @@ async fn every_server_function_checks_the_callers_role() {
     let target = app.user_id("viewer@example.com").await.to_string();
 
     // (function, form, lowest role allowed: 0 anyone, 1 viewer, 2 contributor, 3 admin)
-    let functions: Vec<(&str, Vec<(&str, String)>, u8)> = vec![
+    type Form = Vec<(&'static str, String)>;
+    let functions: Vec<(&str, Form, u8)> = vec![
         ("get_session", vec![], 0),
         ("get_overview", vec![], 1),
         ("list_users", vec![], 3),

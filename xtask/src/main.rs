@@ -23,6 +23,7 @@ commands:
   build         build the site and the server (add --release for release)
   test          fmt, clippy, Rust tests on SQLite (and PostgreSQL when
                 TEST_POSTGRES_URL is set), then Playwright in Chromium
+  e2e           only the Playwright suite (builds first)
   setup         install what the build needs (wasm target, npm packages)";
 
 fn main() -> ExitCode {
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Some("run") => run(),
         Some("build") => build(args.iter().any(|a| a == "--release")).map(|_| ()),
         Some("test") => test(),
+        Some("e2e") => build(false).and_then(|server| end_to_end(&server)),
         Some("setup") => setup(),
         _ => {
             eprintln!("{USAGE}");
@@ -46,9 +48,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The workspace root (xtask's parent directory).
+/// The workspace root (xtask's parent directory). `cargo run` sets
+/// `CARGO_MANIFEST_DIR` at run time too, which stays right when a cached
+/// xtask binary serves another checkout.
 fn root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 

@@ -29,7 +29,7 @@ fn HomePage(user: UserView) -> impl IntoView {
                     <dt class="text-slate-500">"Email"</dt><dd>{user.email.clone()}</dd>
                     <dt class="text-slate-500">"Role"</dt><dd>{role.label()}</dd>
                     <dt class="text-slate-500">"Last sign-in"</dt>
-                    <dd>{user.last_sign_in.clone().unwrap_or_else(|| String::from("This is your first"))}</dd>
+                    <dd>{user.last_sign_in.clone().unwrap_or_else(|| String::from("This is your first session"))}</dd>
                 </dl>
                 <p class="mt-3 text-sm text-slate-600">{role.summary()}</p>
             </div>
@@ -43,7 +43,12 @@ fn HomePage(user: UserView) -> impl IntoView {
                                     <dt class="text-slate-500">"Database"</dt><dd>{f.database}</dd>
                                     <dt class="text-slate-500">"Version"</dt><dd>{f.version}</dd>
                                     <dt class="text-slate-500">"Active users"</dt>
-                                    <dd>{format!("{} administrators, {} contributors, {} viewers", f.admins, f.contributors, f.viewers)}</dd>
+                                    <dd>{format!(
+                                        "{}, {}, {}",
+                                        plural(f.admins, "administrator"),
+                                        plural(f.contributors, "contributor"),
+                                        plural(f.viewers, "viewer"),
+                                    )}</dd>
                                 </dl>
                             }.into_any(),
                             Err(e) => view! { <ErrorBanner error=e/> }.into_any(),
@@ -74,5 +79,13 @@ fn HomePage(user: UserView) -> impl IntoView {
                 </p>
             </Show>
         </section>
+    }
+}
+
+fn plural(n: i64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }

@@ -114,6 +114,15 @@ fn UserTable(
 #[component]
 fn AddUser(create: ServerAction<CreateUser>) -> impl IntoView {
     let value = create.value();
+    // Empty the form once the user exists, ready for the next one.
+    let form = NodeRef::<leptos::html::Form>::new();
+    Effect::new(move |_| {
+        if value.with(|v| matches!(v, Some(Ok(_)))) {
+            if let Some(form) = form.get() {
+                form.reset();
+            }
+        }
+    });
     let added = move || {
         value.with(|v| match v {
             Some(Ok(u)) => Some(format!(
@@ -127,7 +136,7 @@ fn AddUser(create: ServerAction<CreateUser>) -> impl IntoView {
     view! {
         <section class="mt-8 max-w-md rounded-lg bg-white p-5 shadow-sm">
             <h2 class="font-semibold">"Add user"</h2>
-            <ActionForm action=create attr:class="mt-4 space-y-4">
+            <ActionForm action=create node_ref=form attr:class="mt-4 space-y-4">
                 <Field label="Email" name="email" kind="email" autocomplete="off"
                     error=Signal::derive(field_error(value, "email"))/>
                 <div class="space-y-1">
