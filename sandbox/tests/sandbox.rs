@@ -1,0 +1,666 @@
+//! The sandbox over HTTP, as a client (or a browser) sees it.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use reqwest::{Client, StatusCode};
+use sandbox::{Config, Running};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const CLIENT: &str = "segment-export-demo";
+const SECRET: &str = "demo-client-secret";
+const REDIRECT: &str = "http://127.0.0.1:3000/oauth/constant-contact/callback";
+
+async fn start(config: Config) -> Running {
+    sandbox::spawn(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+fn http() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn query_of(location: &str) -> std::collections::HashMap<String, String> {
+    let q = location.split_once('?').map(|(_, q)| q).unwrap_or("");
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+}
+
+/// Signs in on the consent page and returns the redirect's parameters.
+async fn authorize(
+    sb: &Running,
+    scope: &str,
+    verifier: Option<&str>,
+    decision: &str,
+    password: &str,
+) -> (StatusCode, std::collections::HashMap<String, String>) {
+    let mut form = vec![
+        ("client_id", CLIENT.to_owned()),
+        ("redirect_uri", REDIRECT.to_owned()),
+        ("response_type", "code".to_owned()),
+        ("scope", scope.to_owned()),
+        ("state", "xyz".to_owned()),
+        ("username", "demo@example.com".to_owned()),
+        ("password", password.to_owned()),
+        ("decision", decision.to_owned()),
+    ];
+    if let Some(v) = verifier {
+        form.push((
+            "code_challenge",
+            URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes())),
+        ));
+        form.push(("code_challenge_method", "S256".to_owned()));
+    }
+    let res = http()
+        .post(format!("{}/oauth2/default/v1/authorize", sb.url()))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, query_of(&location))
+}
+
+async fn token(sb: &Running, params: &[(&str, &str)]) -> (StatusCode, Value) {
+    let res = http()
+        .post(format!("{}/oauth2/default/v1/token", sb.url()))
+        .basic_auth(CLIENT, Some(SECRET))
+        .query(params)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap())
+}
+
+async fn signed_in(sb: &Running) -> String {
+    let (_, q) = authorize(
+        sb,
+        "contact_data offline_access",
+        Some("verifier-0123456789-0123456789-0123456789-xyz"),
+        "allow",
+        "demo-password",
+    )
+    .await;
+    let (status, body) = token(
+        sb,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", REDIRECT),
+            (
+                "code_verifier",
+                "verifier-0123456789-0123456789-0123456789-xyz",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_consent_page_refuses_unknown_clients_and_redirect_uris_without_redirecting() {
+    let sb = start(Config::default()).await;
+    let page = |client: &str, uri: &str| {
+        http()
+            .get(format!("{}/oauth2/default/v1/authorize", sb.url()))
+            .query(&[
+                ("client_id", client),
+                ("redirect_uri", uri),
+                ("response_type", "code"),
+                ("scope", "contact_data"),
+                ("state", "s"),
+            ])
+            .send()
+    };
+    let ok = page(CLIENT, REDIRECT).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert!(ok
+        .text()
+        .await
+        .unwrap()
+        .contains("Sign in and allow access"));
+    let unknown = page("nobody", REDIRECT).await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert!(unknown.headers().get("location").is_none());
+    let evil = page(CLIENT, "https://evil.example/cb").await.unwrap();
+    assert_eq!(evil.status(), StatusCode::BAD_REQUEST);
+    assert!(evil.headers().get("location").is_none());
+}
+
+#[tokio::test]
+async fn denying_redirects_with_access_denied_and_a_wrong_password_stays_on_the_page() {
+    let sb = start(Config::default()).await;
+    let (status, q) = authorize(&sb, "contact_data", None, "deny", "demo-password").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["state"], "xyz");
+    let (status, q) = authorize(&sb, "contact_data", None, "allow", "wrong").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(q.is_empty());
+}
+
+#[tokio::test]
+async fn codes_need_the_pkce_verifier_and_work_once() {
+    let sb = start(Config::default()).await;
+    let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789";
+    let (_, q) = authorize(
+        &sb,
+        "contact_data offline_access",
+        Some(verifier),
+        "allow",
+        "demo-password",
+    )
+    .await;
+    let code = q["code"].clone();
+    let (status, body) = token(
+        &sb,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            (
+                "code_verifier",
+                "another-verifier-entirely-0123456789-0123456789",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    // A failed attempt does not burn a code that was never redeemed...
+    let (status, body) = token(
+        &sb,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "contact_data offline_access");
+    assert!(body["refresh_token"].is_string());
+    // ...but a redeemed one is gone.
+    let (status, body) = token(
+        &sb,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn no_refresh_token_without_offline_access_and_wrong_secret_is_invalid_client() {
+    let sb = start(Config::default()).await;
+    let (_, q) = authorize(&sb, "contact_data", None, "allow", "demo-password").await;
+    let res = http()
+        .post(format!("{}/oauth2/default/v1/token", sb.url()))
+        .basic_auth(CLIENT, Some("wrong"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", q["code"].as_str()),
+            ("redirect_uri", REDIRECT),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Parameters in a form body work as well as in the query string.
+    let res = http()
+        .post(format!("{}/oauth2/default/v1/token", sb.url()))
+        .basic_auth(CLIENT, Some(SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", q["code"].as_str()),
+            ("redirect_uri", REDIRECT),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_or_stay_as_configured() {
+    for rotate in [true, false] {
+        let sb = start(Config {
+            rotate_refresh_tokens: rotate,
+            ..Config::default()
+        })
+        .await;
+        let (_, q) = authorize(
+            &sb,
+            "contact_data offline_access",
+            None,
+            "allow",
+            "demo-password",
+        )
+        .await;
+        let (_, first) = token(
+            &sb,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &q["code"]),
+                ("redirect_uri", REDIRECT),
+            ],
+        )
+        .await;
+        let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
+        let (status, second) = token(
+            &sb,
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let rt2 = second["refresh_token"].as_str().unwrap().to_owned();
+        let (again, body) = token(
+            &sb,
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
+        )
+        .await;
+        if rotate {
+            assert_ne!(rt1, rt2);
+            assert_eq!(again, StatusCode::BAD_REQUEST);
+            assert_eq!(
+                body["error_description"],
+                "The refresh token is invalid or expired."
+            );
+        } else {
+            assert_eq!(rt1, rt2);
+            assert_eq!(again, StatusCode::OK);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_api_wants_a_valid_bearer_token() {
+    let sb = start(Config::default()).await;
+    let res = http()
+        .get(format!("{}/v3/contact_lists", sb.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({ "error_key": "unauthorized", "error_message": "Unauthorized" })
+    );
+    let at = signed_in(&sb).await;
+    let ok = http()
+        .get(format!("{}/v3/account/user/privileges", sb.url()))
+        .bearer_auth(&at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    http()
+        .post(format!("{}/_sandbox/tokens/revoke_all", sb.url()))
+        .send()
+        .await
+        .unwrap();
+    let revoked = http()
+        .get(format!("{}/v3/account/user/privileges", sb.url()))
+        .bearer_auth(&at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn more_than_four_requests_a_second_are_throttled_and_the_daily_quota_holds() {
+    let sb = start(Config {
+        daily_quota: 7,
+        ..Config::default()
+    })
+    .await;
+    let at = signed_in(&sb).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let res = http()
+            .get(format!("{}/v3/account/user/privileges", sb.url()))
+            .bearer_auth(&at)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(res.json::<Value>().await.unwrap()["error_key"], "throttled");
+        }
+    }
+    assert_eq!(&statuses[..4], &[200, 200, 200, 200]);
+    assert!(statuses[4..].iter().all(|&s| s == 429), "{statuses:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut last = None;
+    for _ in 0..4 {
+        last = Some(
+            http()
+                .get(format!("{}/v3/account/user/privileges", sb.url()))
+                .bearer_auth(&at)
+                .send()
+                .await
+                .unwrap(),
+        );
+    }
+    let res = last.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error_key"],
+        "quota_exceeded"
+    );
+}
+
+#[tokio::test]
+async fn lists_page_by_cursor_and_duplicate_names_conflict() {
+    let sb = start(Config {
+        rate_per_second: 0,
+        ..Config::default()
+    })
+    .await;
+    let at = signed_in(&sb).await;
+    for i in 0..5 {
+        let res = http()
+            .post(format!("{}/v3/contact_lists", sb.url()))
+            .bearer_auth(&at)
+            .json(&json!({ "name": format!("List {i}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let dup = http()
+        .post(format!("{}/v3/contact_lists", sb.url()))
+        .bearer_auth(&at)
+        .json(&json!({ "name": "list 0" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dup.status(), StatusCode::CONFLICT);
+    assert!(dup.json::<Value>().await.unwrap().is_array());
+
+    let mut names = Vec::new();
+    let mut next = Some(format!(
+        "{}/v3/contact_lists?limit=2&include_count=true",
+        sb.url()
+    ));
+    while let Some(url) = next {
+        let page: Value = http()
+            .get(&url)
+            .bearer_auth(&at)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        names.extend(
+            page["lists"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["name"].as_str().unwrap().to_owned()),
+        );
+        next = page["_links"]["next"]["href"]
+            .as_str()
+            .map(|h| format!("{}{h}", sb.url()));
+    }
+    assert_eq!(names, ["List 0", "List 1", "List 2", "List 3", "List 4"]);
+    let missing = http()
+        .get(format!(
+            "{}/v3/contact_lists/{}",
+            sb.url(),
+            uuid::Uuid::new_v4()
+        ))
+        .bearer_auth(&at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_import_runs_to_completion_and_keeps_unsubscribed_contacts_off_the_list() {
+    let sb = start(Config {
+        rate_per_second: 0,
+        processing_delay_ms: 20,
+        ..Config::default()
+    })
+    .await;
+    let at = signed_in(&sb).await;
+    let list: Value = http()
+        .post(format!("{}/v3/contact_lists", sb.url()))
+        .bearer_auth(&at)
+        .json(&json!({ "name": "Customers" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list_id = list["list_id"].as_str().unwrap().to_owned();
+    http()
+        .post(format!("{}/_sandbox/custom_fields", sb.url()))
+        .json(&json!({ "label": "Favorite Color" }))
+        .send()
+        .await
+        .unwrap();
+    http()
+        .post(format!("{}/_sandbox/contacts/unsubscribe", sb.url()))
+        .json(&json!({ "email": "gone@example.com" }))
+        .send()
+        .await
+        .unwrap();
+
+    let unknown_cf = http()
+        .post(format!("{}/v3/activities/contacts_json_import", sb.url()))
+        .bearer_auth(&at)
+        .json(&json!({ "import_data": [{ "email": "a@example.com", "cf:shoe_size": "9" }], "list_ids": [list_id] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown_cf.status(), StatusCode::BAD_REQUEST);
+
+    let res = http()
+        .post(format!("{}/v3/activities/contacts_json_import", sb.url()))
+        .bearer_auth(&at)
+        .json(&json!({
+            "import_data": [
+                { "email": "ann@example.com", "first_name": "Ann", "cf:Favorite_Color": "blue" },
+                { "email": "gone@example.com" },
+                { "email": "not-an-email" },
+            ],
+            "list_ids": [list_id],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let activity: Value = res.json().await.unwrap();
+    assert_eq!(activity["state"], "initialized");
+    let href = activity["_links"]["self"]["href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = loop {
+        let a: Value = http()
+            .get(format!("{}{href}", sb.url()))
+            .bearer_auth(&at)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if a["state"] == "completed" {
+            break a;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(done["percent_done"], 100);
+    assert_eq!(done["status"]["cannot_add_to_list_count"], 1);
+    assert_eq!(done["status"]["correctable_count"], 1);
+    let members: Value = http()
+        .get(format!("{}/_sandbox/lists/{list_id}/members", sb.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(members["emails"], json!(["ann@example.com"]));
+    let found: Value = http()
+        .get(format!("{}/v3/contacts", sb.url()))
+        .bearer_auth(&at)
+        .query(&[("email", "gone@example.com"), ("status", "all")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        found["contacts"][0]["email_address"]["permission_to_send"],
+        "unsubscribed"
+    );
+}
+
+#[tokio::test]
+async fn imports_over_the_limits_are_refused() {
+    let sb = start(Config {
+        rate_per_second: 0,
+        ..Config::default()
+    })
+    .await;
+    let at = signed_in(&sb).await;
+    let list: Value = http()
+        .post(format!("{}/v3/contact_lists", sb.url()))
+        .bearer_auth(&at)
+        .json(&json!({ "name": "Big" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let too_many: Vec<Value> = (0..40_001)
+        .map(|i| json!({ "email": format!("c{i}@example.com") }))
+        .collect();
+    let res = http()
+        .post(format!("{}/v3/activities/contacts_json_import", sb.url()))
+        .bearer_auth(&at)
+        .json(&json!({ "import_data": too_many, "list_ids": [list["list_id"]] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let long_name = http()
+        .post(format!("{}/v3/activities/contacts_json_import", sb.url()))
+        .bearer_auth(&at)
+        .json(&json!({ "import_data": [{ "email": "a@example.com", "first_name": "x".repeat(51) }], "list_ids": [list["list_id"]] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long_name.status(), StatusCode::BAD_REQUEST);
+    let no_list = http()
+        .post(format!("{}/v3/activities/contacts_json_import", sb.url()))
+        .bearer_auth(&at)
+        .json(&json!({ "import_data": [{ "email": "a@example.com" }], "list_ids": [uuid::Uuid::new_v4()] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_list.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn injected_faults_answer_as_configured() {
+    let sb = start(Config {
+        rate_per_second: 0,
+        ..Config::default()
+    })
+    .await;
+    let at = signed_in(&sb).await;
+    let faults = json!({ "p503": 1.0 });
+    http()
+        .put(format!("{}/_sandbox/faults", sb.url()))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    let res = http()
+        .get(format!("{}/v3/account/user/privileges", sb.url()))
+        .bearer_auth(&at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    http()
+        .put(format!("{}/_sandbox/faults", sb.url()))
+        .json(&json!({ "drop": 1.0 }))
+        .send()
+        .await
+        .unwrap();
+    let dropped = http()
+        .get(format!("{}/v3/account/user/privileges", sb.url()))
+        .bearer_auth(&at)
+        .send()
+        .await;
+    let broke = match dropped {
+        Err(_) => true,
+        Ok(r) => r.bytes().await.is_err(),
+    };
+    assert!(broke, "a dropped connection must fail on the client");
+    http()
+        .put(format!("{}/_sandbox/faults", sb.url()))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let ok = http()
+        .get(format!("{}/v3/account/user/privileges", sb.url()))
+        .bearer_auth(&at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let log: Value = http()
+        .get(format!("{}/_sandbox/requests", sb.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<u64> = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [503, 200, 200]);
+}
