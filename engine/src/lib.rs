@@ -3,6 +3,7 @@
 //! `server` from the CLI; it never imports either.
 
 pub mod audit;
+pub mod constant_contact;
 pub mod db;
 pub mod error;
 pub mod password;

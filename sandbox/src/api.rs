@@ -76,7 +76,12 @@ fn not_found(what: &str) -> Response {
 /// Faults, authentication, rate limits and logging for `/v3`.
 pub async fn gate(State(shared): State<Shared>, mut req: Request, next: Next) -> Response {
     let method = req.method().to_string();
-    let path = req.uri().path().to_owned();
+    // Nested under `/v3`, the URI here lacks the prefix; log the original.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.path().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
     let faults = shared.lock().faults;
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;

@@ -1,0 +1,504 @@
+//! The v3 API calls the product makes, with pacing (at most 4 requests a
+//! second per connection), a daily request count, retries with
+//! exponential backoff and jitter for retryable errors, and one token
+//! refresh on a 401.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::{header, Method};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::batch::Batch;
+use super::{CcError, Endpoints, OAuthClient, Tokens};
+
+/// Constant Contact allows 4 requests a second; spacing them a little
+/// wider keeps network jitter from bunching five into one second.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(260);
+/// Requests allowed per UTC day.
+pub const DAILY_QUOTA: u64 = 10_000;
+/// `remove_list_memberships` takes at most this many contact ids.
+pub const MAX_REMOVE_IDS: usize = 500;
+
+/// How retryable errors are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter for the given (1-based) attempt.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let cap = exp.min(self.max_delay);
+        let millis = cap.as_millis() as u64;
+        Duration::from_millis(rand::thread_rng().gen_range(millis / 2..=millis.max(1)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactList {
+    pub list_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub membership_count: Option<u64>,
+    #[serde(default)]
+    pub favorite: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomField {
+    pub custom_field_id: String,
+    pub label: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Privilege {
+    pub privilege_id: i64,
+    pub privilege_name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityStatus {
+    #[serde(default)]
+    pub items_total_count: u64,
+    #[serde(default)]
+    pub items_completed_count: u64,
+    #[serde(default)]
+    pub person_count: u64,
+    #[serde(default)]
+    pub error_count: u64,
+    #[serde(default)]
+    pub correctable_count: u64,
+    #[serde(default)]
+    pub cannot_add_to_list_count: u64,
+    #[serde(default)]
+    pub list_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    pub activity_id: String,
+    pub state: String,
+    #[serde(default)]
+    pub percent_done: u32,
+    /// Strings for imports; objects for some other activities.
+    #[serde(default)]
+    pub activity_errors: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub status: ActivityStatus,
+}
+
+impl Activity {
+    /// `completed`, `cancelled`, `failed` or `timed_out`.
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "completed" | "cancelled" | "failed" | "timed_out"
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailAddress {
+    pub address: String,
+    #[serde(default)]
+    pub permission_to_send: Option<String>,
+    #[serde(default)]
+    pub opt_out_source: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub contact_id: String,
+    pub email_address: EmailAddress,
+    #[serde(default)]
+    pub list_memberships: Vec<String>,
+}
+
+impl Contact {
+    pub fn is_unsubscribed(&self) -> bool {
+        self.email_address.permission_to_send.as_deref() == Some("unsubscribed")
+    }
+}
+
+#[derive(Deserialize)]
+struct Href {
+    href: String,
+}
+
+#[derive(Deserialize, Default)]
+struct Links {
+    next: Option<Href>,
+}
+
+#[derive(Deserialize)]
+struct ListsPage {
+    #[serde(default)]
+    lists: Vec<ContactList>,
+    #[serde(default, rename = "_links")]
+    links: Option<Links>,
+}
+
+#[derive(Deserialize)]
+struct FieldsPage {
+    #[serde(default)]
+    custom_fields: Vec<CustomField>,
+    #[serde(default, rename = "_links")]
+    links: Option<Links>,
+}
+
+#[derive(Deserialize)]
+struct ContactsPage {
+    #[serde(default)]
+    contacts: Vec<Contact>,
+}
+
+/// Called with the new tokens after every refresh, so the caller can
+/// store them (rotating refresh tokens are single-use).
+pub type OnRefresh = Arc<dyn Fn(&Tokens) + Send + Sync>;
+
+/// An API client for one connection (one token set).
+pub struct ApiClient {
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    oauth: Option<OAuthClient>,
+    tokens: Mutex<Tokens>,
+    on_refresh: Option<OnRefresh>,
+    retry: RetryPolicy,
+    next_slot: Mutex<Instant>,
+    interval: Duration,
+    day: AtomicI64,
+    requests_today: AtomicU64,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("api_base", &self.endpoints.api_base)
+            .finish_non_exhaustive()
+    }
+}
+
+fn utc_day() -> i64 {
+    crate::time::now_ms().div_euclid(86_400_000)
+}
+
+impl ApiClient {
+    /// A client using `tokens`; with `oauth`, a 401 triggers one refresh.
+    pub fn new(
+        endpoints: Endpoints,
+        tokens: Tokens,
+        oauth: Option<OAuthClient>,
+    ) -> Result<Self, CcError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| CcError::Network(e.to_string()))?;
+        Ok(ApiClient {
+            http,
+            endpoints,
+            oauth,
+            tokens: Mutex::new(tokens),
+            on_refresh: None,
+            retry: RetryPolicy::default(),
+            next_slot: Mutex::new(Instant::now()),
+            interval: MIN_INTERVAL,
+            day: AtomicI64::new(utc_day()),
+            requests_today: AtomicU64::new(0),
+        })
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn on_refresh(mut self, f: OnRefresh) -> Self {
+        self.on_refresh = Some(f);
+        self
+    }
+
+    /// Spacing between requests (default [`MIN_INTERVAL`]).
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// The tokens in use now (after any refresh).
+    pub async fn tokens(&self) -> Tokens {
+        self.tokens.lock().await.clone()
+    }
+
+    /// Requests sent today (UTC) by this client, to plan against the
+    /// daily quota.
+    pub fn requests_today(&self) -> u64 {
+        if self.day.load(Ordering::Relaxed) != utc_day() {
+            return 0;
+        }
+        self.requests_today.load(Ordering::Relaxed)
+    }
+
+    /// Requests left of the daily quota, as far as this client knows.
+    pub fn quota_left(&self) -> u64 {
+        DAILY_QUOTA.saturating_sub(self.requests_today())
+    }
+
+    async fn pace(&self) {
+        let at = {
+            let mut next = self.next_slot.lock().await;
+            let at = (*next).max(Instant::now());
+            *next = at + self.interval;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+        let today = utc_day();
+        if self.day.swap(today, Ordering::Relaxed) != today {
+            self.requests_today.store(0, Ordering::Relaxed);
+        }
+        self.requests_today.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refreshes the tokens (once per 401).
+    async fn refresh(&self) -> Result<(), CcError> {
+        let Some(oauth) = &self.oauth else {
+            return Err(CcError::Unauthorized);
+        };
+        let mut tokens = self.tokens.lock().await;
+        let Some(rt) = tokens.refresh_token.clone() else {
+            return Err(CcError::NeedsReauthentication);
+        };
+        let fresh = oauth.refresh(&rt).await?;
+        *tokens = fresh.clone();
+        drop(tokens);
+        if let Some(f) = &self.on_refresh {
+            f(&fresh);
+        }
+        Ok(())
+    }
+
+    /// Sends a request with pacing, retries and the 401 refresh; returns
+    /// the body of a success.
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Vec<u8>, CcError> {
+        let mut attempt = 0;
+        let mut refreshed = false;
+        loop {
+            attempt += 1;
+            self.pace().await;
+            let token = self.tokens.lock().await.access_token.clone();
+            let mut req = self
+                .http
+                .request(method.clone(), url)
+                .bearer_auth(token.expose())
+                .header(header::ACCEPT, "application/json");
+            if let Some(b) = body {
+                req = req
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(b.to_vec());
+            }
+            let err = match req.send().await {
+                Err(e) => CcError::Network(e.to_string()),
+                Ok(res) => {
+                    let status = res.status().as_u16();
+                    match res.bytes().await {
+                        Err(e) => CcError::Network(e.to_string()),
+                        Ok(bytes) if (200..300).contains(&status) => return Ok(bytes.to_vec()),
+                        Ok(bytes) => {
+                            CcError::from_response(status, &String::from_utf8_lossy(&bytes))
+                        }
+                    }
+                }
+            };
+            if err == CcError::Unauthorized && !refreshed {
+                refreshed = true;
+                attempt -= 1;
+                self.refresh().await?;
+                continue;
+            }
+            if err.is_retryable() && attempt < self.retry.max_attempts {
+                let delay = self.retry.delay(attempt);
+                tracing::debug!(attempt, ?delay, error = %err, "retrying Constant Contact request");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            return Err(err);
+        }
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, CcError> {
+        let body = self.send(Method::GET, url, None).await?;
+        serde_json::from_slice(&body).map_err(|e| CcError::Protocol(format!("{url}: {e}")))
+    }
+
+    async fn post_json<T: DeserializeOwned>(&self, url: &str, body: &[u8]) -> Result<T, CcError> {
+        let body = self.send(Method::POST, url, Some(body)).await?;
+        serde_json::from_slice(&body).map_err(|e| CcError::Protocol(format!("{url}: {e}")))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoints.api_base)
+    }
+
+    fn next_url(&self, links: Option<Links>) -> Option<String> {
+        links
+            .and_then(|l| l.next)
+            .map(|n| format!("{}{}", self.endpoints.api_origin(), n.href))
+    }
+
+    /// `GET /account/user/privileges`: works with any valid token, so it
+    /// is the connection probe.
+    pub async fn privileges(&self) -> Result<Vec<Privilege>, CcError> {
+        self.get_json(&self.url("/account/user/privileges")).await
+    }
+
+    /// Every contact list with its member count, following `_links.next`.
+    pub async fn lists(&self) -> Result<Vec<ContactList>, CcError> {
+        let mut out = Vec::new();
+        let mut next = Some(self.url("/contact_lists?limit=500&include_membership_count=all"));
+        while let Some(url) = next {
+            let page: ListsPage = self.get_json(&url).await?;
+            out.extend(page.lists);
+            next = self.next_url(page.links);
+        }
+        Ok(out)
+    }
+
+    /// One list; [`CcError::NotFound`] for an unknown id.
+    pub async fn list(&self, list_id: &str) -> Result<ContactList, CcError> {
+        if uuid::Uuid::parse_str(list_id).is_err() {
+            return Err(CcError::NotFound(format!("{list_id} is not a list id")));
+        }
+        self.get_json(&self.url(&format!(
+            "/contact_lists/{list_id}?include_membership_count=all"
+        )))
+        .await
+    }
+
+    /// Creates a list; [`CcError::Conflict`] when the name is taken.
+    pub async fn create_list(
+        &self,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<ContactList, CcError> {
+        let mut body = json!({ "name": name, "favorite": false });
+        if let Some(d) = description {
+            body["description"] = json!(d);
+        }
+        self.post_json(&self.url("/contact_lists"), body.to_string().as_bytes())
+            .await
+    }
+
+    /// The account's custom fields (all pages).
+    pub async fn custom_fields(&self) -> Result<Vec<CustomField>, CcError> {
+        let mut out = Vec::new();
+        let mut next = Some(self.url("/contact_custom_fields?limit=100"));
+        while let Some(url) = next {
+            let page: FieldsPage = self.get_json(&url).await?;
+            out.extend(page.custom_fields);
+            next = self.next_url(page.links);
+        }
+        Ok(out)
+    }
+
+    /// Submits one import batch.
+    pub async fn import(&self, batch: &Batch) -> Result<Activity, CcError> {
+        self.post_json(&self.url("/activities/contacts_json_import"), &batch.body)
+            .await
+    }
+
+    pub async fn activity(&self, activity_id: &str) -> Result<Activity, CcError> {
+        self.get_json(&self.url(&format!("/activities/{activity_id}")))
+            .await
+    }
+
+    /// Polls an activity every `every` until it finishes or `timeout` passes.
+    pub async fn wait_for(
+        &self,
+        activity_id: &str,
+        every: Duration,
+        timeout: Duration,
+    ) -> Result<Activity, CcError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let activity = self.activity(activity_id).await?;
+            if activity.is_finished() {
+                return Ok(activity);
+            }
+            if Instant::now() >= deadline {
+                return Err(CcError::Protocol(format!(
+                    "activity {activity_id} did not finish in {timeout:?} ({}% done)",
+                    activity.percent_done
+                )));
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Removes contacts (at most 500 ids) from lists (1 to 50).
+    pub async fn remove_list_memberships(
+        &self,
+        contact_ids: &[String],
+        list_ids: &[String],
+    ) -> Result<Activity, CcError> {
+        if contact_ids.is_empty() || contact_ids.len() > MAX_REMOVE_IDS {
+            return Err(CcError::Rejected(format!(
+                "between 1 and {MAX_REMOVE_IDS} contact ids per removal"
+            )));
+        }
+        if list_ids.is_empty() || list_ids.len() > 50 {
+            return Err(CcError::Rejected(String::from(
+                "between 1 and 50 lists per removal",
+            )));
+        }
+        let body = json!({ "source": { "contact_ids": contact_ids }, "list_ids": list_ids });
+        self.post_json(
+            &self.url("/activities/remove_list_memberships"),
+            body.to_string().as_bytes(),
+        )
+        .await
+    }
+
+    /// Looks a contact up by email, whatever its status (to read opt-outs).
+    pub async fn find_contact(&self, email: &str) -> Result<Option<Contact>, CcError> {
+        let mut url = reqwest::Url::parse(&self.url("/contacts"))
+            .map_err(|e| CcError::Protocol(e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("email", email)
+            .append_pair("status", "all")
+            .append_pair("include", "list_memberships");
+        let page: ContactsPage = self.get_json(url.as_str()).await?;
+        Ok(page.contacts.into_iter().next())
+    }
+}

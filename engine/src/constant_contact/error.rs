@@ -1,0 +1,153 @@
+//! Constant Contact errors, parsed from either body form and classified
+//! as retryable or fatal (reference §3).
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CcError {
+    /// 429 `throttled`: more than 4 requests a second. Retryable.
+    #[error("Constant Contact is throttling requests (too many per second).")]
+    Throttled,
+    /// 429 `quota_exceeded`: the daily quota is spent until midnight UTC.
+    #[error("The daily Constant Contact API quota is used up; it resets at midnight UTC.")]
+    QuotaExceeded,
+    /// 401 after a refresh was already tried.
+    #[error("Constant Contact did not accept the access token.")]
+    Unauthorized,
+    /// The refresh token is invalid, expired or revoked: only a new sign-in helps.
+    #[error("The connection to Constant Contact needs to be re-authenticated.")]
+    NeedsReauthentication,
+    #[error("Constant Contact refused access: {0}")]
+    Forbidden(String),
+    #[error("Not found in Constant Contact: {0}")]
+    NotFound(String),
+    #[error("Conflict in Constant Contact: {0}")]
+    Conflict(String),
+    /// 400/415 and other refusals of the request itself.
+    #[error("Constant Contact rejected the request: {0}")]
+    Rejected(String),
+    /// 5xx. Retryable.
+    #[error("Constant Contact had a server error ({status}): {message}")]
+    Server { status: u16, message: String },
+    /// Timeouts, resets, refused connections. Retryable.
+    #[error("Could not reach Constant Contact: {0}")]
+    Network(String),
+    /// The authorization server refused a code or parameters.
+    #[error("Constant Contact sign-in failed: {0}")]
+    OAuth(String),
+    /// A response we could not understand.
+    #[error("Unexpected response from Constant Contact: {0}")]
+    Protocol(String),
+}
+
+impl CcError {
+    /// True for errors worth retrying with backoff.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            CcError::Throttled | CcError::Server { .. } | CcError::Network(_)
+        )
+    }
+
+    /// Classifies a non-success API response from its status and body.
+    pub fn from_response(status: u16, body: &str) -> Self {
+        let (key, message) = parse_body(body);
+        match status {
+            401 => CcError::Unauthorized,
+            429 if key.as_deref() == Some("quota_exceeded") => CcError::QuotaExceeded,
+            429 => CcError::Throttled,
+            403 => CcError::Forbidden(message),
+            404 => CcError::NotFound(message),
+            409 => CcError::Conflict(message),
+            500..=599 => CcError::Server { status, message },
+            _ => CcError::Rejected(message),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorItem {
+    error_key: Option<String>,
+    error_message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ErrorBody {
+    Many(Vec<ErrorItem>),
+    One(ErrorItem),
+}
+
+/// The first error key and every message, from the array form
+/// (`[{"error_key", "error_message"}]`) or the single-object form.
+pub fn parse_body(body: &str) -> (Option<String>, String) {
+    let items = match serde_json::from_str::<ErrorBody>(body) {
+        Ok(ErrorBody::Many(v)) => v,
+        Ok(ErrorBody::One(e)) => vec![e],
+        Err(_) => {
+            let text: String = body.chars().take(200).collect();
+            return (
+                None,
+                if text.trim().is_empty() {
+                    String::from("no details")
+                } else {
+                    text
+                },
+            );
+        }
+    };
+    let key = items.iter().find_map(|i| i.error_key.clone());
+    let message = items
+        .iter()
+        .filter_map(|i| i.error_message.clone().or_else(|| i.error_key.clone()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    (
+        key,
+        if message.is_empty() {
+            String::from("no details")
+        } else {
+            message
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_error_body_forms_are_read() {
+        let array = r#"[{"error_key":"contacts.api.not_found","error_message":"contact_id is in an invalid format."}]"#;
+        assert_eq!(
+            CcError::from_response(404, array),
+            CcError::NotFound("contact_id is in an invalid format.".into())
+        );
+        let object = r#"{"error_key":"quota_exceeded","error_message":"Limit Exceeded"}"#;
+        assert_eq!(CcError::from_response(429, object), CcError::QuotaExceeded);
+        let throttled = r#"{"error_key":"throttled","error_message":"Too Many Requests"}"#;
+        assert_eq!(CcError::from_response(429, throttled), CcError::Throttled);
+        assert_eq!(
+            CcError::from_response(502, "<html>bad gateway</html>"),
+            CcError::Server {
+                status: 502,
+                message: "<html>bad gateway</html>".into()
+            }
+        );
+    }
+
+    #[test]
+    fn retryable_and_fatal_are_told_apart() {
+        assert!(CcError::Throttled.is_retryable());
+        assert!(CcError::from_response(503, "").is_retryable());
+        assert!(CcError::Network("reset".into()).is_retryable());
+        for fatal in [400, 403, 404, 409, 415] {
+            assert!(
+                !CcError::from_response(fatal, "[]").is_retryable(),
+                "{fatal}"
+            );
+        }
+        assert!(!CcError::QuotaExceeded.is_retryable());
+        assert!(!CcError::NeedsReauthentication.is_retryable());
+    }
+}
