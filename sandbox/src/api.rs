@@ -23,7 +23,8 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::state::{
-    now_iso, Activity, ActivityKind, ActivityState, Contact, List, LogEntry, Permission, Shared,
+    now_iso, Activity, ActivityKind, ActivityState, Contact, CustomField, List, LogEntry,
+    Permission, Shared, LOGGED_BODY_MAX,
 };
 
 /// The account and scopes a valid bearer token stands for.
@@ -74,7 +75,16 @@ fn not_found(what: &str) -> Response {
 }
 
 /// Faults, authentication, rate limits and logging for `/v3`.
-pub async fn gate(State(shared): State<Shared>, mut req: Request, next: Next) -> Response {
+pub async fn gate(State(shared): State<Shared>, req: Request, next: Next) -> Response {
+    // Read the body once, to log it (small JSON only) and pass it on.
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_IMPORT_BYTES + 64 * 1024).await else {
+        return invalid("The request body is too large (the limit is 4 MB).");
+    };
+    let logged_body = (bytes.len() <= LOGGED_BODY_MAX)
+        .then(|| serde_json::from_slice::<Value>(&bytes).ok())
+        .flatten();
+    let mut req = Request::from_parts(parts, Body::from(bytes));
     let method = req.method().to_string();
     // Nested under `/v3`, the URI here lacks the prefix; log the original.
     let path = req
@@ -166,6 +176,7 @@ pub async fn gate(State(shared): State<Shared>, mut req: Request, next: Next) ->
         path,
         status: response.status().as_u16(),
         client_id,
+        body: logged_body,
     });
     response
 }
@@ -850,7 +861,7 @@ pub async fn remove_memberships(State(shared): State<Shared>, req: Request) -> R
     (StatusCode::CREATED, Json(v)).into_response()
 }
 
-pub fn contact_json(c: &Contact, include: &str) -> Value {
+pub fn contact_json(c: &Contact, include: &str, fields: &[CustomField]) -> Value {
     let mut v = json!({
         "contact_id": c.id,
         "email_address": {
@@ -880,8 +891,9 @@ pub fn contact_json(c: &Contact, include: &str) -> Value {
             .fields
             .iter()
             .filter_map(|(k, val)| {
-                k.strip_prefix("cf:")
-                    .map(|name| json!({ "name": name, "value": val }))
+                let name = k.strip_prefix("cf:")?;
+                let field = fields.iter().find(|f| f.name == name)?;
+                Some(json!({ "custom_field_id": field.id, "value": val }))
             })
             .collect();
         v["custom_fields"] = json!(cfs);
@@ -936,7 +948,7 @@ pub async fn get_contacts(
         .iter()
         .skip(offset)
         .take(limit)
-        .map(|ct| contact_json(ct, &include))
+        .map(|ct| contact_json(ct, &include, &data.custom_fields))
         .collect();
     let mut body = json!({ "contacts": page });
     if q.get("include_count").map(String::as_str) == Some("true") {

@@ -82,7 +82,11 @@ pub async fn contact(State(shared): State<Shared>, Query(q): Q) -> Response {
         .unwrap_or_default();
     match data.by_email.get(&email) {
         Some(&c) => {
-            let mut v = contact_json(&data.contacts[c], "list_memberships,custom_fields");
+            let mut v = contact_json(
+                &data.contacts[c],
+                "list_memberships,custom_fields",
+                &data.custom_fields,
+            );
             v["fields"] = json!(data.contacts[c]
                 .fields
                 .iter()

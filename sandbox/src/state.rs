@@ -255,7 +255,14 @@ pub struct LogEntry {
     pub path: String,
     pub status: u16,
     pub client_id: Option<String>,
+    /// The JSON body of a request, when it had one of at most
+    /// [`LOGGED_BODY_MAX`] bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
 }
+
+/// Request bodies up to this size are kept in the log.
+pub const LOGGED_BODY_MAX: usize = 64 * 1024;
 
 /// Settings that can change at run time.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
