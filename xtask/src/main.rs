@@ -199,18 +199,42 @@ fn build_site() -> Result<()> {
 
 fn build_server(release: bool) -> Result<PathBuf> {
     let mut cmd = cargo();
-    cmd.args(["build", "--package", "server"]);
+    // The Constant Contact sandbox is built alongside: `run` starts it.
+    cmd.args(["build", "--package", "server", "--package", "sandbox"]);
     if release {
         cmd.arg("--release");
     }
-    step("building the server", &mut cmd)?;
+    step(
+        "building the server and the Constant Contact sandbox",
+        &mut cmd,
+    )?;
     let profile = if release { "release" } else { "debug" };
     Ok(target_dir().join(profile).join("server"))
 }
 
+/// Kills the child when dropped, so the sandbox never outlives `run`.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn run() -> Result<()> {
     let server = build(true)?;
-    eprintln!("\n==> serving on http://127.0.0.1:3000 (Ctrl-C stops)");
+    let sandbox_bin = server.with_file_name("sandbox");
+    let sandbox_port = std::env::var("SANDBOX_PORT").unwrap_or_else(|_| String::from("3030"));
+    let _sandbox = KillOnDrop(
+        Command::new(&sandbox_bin)
+            .current_dir(root())
+            .env("SANDBOX_PORT", &sandbox_port)
+            .spawn()
+            .context("could not start the Constant Contact sandbox")?,
+    );
+    eprintln!("\n==> Constant Contact sandbox on http://127.0.0.1:{sandbox_port} (sign in there as demo@example.com / demo-password)");
+    eprintln!("==> serving on http://127.0.0.1:3000 (Ctrl-C stops)");
     let status = Command::new(server)
         .current_dir(root())
         .env("LEPTOS_SITE_ROOT", site_root())
