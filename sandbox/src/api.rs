@@ -39,6 +39,24 @@ pub const MAX_IMPORT_CONTACTS: usize = 40_000;
 const MAX_LISTS_PER_REQUEST: usize = 50;
 const MAX_LISTS_PER_CONTACT: usize = 50;
 const MAX_REMOVE_CONTACT_IDS: usize = 500;
+/// Bulk activities an account may have waiting before new ones get a 429.
+pub const MAX_QUEUED_ACTIVITIES: usize = 1_000;
+
+/// 429 when the account already has too many unfinished activities.
+fn queue_full(data: &crate::state::AccountData) -> Option<Response> {
+    let waiting = data
+        .activities
+        .values()
+        .filter(|a| a.state != ActivityState::Completed)
+        .count();
+    (waiting >= MAX_QUEUED_ACTIVITIES).then(|| {
+        errors(
+            StatusCode::TOO_MANY_REQUESTS,
+            "activities.queue_full",
+            "The account has exceeded 1,000 queued activities.",
+        )
+    })
+}
 
 /// The array error form (reference §3).
 pub fn errors(status: StatusCode, key: &str, message: &str) -> Response {
@@ -592,6 +610,9 @@ pub async fn import_contacts(State(shared): State<Shared>, req: Request) -> Resp
         }
         incoming.push(Incoming { email, fields });
     }
+    if let Some(r) = queue_full(data) {
+        return r;
+    }
     let activity = data.add_activity(
         ActivityKind::Import,
         incoming.len() as u64,
@@ -831,6 +852,9 @@ pub async fn remove_memberships(State(shared): State<Shared>, req: Request) -> R
     } else {
         return invalid("source must have contact_ids, list_ids or all_active_contacts.");
     };
+    if let Some(r) = queue_full(data) {
+        return r;
+    }
     let id = data.add_activity(
         ActivityKind::RemoveMemberships,
         members.len() as u64,

@@ -287,7 +287,12 @@ fn test() -> Result<()> {
         }
         _ => eprintln!("\n==> TEST_POSTGRES_URL is not set: PostgreSQL tests skipped"),
     }
-    let server = build(false)?;
+    build_site()?;
+    // `cargo test` above built the server binary (the server's own tests
+    // run it), with the test run's feature set; building it again with
+    // `cargo build` would recompile much of the tree for other features.
+    let server = target_dir().join("debug").join("server");
+    let server = if server.exists() { server } else { build_server(false)? };
     end_to_end(&server)
 }
 
