@@ -292,7 +292,11 @@ fn test() -> Result<()> {
     // run it), with the test run's feature set; building it again with
     // `cargo build` would recompile much of the tree for other features.
     let server = target_dir().join("debug").join("server");
-    let server = if server.exists() { server } else { build_server(false)? };
+    let server = if server.exists() {
+        server
+    } else {
+        build_server(false)?
+    };
     end_to_end(&server)
 }
 
