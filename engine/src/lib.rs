@@ -3,7 +3,9 @@
 //! `server` from the CLI; it never imports either.
 
 pub mod audit;
+pub mod connections;
 pub mod constant_contact;
+pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod password;

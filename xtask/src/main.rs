@@ -275,7 +275,15 @@ fn test() -> Result<()> {
             step(
                 "engine database tests on PostgreSQL",
                 cargo()
-                    .args(["test", "--package", "engine", "--test", "users"])
+                    .args([
+                        "test",
+                        "--package",
+                        "engine",
+                        "--test",
+                        "users",
+                        "--test",
+                        "connections",
+                    ])
                     .env("TEST_DATABASE", "postgres"),
             )?;
             step(
