@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod components;
+pub mod connections_api;
 pub mod error;
 pub mod model;
 pub mod pages;

@@ -101,3 +101,90 @@ pub struct Overview {
     pub viewers: i64,
     pub version: String,
 }
+
+/// A connection as Admin > Connections shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionView {
+    pub id: i64,
+    pub kind: String,
+    pub display_name: String,
+    /// `admins` or `admins_and_contributors`.
+    pub usable_by: String,
+    /// `authorized`, `needs_reauth` or `error`.
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub export_user: Option<String>,
+    pub authorized: Option<String>,
+    pub consent: String,
+}
+
+impl ConnectionView {
+    pub fn usable_by_label(&self) -> &'static str {
+        usable_by_label(&self.usable_by)
+    }
+
+    pub fn status_label(&self) -> &'static str {
+        match self.status.as_str() {
+            "authorized" => "Authorized",
+            "needs_reauth" => "Needs re-authentication",
+            _ => "Error",
+        }
+    }
+}
+
+pub fn usable_by_label(key: &str) -> &'static str {
+    match key {
+        "admins_and_contributors" => "Administrators and contributors",
+        _ => "Administrators",
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<engine::connections::Connection> for ConnectionView {
+    fn from(c: engine::connections::Connection) -> Self {
+        let consent = match &c.consent_by_email {
+            Some(who) => format!("{who}, {}", engine::time::format_ms(c.consent_at)),
+            None => engine::time::format_ms(c.consent_at),
+        };
+        ConnectionView {
+            id: c.id,
+            kind: String::from("Constant Contact"),
+            display_name: c.display_name,
+            usable_by: c.usable_by.as_str().to_owned(),
+            status: c.status.as_str().to_owned(),
+            status_reason: c.status_reason,
+            export_user: c.export_user_email,
+            authorized: c.authorized_at.map(engine::time::format_ms),
+            consent,
+        }
+    }
+}
+
+/// The connections page: whether Constant Contact is configured, the
+/// connections, and a one-time message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionsPage {
+    pub configured: bool,
+    pub connections: Vec<ConnectionView>,
+    pub notice: Option<String>,
+}
+
+/// A connection someone may use for exports: name and type only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsableConnection {
+    pub id: i64,
+    pub kind: String,
+    pub display_name: String,
+}
+
+/// The Add connection form between Connect and Save.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionDraft {
+    pub configured: bool,
+    pub display_name: String,
+    pub usable_by: String,
+    pub agreed: bool,
+    pub authorized: bool,
+    pub export_user: Option<String>,
+    pub error: Option<String>,
+}

@@ -16,11 +16,17 @@ use crate::error::AppError;
 
 /// The session key holding the signed-in user's id.
 pub const USER_ID_KEY: &str = "user_id";
+/// A one-time message for the connections page (set by the OAuth callback).
+pub const CONNECTIONS_FLASH_KEY: &str = "connections_flash";
 
 /// What every server function can reach, provided by the server.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: Db,
+    /// Seals OAuth tokens at rest.
+    pub cipher: engine::crypto::Cipher,
+    /// The Constant Contact application, if configured.
+    pub cc: Option<engine::connect::CcApp>,
 }
 
 /// One server function call: the state, the request's session and the

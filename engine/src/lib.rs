@@ -3,6 +3,7 @@
 //! `server` from the CLI; it never imports either.
 
 pub mod audit;
+pub mod connect;
 pub mod connections;
 pub mod constant_contact;
 pub mod crypto;

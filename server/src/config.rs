@@ -43,6 +43,29 @@ pub struct Config {
     #[arg(long, env = "SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
 
+    /// The Constant Contact application's client id (its "API key").
+    /// Without it, connections cannot be added.
+    #[arg(long, env = "CC_CLIENT_ID")]
+    pub cc_client_id: Option<String>,
+
+    /// The Constant Contact application's client secret.
+    #[arg(long, env = "CC_CLIENT_SECRET", hide_env_values = true)]
+    pub cc_client_secret: Option<String>,
+
+    /// Our OAuth callback, exactly as registered with the Constant Contact
+    /// application.
+    #[arg(
+        long,
+        env = "CC_REDIRECT_URL",
+        default_value = "http://127.0.0.1:3000/oauth/constant-contact/callback"
+    )]
+    pub cc_redirect_url: String,
+
+    /// Send every Constant Contact request (sign-in, tokens, API) to this
+    /// emulator instead, e.g. the sandbox at `http://127.0.0.1:3030`.
+    #[arg(long, env = "CC_SANDBOX_URL")]
+    pub cc_sandbox_url: Option<String>,
+
     /// Log filter, e.g. `info` or `server=debug,sqlx=warn`.
     #[arg(
         long,
@@ -64,6 +87,27 @@ impl Config {
             session_inactivity_minutes: 60,
             secure_cookies: false,
             log: String::from("warn"),
+            cc_client_id: None,
+            cc_client_secret: None,
+            cc_redirect_url: String::from("http://127.0.0.1:3000/oauth/constant-contact/callback"),
+            cc_sandbox_url: None,
         }
+    }
+
+    /// The Constant Contact application, when a client id is configured.
+    pub fn cc_app(&self) -> Option<engine::connect::CcApp> {
+        let client_id = self.cc_client_id.clone().filter(|c| !c.is_empty())?;
+        let endpoints = match &self.cc_sandbox_url {
+            Some(url) => engine::constant_contact::Endpoints::at(url),
+            None => engine::constant_contact::Endpoints::default(),
+        };
+        Some(engine::connect::CcApp {
+            endpoints,
+            client_id,
+            client_secret: engine::constant_contact::Secret::new(
+                self.cc_client_secret.clone().unwrap_or_default(),
+            ),
+            redirect_url: self.cc_redirect_url.clone(),
+        })
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+mod oauth_callback;
 
 use std::net::SocketAddr;
 
@@ -80,12 +81,21 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
         .site_pkg_dir("pkg")
         .site_addr(config.addr)
         .build();
-    let state = AppState { db: db.clone() };
+    let state = AppState {
+        db: db.clone(),
+        cipher: engine::crypto::Cipher::new(&key),
+        cc: config.cc_app(),
+    };
+    let callback_state = state.clone();
     let context = move || provide_context(state.clone());
     let routes = generate_route_list(app::App);
 
     let router = Router::new()
         .route("/health", get(health).with_state(db))
+        .route(
+            "/oauth/constant-contact/callback",
+            get(oauth_callback::callback).with_state(callback_state),
+        )
         .leptos_routes_with_context(&options, routes, context.clone(), {
             let options = options.clone();
             move || app::shell(options.clone())

@@ -1,0 +1,167 @@
+//! A test server: the real router on port 0 with its own database, and
+//! optionally the Constant Contact sandbox beside it.
+#![allow(dead_code)] // each test binary uses its own part
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::net::SocketAddr;
+
+use engine::testing::TestDb;
+use reqwest::{Client, StatusCode};
+use server::Config;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(false, |_, _| {}).await.0
+    }
+
+    /// The server with the Constant Contact sandbox beside it, configured
+    /// to use it; the sandbox's demo client has this server's callback
+    /// registered. `adjust` may change either configuration.
+    pub async fn spawn_with_sandbox(
+        adjust: impl FnOnce(&mut Config, &mut sandbox::Config),
+    ) -> (Self, sandbox::Running) {
+        let (app, sb) = Self::spawn_with(true, adjust).await;
+        (app, sb.unwrap())
+    }
+
+    async fn spawn_with(
+        with_sandbox: bool,
+        adjust: impl FnOnce(&mut Config, &mut sandbox::Config),
+    ) -> (Self, Option<sandbox::Running>) {
+        let db = TestDb::new().await;
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let callback = format!("http://{addr}/oauth/constant-contact/callback");
+        let mut config = Config::for_tests(&db.url, dir.path().to_path_buf());
+        let mut sb_config = sandbox::Config {
+            rate_per_second: 0,
+            processing_delay_ms: 5,
+            ..sandbox::Config::default()
+        };
+        sb_config.clients[0].redirect_uris = vec![callback.clone()];
+        if with_sandbox {
+            config.cc_client_id = Some(sb_config.clients[0].id.clone());
+            config.cc_client_secret = Some(sb_config.clients[0].secret.clone());
+            config.cc_redirect_url = callback;
+        }
+        adjust(&mut config, &mut sb_config);
+        let sb = if with_sandbox {
+            let sb = sandbox::spawn(sb_config, "127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+            config.cc_sandbox_url = Some(sb.url());
+            Some(sb)
+        } else {
+            None
+        };
+        let app = server::router(&config, db.db.clone()).await.unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (
+            TestApp {
+                addr,
+                db,
+                _dir: dir,
+            },
+            sb,
+        )
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().to_path_buf()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Loads a page as a browser does (a redirect is a 302 only for
+    /// requests that accept HTML).
+    pub async fn page(&self, client: &Client, path: &str) -> reqwest::Response {
+        client
+            .get(self.url(path))
+            .header(reqwest::header::ACCEPT, "text/html")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A fresh browser-like client with its own cookie jar.
+    pub fn client(&self) -> Client {
+        Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    pub async fn call(
+        &self,
+        client: &Client,
+        function: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        let res = client
+            .post(self.url(&format!("/api/{function}")))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.text().await.unwrap())
+    }
+
+    pub async fn setup_admin(&self) -> Client {
+        let c = self.client();
+        let (status, body) = self
+            .call(
+                &c,
+                "create_first_admin",
+                &[
+                    ("email", "admin@example.com"),
+                    ("password", ADMIN_PW),
+                    ("confirm_password", ADMIN_PW),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        c
+    }
+
+    /// Creates a user (as `admin`) and returns a client signed in as them.
+    pub async fn user(&self, admin: &Client, email: &str, role: &str) -> Client {
+        let (status, body) = self
+            .call(
+                admin,
+                "create_user",
+                &[("email", email), ("role", role), ("password", USER_PW)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let c = self.client();
+        let (status, body) = self
+            .call(&c, "sign_in", &[("email", email), ("password", USER_PW)])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        c
+    }
+
+    pub async fn user_id(&self, email: &str) -> i64 {
+        engine::users::list_users(&self.db.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|u| u.email == email)
+            .unwrap()
+            .id
+    }
+}
+
+pub const ADMIN_PW: &str = "admin password 1";
+pub const USER_PW: &str = "user password 1";
