@@ -83,7 +83,9 @@ pub fn Shell(user: UserView, children: Children) -> impl IntoView {
                     <NavLink href="/" label="Overview"/>
                     <Show when=move || is_admin>
                         <NavGroup title="Admin">
+                            <NavLink href="/admin/connections" label="Connections"/>
                             <NavLink href="/admin/users" label="Users"/>
+                            <NavLink href="/admin/audit" label="Audit log"/>
                         </NavGroup>
                     </Show>
                 </nav>
@@ -106,7 +108,11 @@ fn NavGroup(title: &'static str, children: Children) -> impl IntoView {
 #[component]
 fn NavLink(href: &'static str, label: &'static str) -> impl IntoView {
     let location = use_location();
-    let current = move || location.pathname.get() == href;
+    // A section's pages (Add connection under Connections) light it too.
+    let current = move || {
+        let path = location.pathname.get();
+        path == href || (href != "/" && path.starts_with(&format!("{href}/")))
+    };
     view! {
         <li class="list-none">
             <A

@@ -2,6 +2,10 @@
 //! Server functions only check the caller and call `engine`; everything
 //! that touches the server is behind the `ssr` feature.
 
+// Leptos view types nest deeply; the release (wasm) build needs room.
+#![recursion_limit = "256"]
+
+pub mod audit_api;
 pub mod auth;
 pub mod components;
 pub mod connections_api;
@@ -20,7 +24,10 @@ use leptos_router::{path, SsrMode};
 use crate::auth::Auth;
 use crate::components::Guarded;
 use crate::model::Role;
-use crate::pages::{home, login::LoginPage, not_found::NotFound, setup::SetupPage, users};
+use crate::pages::{
+    audit, connection_new, connections, home, login::LoginPage, not_found::NotFound,
+    setup::SetupPage, users,
+};
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -58,6 +65,10 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") ssr=SsrMode::Async view=LoginPage/>
                 <Route path=path!("/setup") ssr=SsrMode::Async view=SetupPage/>
                 <Route path=path!("/admin/users") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=users::page/> }/>
+                <Route path=path!("/admin/connections") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=connections::page/> }/>
+                <Route path=path!("/admin/connections/new") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=connection_new::choose_page/> }/>
+                <Route path=path!("/admin/connections/new/constant-contact") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=connection_new::form_page/> }/>
+                <Route path=path!("/admin/audit") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=audit::page/> }/>
             </Routes>
         </Router>
     }

@@ -188,3 +188,13 @@ pub struct ConnectionDraft {
     pub export_user: Option<String>,
     pub error: Option<String>,
 }
+
+/// One line of Admin > Audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}

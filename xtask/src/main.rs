@@ -235,10 +235,16 @@ fn run() -> Result<()> {
     );
     eprintln!("\n==> Constant Contact sandbox on http://127.0.0.1:{sandbox_port} (sign in there as demo@example.com / demo-password)");
     eprintln!("==> serving on http://127.0.0.1:3000 (Ctrl-C stops)");
-    let status = Command::new(server)
-        .current_dir(root())
-        .env("LEPTOS_SITE_ROOT", site_root())
-        .status()?;
+    // The app talks to the sandbox as its Constant Contact, with the
+    // sandbox's demo client (unless the environment says otherwise).
+    let mut cmd = Command::new(server);
+    cmd.current_dir(root()).env("LEPTOS_SITE_ROOT", site_root());
+    if std::env::var_os("CC_CLIENT_ID").is_none() {
+        cmd.env("CC_CLIENT_ID", "segment-export-demo")
+            .env("CC_CLIENT_SECRET", "demo-client-secret")
+            .env("CC_SANDBOX_URL", format!("http://127.0.0.1:{sandbox_port}"));
+    }
+    let status = cmd.status()?;
     if !status.success() {
         bail!("the server stopped with {status}");
     }
@@ -317,6 +323,7 @@ fn end_to_end(server: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(&data)?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let sandbox_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let results = root().join("end2end").join("test-results");
     let status = Command::new(npm_bin("playwright"))
         .current_dir(root().join("end2end"))
@@ -325,6 +332,8 @@ fn end_to_end(server: &Path) -> Result<()> {
         .env("SERVER_BIN", server)
         .env("SERVER_PORT", port.to_string())
         .env("SERVER_DATA_DIR", &data)
+        .env("SANDBOX_BIN", server.with_file_name("sandbox"))
+        .env("SANDBOX_PORT", sandbox_port.to_string())
         .env("LEPTOS_SITE_ROOT", site_root())
         .status()
         .context("could not start Playwright")?;
