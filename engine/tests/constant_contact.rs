@@ -510,3 +510,26 @@ async fn removals_and_contact_lookups_read_back_what_happened() {
         Err(CcError::Rejected(_))
     ));
 }
+
+#[tokio::test]
+async fn a_token_about_to_expire_is_refreshed_before_the_request() {
+    let sb = start(Config {
+        token_expires_in: 60,
+        ..fast()
+    })
+    .await;
+    let api = client(&sb).await;
+    let before = api.tokens().await;
+    assert!(before.expires_within(Duration::from_secs(120)));
+    api.privileges().await.unwrap();
+    assert_ne!(api.tokens().await.access_token, before.access_token);
+    let log = sandbox_json(&sb, "/_sandbox/requests").await;
+    assert!(
+        log["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == 200),
+        "no 401 was needed: {log}"
+    );
+}

@@ -114,7 +114,9 @@ async fn an_admin_adds_an_authorized_connection_through_the_sign_in_page() {
         "/admin/connections/new/constant-contact"
     );
 
-    // The form's values survived the round trip.
+    // The form's values survived the round trip; the tokens wait, sealed,
+    // in the session.
+    assert_no_token_in_clear(&app);
     let d = draft(&app, &admin).await;
     assert_eq!(
         (
@@ -169,6 +171,22 @@ async fn an_admin_adds_an_authorized_connection_through_the_sign_in_page() {
         draft(&app, &admin).await["authorized"],
         false,
         "the draft is gone after Save"
+    );
+    assert_no_token_in_clear(&app);
+}
+
+/// Sandbox tokens start `sbx_at_` / `sbx_rt_`: neither may appear in the
+/// database file (connections, sessions, anything), WAL included.
+fn assert_no_token_in_clear(app: &TestApp) {
+    let Some(path) = app.db.url.strip_prefix("sqlite://") else {
+        return;
+    };
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        !text.contains("sbx_at_") && !text.contains("sbx_rt_"),
+        "a token is stored in clear"
     );
 }
 

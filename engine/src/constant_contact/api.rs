@@ -23,6 +23,8 @@ use super::{CcError, Endpoints, OAuthClient, Tokens};
 pub const MIN_INTERVAL: Duration = Duration::from_millis(260);
 /// Requests allowed per UTC day.
 pub const DAILY_QUOTA: u64 = 10_000;
+/// Tokens expiring within this margin are refreshed before a request.
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(120);
 /// `remove_list_memberships` takes at most this many contact ids.
 pub const MAX_REMOVE_IDS: usize = 500;
 
@@ -313,7 +315,16 @@ impl ApiClient {
         body: Option<&[u8]>,
     ) -> Result<Vec<u8>, CcError> {
         let mut attempt = 0;
+        // A token about to expire is refreshed first rather than spent on a 401.
+        let expiring = {
+            let t = self.tokens.lock().await;
+            t.refresh_token.is_some() && t.expires_within(REFRESH_MARGIN)
+        };
         let mut refreshed = false;
+        if expiring && self.oauth.is_some() {
+            self.refresh().await?;
+            refreshed = true;
+        }
         loop {
             attempt += 1;
             self.pace().await;
