@@ -34,6 +34,7 @@ impl TestApp {
         with_sandbox: bool,
         adjust: impl FnOnce(&mut Config, &mut sandbox::Config),
     ) -> (Self, Option<sandbox::Running>) {
+        init_logs();
         let db = TestDb::new().await;
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -165,3 +166,20 @@ impl TestApp {
 
 pub const ADMIN_PW: &str = "admin password 1";
 pub const USER_PW: &str = "user password 1";
+
+/// Tests are quiet unless `TEST_LOG` is set (then it is the log filter).
+fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        ONCE.call_once(|| {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(if filter.is_empty() {
+                    "info"
+                } else {
+                    &filter
+                }))
+                .with_test_writer()
+                .try_init();
+        });
+    }
+}
