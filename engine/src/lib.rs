@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod password;
+pub mod profiles;
 pub mod secrets;
 pub mod sessions;
 pub mod time;

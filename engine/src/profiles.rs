@@ -1,0 +1,367 @@
+//! Unified customer profiles: a stable id and text attributes, imported
+//! from CSV (streamed, bounded memory, an upsert by id), and the field
+//! catalogue (each field's inferred type and how many profiles have it).
+//!
+//! Attributes are one JSON object per profile: the same on both backends,
+//! and evaluated in Rust, so a rule gives the same members everywhere.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read};
+
+use futures_util::TryStreamExt;
+use serde::Serialize;
+use sqlx::Acquire;
+
+use crate::db::{col, Db};
+use crate::error::{Error, Result};
+use crate::time::now_ms;
+
+/// Rows upserted per statement (and per transaction).
+const BATCH_ROWS: usize = 500;
+/// At most this many row errors are kept in a report (all are counted).
+pub const MAX_REPORTED_ERRORS: usize = 1_000;
+
+/// A row that was not imported, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    /// 1-based line of the file where the row starts (the header is line 1).
+    pub line: u64,
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// Data rows read (the header not counted).
+    pub rows: u64,
+    pub imported: u64,
+    pub rejected: u64,
+    /// The first [`MAX_REPORTED_ERRORS`] rejected rows.
+    pub errors: Vec<RowError>,
+}
+
+impl ImportReport {
+    fn reject(&mut self, line: u64, reason: impl Into<String>) {
+        self.rejected += 1;
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push(RowError {
+                line,
+                reason: reason.into(),
+            });
+        }
+    }
+}
+
+/// Skips a UTF-8 byte order mark, if the input starts with one.
+fn skip_bom<R: Read>(reader: R) -> Result<BufReader<R>> {
+    let mut buffered = BufReader::with_capacity(256 * 1024, reader);
+    let start = buffered.fill_buf()?;
+    if start.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        buffered.consume(3);
+    }
+    Ok(buffered)
+}
+
+/// Imports profiles from CSV: the header names the fields; `id_column`
+/// holds the profile id. Rows are upserted by id (the file's fields replace
+/// those values; other fields are kept). A bad row is reported with its
+/// line and skipped; each row is all or nothing.
+pub async fn import_csv<R: Read>(db: &Db, input: R, id_column: &str) -> Result<ImportReport> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(skip_bom(input)?);
+    let mut record = csv::ByteRecord::new();
+    let header = match reader.read_byte_record(&mut record) {
+        Ok(true) => record.clone(),
+        Ok(false) => {
+            return Err(Error::invalid(
+                "file",
+                "The file is empty: the first row must name the fields.",
+            ))
+        }
+        Err(e) => {
+            return Err(Error::invalid(
+                "file",
+                format!("The header row could not be read: {e}"),
+            ))
+        }
+    };
+    let mut names = Vec::with_capacity(header.len());
+    for (i, raw) in header.iter().enumerate() {
+        let Ok(name) = std::str::from_utf8(raw) else {
+            return Err(Error::invalid(
+                "file",
+                format!("Header column {} is not valid UTF-8.", i + 1),
+            ));
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(Error::invalid(
+                "file",
+                format!("Header column {} has no name.", i + 1),
+            ));
+        }
+        if names.iter().any(|n: &String| n == name) {
+            return Err(Error::invalid(
+                "file",
+                format!("The header names the field {name:?} twice."),
+            ));
+        }
+        names.push(name.to_owned());
+    }
+    let Some(id_index) = names.iter().position(|n| n == id_column) else {
+        return Err(Error::invalid(
+            "id_column",
+            format!("The header has no column {id_column:?}."),
+        ));
+    };
+
+    let mut report = ImportReport::default();
+    let mut batch: Vec<(String, BTreeMap<String, String>)> = Vec::with_capacity(BATCH_ROWS);
+    loop {
+        let line = reader.position().line();
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Err(e) => {
+                // The reader cannot go on past a broken stream.
+                if let csv::ErrorKind::Io(_) = e.kind() {
+                    return Err(Error::invalid(
+                        "file",
+                        format!("Reading the file failed at line {line}: {e}"),
+                    ));
+                }
+                report.rows += 1;
+                report.reject(line, format!("unreadable row: {e}"));
+                continue;
+            }
+            Ok(true) => {}
+        }
+        let line = record.position().map(|p| p.line()).unwrap_or(line);
+        report.rows += 1;
+        if record.len() == 1 && record.get(0).is_some_and(<[u8]>::is_empty) {
+            // A blank line: not a row.
+            report.rows -= 1;
+            continue;
+        }
+        if record.len() != names.len() {
+            report.reject(
+                line,
+                format!("expected {} columns, found {}", names.len(), record.len()),
+            );
+            continue;
+        }
+        let mut fields = BTreeMap::new();
+        let mut bad = None;
+        for (name, raw) in names.iter().zip(record.iter()) {
+            match std::str::from_utf8(raw) {
+                Ok(v) => {
+                    fields.insert(name.clone(), v.trim().to_owned());
+                }
+                Err(_) => {
+                    bad = Some(format!("the value of {name} is not valid UTF-8"));
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = bad {
+            report.reject(line, reason);
+            continue;
+        }
+        let id = fields.remove(&names[id_index]).unwrap_or_default();
+        if id.is_empty() {
+            report.reject(line, format!("the profile id ({id_column}) is empty"));
+            continue;
+        }
+        batch.push((id, fields));
+        if batch.len() >= BATCH_ROWS {
+            report.imported += upsert(db, std::mem::take(&mut batch)).await?;
+        }
+    }
+    if !batch.is_empty() {
+        report.imported += upsert(db, batch).await?;
+    }
+    refresh_catalogue(db).await?;
+    Ok(report)
+}
+
+/// Upserts a batch, merging with stored attributes; returns rows written.
+async fn upsert(db: &Db, batch: Vec<(String, BTreeMap<String, String>)>) -> Result<u64> {
+    let rows = batch.len() as u64;
+    // The same id twice in a batch: the later row wins, merged over the earlier.
+    let mut merged: HashMap<String, BTreeMap<String, String>> = HashMap::with_capacity(batch.len());
+    let mut order = Vec::with_capacity(batch.len());
+    for (id, fields) in batch {
+        match merged.get_mut(&id) {
+            Some(existing) => existing.extend(fields),
+            None => {
+                order.push(id.clone());
+                merged.insert(id, fields);
+            }
+        }
+    }
+    let mut conn = db.pool().acquire().await?;
+    let mut tx = conn.begin().await?;
+    let placeholders: Vec<String> = (1..=order.len()).map(|i| format!("${i}")).collect();
+    let select_sql = format!(
+        "SELECT id, attributes FROM profiles WHERE id IN ({})",
+        placeholders.join(",")
+    );
+    let mut select = sqlx::query(&select_sql);
+    for id in &order {
+        select = select.bind(id);
+    }
+    for row in select.fetch_all(&mut *tx).await? {
+        let id: String = col(&row, "id")?;
+        let stored: String = col(&row, "attributes")?;
+        let stored: BTreeMap<String, String> = serde_json::from_str(&stored).unwrap_or_default();
+        if let Some(new) = merged.get_mut(&id) {
+            let mut all = stored;
+            all.extend(std::mem::take(new));
+            *new = all;
+        }
+    }
+    let now = now_ms();
+    let values: Vec<String> = (0..order.len())
+        .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+        .collect();
+    let insert_sql = format!(
+        "INSERT INTO profiles (id, attributes, updated_at) VALUES {} \
+         ON CONFLICT (id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at",
+        values.join(",")
+    );
+    let mut insert = sqlx::query(&insert_sql);
+    for id in &order {
+        let attributes =
+            serde_json::to_string(&merged[id]).map_err(|e| Error::Internal(e.to_string()))?;
+        insert = insert.bind(id.clone()).bind(attributes).bind(now);
+    }
+    insert.execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// A field of the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Field {
+    pub name: String,
+    /// `number`, `date`, `email`, `boolean` or `text`.
+    pub kind: String,
+    /// Profiles with a non-empty value.
+    pub filled: i64,
+}
+
+#[derive(Default)]
+struct FieldStats {
+    filled: i64,
+    number: bool,
+    date: bool,
+    email: bool,
+    boolean: bool,
+}
+
+fn is_date(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && v.split('-').all(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Recomputes the field catalogue from every profile (streamed).
+pub async fn refresh_catalogue(db: &Db) -> Result<()> {
+    let mut stats: BTreeMap<String, FieldStats> = BTreeMap::new();
+    {
+        let mut rows = sqlx::query("SELECT attributes FROM profiles").fetch(db.pool());
+        while let Some(row) = rows.try_next().await? {
+            let text: String = col(&row, "attributes")?;
+            let attrs: BTreeMap<String, String> = serde_json::from_str(&text).unwrap_or_default();
+            for (name, value) in attrs {
+                if value.is_empty() {
+                    stats.entry(name).or_insert_with(|| FieldStats {
+                        number: true,
+                        date: true,
+                        email: true,
+                        boolean: true,
+                        ..Default::default()
+                    });
+                    continue;
+                }
+                let s = stats.entry(name).or_insert_with(|| FieldStats {
+                    number: true,
+                    date: true,
+                    email: true,
+                    boolean: true,
+                    ..Default::default()
+                });
+                s.filled += 1;
+                s.number &= value.parse::<f64>().is_ok();
+                s.date &= is_date(&value);
+                s.email &= value.contains('@');
+                s.boolean &= matches!(
+                    value.to_ascii_lowercase().as_str(),
+                    "true" | "false" | "yes" | "no"
+                );
+            }
+        }
+    }
+    let mut conn = db.pool().acquire().await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query("DELETE FROM profile_fields")
+        .execute(&mut *tx)
+        .await?;
+    for (name, s) in stats {
+        let kind = if s.filled == 0 {
+            "text"
+        } else if s.number {
+            "number"
+        } else if s.date {
+            "date"
+        } else if s.boolean {
+            "boolean"
+        } else if s.email {
+            "email"
+        } else {
+            "text"
+        };
+        sqlx::query("INSERT INTO profile_fields (name, kind, filled) VALUES ($1, $2, $3)")
+            .bind(name)
+            .bind(kind)
+            .bind(s.filled)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The field catalogue, by name.
+pub async fn fields(db: &Db) -> Result<Vec<Field>> {
+    let rows = sqlx::query("SELECT name, kind, filled FROM profile_fields ORDER BY name")
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Field {
+                name: col(r, "name")?,
+                kind: col(r, "kind")?,
+                filled: col(r, "filled")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn count(db: &Db) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM profiles")
+        .fetch_one(db.pool())
+        .await?)
+}
+
+/// One profile's attributes, if it exists.
+pub async fn get(db: &Db, id: &str) -> Result<Option<BTreeMap<String, String>>> {
+    let text: Option<String> = sqlx::query_scalar("SELECT attributes FROM profiles WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(text.map(|t| serde_json::from_str(&t).unwrap_or_default()))
+}
