@@ -289,6 +289,8 @@ fn test() -> Result<()> {
                         "users",
                         "--test",
                         "connections",
+                        "--test",
+                        "profiles",
                     ])
                     .env("TEST_DATABASE", "postgres"),
             )?;
