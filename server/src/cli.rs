@@ -33,6 +33,22 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Import data.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import profiles from a CSV file (header row, UTF-8), upserting by id.
+    Profiles {
+        file: std::path::PathBuf,
+        /// The column that holds the profile id.
+        #[arg(long, default_value = "id")]
+        id_column: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +71,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             crate::open_database(&cli.config).await?;
             println!("Database is up to date.");
+            Ok(())
+        }
+        Command::Import {
+            command: ImportCommand::Profiles { file, id_column },
+        } => {
+            let db = crate::open_database(&cli.config).await?;
+            let input = std::fs::File::open(&file)
+                .with_context(|| format!("could not open {}", file.display()))?;
+            let report = engine::profiles::import_csv(&db, input, &id_column).await?;
+            println!(
+                "Imported {} of {} rows from {}; {} rejected.",
+                report.imported,
+                report.rows,
+                file.display(),
+                report.rejected
+            );
+            for e in &report.errors {
+                println!("  line {}: {}", e.line, e.reason);
+            }
+            if report.rejected as usize > report.errors.len() {
+                println!(
+                    "  … and {} more",
+                    report.rejected as usize - report.errors.len()
+                );
+            }
             Ok(())
         }
         Command::User {

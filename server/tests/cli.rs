@@ -126,3 +126,49 @@ fn a_broken_database_url_stops_the_start_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("DATABASE_URL must start with sqlite: or postgres:"));
 }
+
+#[tokio::test]
+async fn import_profiles_reports_what_it_did_line_by_line() {
+    let t = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("people.csv");
+    std::fs::write(
+        &file,
+        "customer_id,email\nc1,ann@example.com\nc2\n,x@example.com\nc3,cy@example.com\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["import", "profiles"])
+        .arg(&file)
+        .args(["--id-column", "customer_id"])
+        .env("DATABASE_URL", &t.url)
+        .env("DATA_DIR", dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Imported 2 of 4 rows"), "{stdout}");
+    assert!(
+        stdout.contains("line 3: expected 2 columns, found 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("line 4: the profile id (customer_id) is empty"),
+        "{stdout}"
+    );
+    assert_eq!(engine::profiles::count(&t.db).await.unwrap(), 2);
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["import", "profiles", "/no/such/file.csv"])
+        .env("DATABASE_URL", &t.url)
+        .env("DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("could not open /no/such/file.csv"));
+}
