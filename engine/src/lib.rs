@@ -12,6 +12,7 @@ pub mod error;
 pub mod password;
 pub mod profiles;
 pub mod secrets;
+pub mod segments;
 pub mod sessions;
 pub mod time;
 pub mod users;

@@ -291,6 +291,8 @@ fn test() -> Result<()> {
                         "connections",
                         "--test",
                         "profiles",
+                        "--test",
+                        "segments",
                     ])
                     .env("TEST_DATABASE", "postgres"),
             )?;

@@ -1,0 +1,484 @@
+//! Segments: named member sets of profiles, either *static* (an imported
+//! list of profile ids) or *rule* (conditions on profile fields, evaluated
+//! in Rust on refresh). Members are stored, so an export reads a
+//! consistent snapshot in key order; every refresh records who entered and
+//! who left.
+
+use std::collections::BTreeMap;
+
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Acquire;
+
+use crate::db::{col, Db};
+use crate::error::{Error, Result};
+use crate::time::now_ms;
+
+/// Rows written per statement when storing members and changes.
+const WRITE_BATCH: usize = 500;
+
+/// A comparison in a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Contains,
+    StartsWith,
+    EndsWith,
+    Before,
+    After,
+    IsSet,
+    IsNotSet,
+}
+
+/// `field op value`, e.g. `country eq "HU"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    pub field: String,
+    pub op: Op,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// How conditions combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Match {
+    /// AND
+    All,
+    /// OR
+    Any,
+}
+
+/// A rule: conditions joined by AND or OR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    #[serde(rename = "match")]
+    pub matching: Match,
+    pub conditions: Vec<Condition>,
+}
+
+fn compare(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => a.trim().to_lowercase().cmp(&b.trim().to_lowercase()),
+    }
+}
+
+impl Condition {
+    /// True when the profile's attributes meet the condition. A missing or
+    /// empty field meets only `is_not_set` (and `ne`).
+    pub fn matches(&self, attrs: &BTreeMap<String, String>) -> bool {
+        use std::cmp::Ordering::*;
+        let value = attrs
+            .get(&self.field)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty());
+        let Some(v) = value else {
+            return matches!(self.op, Op::IsNotSet | Op::Ne);
+        };
+        let lower = v.to_lowercase();
+        let target = self.value.trim().to_lowercase();
+        match self.op {
+            Op::IsSet => true,
+            Op::IsNotSet => false,
+            Op::Eq => compare(v, &self.value) == Equal,
+            Op::Ne => compare(v, &self.value) != Equal,
+            Op::Gt => compare(v, &self.value) == Greater,
+            Op::Ge => compare(v, &self.value) != Less,
+            Op::Lt => compare(v, &self.value) == Less,
+            Op::Le => compare(v, &self.value) != Greater,
+            Op::Contains => lower.contains(&target),
+            Op::StartsWith => lower.starts_with(&target),
+            Op::EndsWith => lower.ends_with(&target),
+            // ISO dates (YYYY-MM-DD…) order as text.
+            Op::Before => v < self.value.trim(),
+            Op::After => v > self.value.trim(),
+        }
+    }
+}
+
+impl Rule {
+    pub fn matches(&self, attrs: &BTreeMap<String, String>) -> bool {
+        match self.matching {
+            Match::All => self.conditions.iter().all(|c| c.matches(attrs)),
+            Match::Any => self.conditions.iter().any(|c| c.matches(attrs)),
+        }
+    }
+
+    /// Checks the rule can be evaluated; errors name the condition.
+    pub fn validate(&self) -> Result<()> {
+        if self.conditions.is_empty() {
+            return Err(Error::invalid("rule", "Add at least one condition."));
+        }
+        for (i, c) in self.conditions.iter().enumerate() {
+            if c.field.trim().is_empty() {
+                return Err(Error::invalid(
+                    "rule",
+                    format!("Condition {} has no field.", i + 1),
+                ));
+            }
+            let needs_value = !matches!(c.op, Op::IsSet | Op::IsNotSet);
+            if needs_value && c.value.trim().is_empty() {
+                return Err(Error::invalid(
+                    "rule",
+                    format!("Condition {} needs a value.", i + 1),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Static,
+    Rule,
+}
+
+/// A segment as the product shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub kind: Kind,
+    pub rule: Option<Rule>,
+    pub member_count: i64,
+    pub refreshed_at: Option<i64>,
+    /// How many refreshes have run (the changes of each are kept).
+    pub refresh_no: i64,
+}
+
+fn from_row(row: &AnyRow) -> Result<Segment> {
+    let kind: String = col(row, "kind")?;
+    let rule: Option<String> = col(row, "rule")?;
+    Ok(Segment {
+        id: col(row, "id")?,
+        name: col(row, "name")?,
+        description: col(row, "description")?,
+        kind: if kind == "rule" {
+            Kind::Rule
+        } else {
+            Kind::Static
+        },
+        rule: rule.and_then(|r| serde_json::from_str(&r).ok()),
+        member_count: col(row, "member_count")?,
+        refreshed_at: col(row, "refreshed_at")?,
+        refresh_no: col(row, "refresh_no")?,
+    })
+}
+
+const COLUMNS: &str = "id, name, description, kind, rule, member_count, refreshed_at, refresh_no";
+
+fn parse_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Error::invalid(
+            "name",
+            "A segment name has 1 to 100 characters.",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn name_taken(e: sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            Error::invalid("name", "A segment with this name already exists.")
+        }
+        other => Error::from(other),
+    }
+}
+
+async fn insert(
+    db: &Db,
+    name: &str,
+    description: &str,
+    kind: Kind,
+    rule: Option<&Rule>,
+) -> Result<i64> {
+    let name = parse_name(name)?;
+    let now = now_ms();
+    let rule = rule
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    sqlx::query_scalar(
+        "INSERT INTO segments (name, name_key, description, kind, rule, member_count, refresh_no, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 0, 0, $6, $6) RETURNING id",
+    )
+    .bind(&name)
+    .bind(name.to_lowercase())
+    .bind(description.trim())
+    .bind(if kind == Kind::Rule { "rule" } else { "static" })
+    .bind(rule)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await
+    .map_err(name_taken)
+}
+
+/// Creates a rule segment and evaluates it.
+pub async fn create_rule(db: &Db, name: &str, description: &str, rule: &Rule) -> Result<Segment> {
+    rule.validate()?;
+    let id = insert(db, name, description, Kind::Rule, Some(rule)).await?;
+    refresh(db, id).await?;
+    get(db, id).await?.ok_or(Error::NotFound("The segment"))
+}
+
+/// Creates (or, for an existing static segment, replaces) a static segment
+/// from profile ids. Returns the segment and the ids that are no profile.
+pub async fn import_static(
+    db: &Db,
+    name: &str,
+    ids: Vec<String>,
+) -> Result<(Segment, Vec<String>)> {
+    let existing = by_name(db, name).await?;
+    let id = match existing {
+        Some(s) if s.kind == Kind::Static => s.id,
+        Some(_) => {
+            return Err(Error::invalid(
+                "name",
+                "A rule segment already has this name.",
+            ))
+        }
+        None => insert(db, name, "Imported list of profile ids", Kind::Static, None).await?,
+    };
+    let mut wanted: Vec<String> = ids
+        .into_iter()
+        .map(|i| i.trim().to_owned())
+        .filter(|i| !i.is_empty())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut known = Vec::with_capacity(wanted.len());
+    let mut unknown = Vec::new();
+    for chunk in wanted.chunks(WRITE_BATCH) {
+        let sql = format!(
+            "SELECT id FROM profiles WHERE id IN ({})",
+            (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        let mut found: Vec<String> = q.fetch_all(db.pool()).await?;
+        found.sort_unstable();
+        for id in chunk {
+            if found.binary_search(id).is_ok() {
+                known.push(id.clone());
+            } else {
+                unknown.push(id.clone());
+            }
+        }
+    }
+    store_members(db, id, known).await?;
+    Ok((
+        get(db, id).await?.ok_or(Error::NotFound("The segment"))?,
+        unknown,
+    ))
+}
+
+/// The profile ids a rule selects now, in key order (nothing stored).
+pub async fn evaluate(db: &Db, rule: &Rule) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut rows = sqlx::query("SELECT id, attributes FROM profiles ORDER BY id").fetch(db.pool());
+    while let Some(row) = rows.try_next().await? {
+        let text: String = col(&row, "attributes")?;
+        let attrs: BTreeMap<String, String> = serde_json::from_str(&text).unwrap_or_default();
+        if rule.matches(&attrs) {
+            out.push(col(&row, "id")?);
+        }
+    }
+    Ok(out)
+}
+
+/// Re-evaluates a rule segment (a static one keeps its list) and records
+/// who entered and who left.
+pub async fn refresh(db: &Db, id: i64) -> Result<Segment> {
+    let segment = get(db, id).await?.ok_or(Error::NotFound("The segment"))?;
+    if let (Kind::Rule, Some(rule)) = (segment.kind, &segment.rule) {
+        let members = evaluate(db, rule).await?;
+        store_members(db, id, members).await?;
+    }
+    get(db, id).await?.ok_or(Error::NotFound("The segment"))
+}
+
+/// Replaces the stored members with `new` (sorted, unique) and writes the
+/// difference as this refresh's changes, in one transaction.
+async fn store_members(db: &Db, id: i64, mut new: Vec<String>) -> Result<()> {
+    new.sort_unstable();
+    new.dedup();
+    let old: Vec<String> = sqlx::query_scalar(
+        "SELECT profile_id FROM segment_members WHERE segment_id = $1 ORDER BY profile_id",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await?;
+    let (mut entered, mut left) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < new.len() || j < old.len() {
+        match (new.get(i), old.get(j)) {
+            (Some(a), Some(b)) if a == b => {
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if a < b => {
+                entered.push(a.clone());
+                i += 1;
+            }
+            (Some(_), Some(b)) => {
+                left.push(b.clone());
+                j += 1;
+            }
+            (Some(a), None) => {
+                entered.push(a.clone());
+                i += 1;
+            }
+            (None, Some(b)) => {
+                left.push(b.clone());
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    let mut conn = db.pool().acquire().await?;
+    let mut tx = conn.begin().await?;
+    let refresh_no: i64 = sqlx::query_scalar(
+        "UPDATE segments SET refresh_no = refresh_no + 1 WHERE id = $1 RETURNING refresh_no",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let now = now_ms();
+    for chunk in left.chunks(WRITE_BATCH) {
+        let sql = format!(
+            "DELETE FROM segment_members WHERE segment_id = $1 AND profile_id IN ({})",
+            (2..=chunk.len() + 1)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut q = sqlx::query(&sql).bind(id);
+        for p in chunk {
+            q = q.bind(p);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in entered.chunks(WRITE_BATCH) {
+        let sql = format!(
+            "INSERT INTO segment_members (segment_id, profile_id) VALUES {}",
+            (0..chunk.len())
+                .map(|i| format!("($1, ${})", i + 2))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut q = sqlx::query(&sql).bind(id);
+        for p in chunk {
+            q = q.bind(p);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for (change, ids) in [("entered", &entered), ("left", &left)] {
+        for chunk in ids.chunks(WRITE_BATCH) {
+            let sql = format!(
+                "INSERT INTO segment_changes (segment_id, refresh_no, change, profile_id, at) VALUES {}",
+                (0..chunk.len()).map(|i| format!("($1, $2, $3, ${}, $4)", i + 5)).collect::<Vec<_>>().join(",")
+            );
+            let mut q = sqlx::query(&sql)
+                .bind(id)
+                .bind(refresh_no)
+                .bind(change)
+                .bind(now);
+            for p in chunk {
+                q = q.bind(p);
+            }
+            q.execute(&mut *tx).await?;
+        }
+    }
+    sqlx::query(
+        "UPDATE segments SET member_count = $1, refreshed_at = $2, updated_at = $2 WHERE id = $3",
+    )
+    .bind(new.len() as i64)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn get(db: &Db, id: i64) -> Result<Option<Segment>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM segments WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn by_name(db: &Db, name: &str) -> Result<Option<Segment>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM segments WHERE name_key = $1"
+    ))
+    .bind(name.trim().to_lowercase())
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Segments whose name contains `search` (all when empty), by name.
+pub async fn list(db: &Db, search: &str) -> Result<Vec<Segment>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM segments WHERE name_key LIKE $1 ORDER BY name_key"
+    ))
+    .bind(format!(
+        "%{}%",
+        search.trim().to_lowercase().replace(['%', '_'], "")
+    ))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Up to `limit` member ids after `after`, in key order: an export pages
+/// through a million members this way without holding them.
+pub async fn members_after(db: &Db, id: i64, after: &str, limit: i64) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT profile_id FROM segment_members WHERE segment_id = $1 AND profile_id > $2 ORDER BY profile_id LIMIT $3",
+    )
+    .bind(id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Who entered and who left in refresh `refresh_no`: `(entered, left)`.
+pub async fn changes(db: &Db, id: i64, refresh_no: i64) -> Result<(Vec<String>, Vec<String>)> {
+    let rows = sqlx::query("SELECT change, profile_id FROM segment_changes WHERE segment_id = $1 AND refresh_no = $2 ORDER BY profile_id")
+        .bind(id)
+        .bind(refresh_no)
+        .fetch_all(db.pool())
+        .await?;
+    let (mut entered, mut left) = (Vec::new(), Vec::new());
+    for r in rows {
+        let change: String = col(&r, "change")?;
+        let pid: String = col(&r, "profile_id")?;
+        if change == "entered" {
+            entered.push(pid);
+        } else {
+            left.push(pid);
+        }
+    }
+    Ok((entered, left))
+}

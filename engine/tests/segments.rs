@@ -1,0 +1,203 @@
+//! Segments against a real database (SQLite, or PostgreSQL with
+//! `TEST_DATABASE=postgres`): rules select the same members on both.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use engine::profiles;
+use engine::segments::{self, Condition, Kind, Match, Op, Rule};
+use engine::testing::TestDb;
+
+const PEOPLE: &str = "id,email,country,lifetime_value,signup_date\n\
+    p01,ann@example.com,HU,120,2025-03-01\n\
+    p02,bob@example.org,HU,99,2024-12-31\n\
+    p03,cy@example.com,US,500,2025-01-15\n\
+    p04,dee@example.com,hu,101,2025-06-30\n\
+    p05,,HU,1000,\n\
+    p06,eve@EXAMPLE.com,DE,5,2026-01-01\n";
+
+fn cond(field: &str, op: Op, value: &str) -> Condition {
+    Condition {
+        field: field.into(),
+        op,
+        value: value.into(),
+    }
+}
+
+async fn people(t: &TestDb) {
+    profiles::import_csv(&t.db, PEOPLE.as_bytes(), "id")
+        .await
+        .unwrap();
+}
+
+async fn ids(t: &TestDb, id: i64) -> Vec<String> {
+    segments::members_after(&t.db, id, "", 1000).await.unwrap()
+}
+
+#[tokio::test]
+async fn rules_select_by_text_number_suffix_and_date() {
+    let t = TestDb::new().await;
+    people(&t).await;
+    let cases = [
+        (
+            Match::All,
+            vec![
+                cond("country", Op::Eq, "HU"),
+                cond("lifetime_value", Op::Gt, "100"),
+            ],
+            vec!["p01", "p04", "p05"],
+        ),
+        (
+            Match::All,
+            vec![cond("email", Op::EndsWith, "@example.com")],
+            vec!["p01", "p03", "p04", "p06"],
+        ),
+        (
+            Match::All,
+            vec![cond("signup_date", Op::After, "2025-01-01")],
+            vec!["p01", "p03", "p04", "p06"],
+        ),
+        (
+            Match::Any,
+            vec![cond("country", Op::Eq, "US"), cond("country", Op::Eq, "DE")],
+            vec!["p03", "p06"],
+        ),
+        (
+            Match::All,
+            vec![cond("email", Op::IsNotSet, "")],
+            vec!["p05"],
+        ),
+    ];
+    for (i, (matching, conditions, expected)) in cases.into_iter().enumerate() {
+        let rule = Rule {
+            matching,
+            conditions,
+        };
+        let s = segments::create_rule(&t.db, &format!("Rule {i}"), "", &rule)
+            .await
+            .unwrap();
+        assert_eq!(ids(&t, s.id).await, expected, "rule {i}: {rule:?}");
+        assert_eq!(s.member_count, expected.len() as i64);
+        assert_eq!(segments::evaluate(&t.db, &rule).await.unwrap(), expected);
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_records_who_entered_and_who_left() {
+    let t = TestDb::new().await;
+    people(&t).await;
+    let rule = Rule {
+        matching: Match::All,
+        conditions: vec![cond("country", Op::Eq, "HU")],
+    };
+    let s = segments::create_rule(&t.db, "Hungary", "Customers in Hungary", &rule)
+        .await
+        .unwrap();
+    assert_eq!(s.refresh_no, 1);
+    assert_eq!(
+        segments::changes(&t.db, s.id, 1).await.unwrap(),
+        (
+            vec!["p01".into(), "p02".into(), "p04".into(), "p05".into()],
+            vec![]
+        )
+    );
+    profiles::import_csv(&t.db, "id,country\np02,AT\np06,HU\n".as_bytes(), "id")
+        .await
+        .unwrap();
+    let s = segments::refresh(&t.db, s.id).await.unwrap();
+    assert_eq!(s.refresh_no, 2);
+    assert_eq!(s.member_count, 4);
+    assert_eq!(
+        segments::changes(&t.db, s.id, 2).await.unwrap(),
+        (vec!["p06".into()], vec!["p02".into()])
+    );
+    assert_eq!(ids(&t, s.id).await, ["p01", "p04", "p05", "p06"]);
+}
+
+#[tokio::test]
+async fn members_page_in_key_order() {
+    let t = TestDb::new().await;
+    let mut csv = String::from("id,n\n");
+    for i in 0..1_234 {
+        csv.push_str(&format!("p{i:05},{i}\n"));
+    }
+    profiles::import_csv(&t.db, csv.as_bytes(), "id")
+        .await
+        .unwrap();
+    let s = segments::create_rule(
+        &t.db,
+        "Everyone",
+        "",
+        &Rule {
+            matching: Match::All,
+            conditions: vec![cond("n", Op::IsSet, "")],
+        },
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = segments::members_after(&t.db, s.id, &after, 500)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.clone();
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), 1_234);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[tokio::test]
+async fn static_segments_keep_known_ids_and_report_the_rest() {
+    let t = TestDb::new().await;
+    people(&t).await;
+    let (s, unknown) = segments::import_static(
+        &t.db,
+        "VIPs",
+        vec!["p03".into(), "p01".into(), "nope".into(), "p01".into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.kind, Kind::Static);
+    assert_eq!(unknown, ["nope"]);
+    assert_eq!(ids(&t, s.id).await, ["p01", "p03"]);
+    let (s, _) = segments::import_static(&t.db, "vips", vec!["p02".into()])
+        .await
+        .unwrap();
+    assert_eq!(ids(&t, s.id).await, ["p02"]);
+    assert_eq!(
+        segments::changes(&t.db, s.id, 2).await.unwrap(),
+        (vec!["p02".into()], vec!["p01".into(), "p03".into()])
+    );
+}
+
+#[tokio::test]
+async fn names_are_unique_and_rules_must_be_complete() {
+    let t = TestDb::new().await;
+    let rule = Rule {
+        matching: Match::All,
+        conditions: vec![cond("country", Op::Eq, "HU")],
+    };
+    segments::create_rule(&t.db, "Hungary", "", &rule)
+        .await
+        .unwrap();
+    assert!(segments::create_rule(&t.db, " hungary ", "", &rule)
+        .await
+        .is_err());
+    let empty = Rule {
+        matching: Match::All,
+        conditions: vec![],
+    };
+    assert!(segments::create_rule(&t.db, "Empty", "", &empty)
+        .await
+        .is_err());
+    let no_value = Rule {
+        matching: Match::All,
+        conditions: vec![cond("country", Op::Eq, " ")],
+    };
+    assert!(segments::create_rule(&t.db, "No value", "", &no_value)
+        .await
+        .is_err());
+    assert_eq!(segments::list(&t.db, "hun").await.unwrap().len(), 1);
+    assert_eq!(segments::list(&t.db, "").await.unwrap().len(), 1);
+}
