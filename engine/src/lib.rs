@@ -8,6 +8,7 @@ pub mod connections;
 pub mod constant_contact;
 pub mod crypto;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod password;
 pub mod profiles;

@@ -185,8 +185,10 @@ pub async fn import_csv<R: Read>(db: &Db, input: R, id_column: &str) -> Result<I
     Ok(report)
 }
 
-/// Upserts a batch, merging with stored attributes; returns rows written.
-async fn upsert(db: &Db, batch: Vec<(String, BTreeMap<String, String>)>) -> Result<u64> {
+/// Upserts a batch of profiles (at most a few hundred), merging with
+/// stored attributes; returns rows written. Call [`refresh_catalogue`]
+/// after the last batch.
+pub async fn upsert(db: &Db, batch: Vec<(String, BTreeMap<String, String>)>) -> Result<u64> {
     let rows = batch.len() as u64;
     // The same id twice in a batch: the later row wins, merged over the earlier.
     let mut merged: HashMap<String, BTreeMap<String, String>> = HashMap::with_capacity(batch.len());

@@ -201,3 +201,41 @@ async fn names_are_unique_and_rules_must_be_complete() {
     assert_eq!(segments::list(&t.db, "hun").await.unwrap().len(), 1);
     assert_eq!(segments::list(&t.db, "").await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn demo_data_is_deterministic_and_makes_segments_of_different_sizes() {
+    let a = TestDb::new().await;
+    let b = TestDb::new().await;
+    engine::demo::generate(&a.db, 600, 7).await.unwrap();
+    engine::demo::generate(&b.db, 600, 7).await.unwrap();
+    assert_eq!(profiles::count(&a.db).await.unwrap(), 600);
+    assert_eq!(
+        profiles::get(&a.db, "P0000042").await.unwrap(),
+        profiles::get(&b.db, "P0000042").await.unwrap()
+    );
+    let sizes: Vec<i64> = segments::list(&a.db, "")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.member_count)
+        .collect();
+    assert_eq!(sizes.len(), 5);
+    assert!(sizes.iter().all(|&n| n > 0 && n <= 600), "{sizes:?}");
+    let mut distinct = sizes.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert!(
+        distinct.len() >= 4,
+        "segments of different sizes: {sizes:?}"
+    );
+    // Some emails are invalid or shared on purpose.
+    let mut invalid = 0;
+    for n in 0..300 {
+        let p = profiles::get(&a.db, &format!("P{n:07}"))
+            .await
+            .unwrap()
+            .unwrap();
+        invalid += usize::from(!p["email"].is_empty() && !p["email"].contains('@'));
+    }
+    assert!(invalid > 0);
+}

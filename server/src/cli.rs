@@ -38,6 +38,14 @@ pub enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Generate demo profiles and segments (deterministic for a seed).
+    DemoData {
+        /// How many profiles.
+        #[arg(long, default_value_t = 10_000)]
+        profiles: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,6 +56,12 @@ pub enum ImportCommand {
         /// The column that holds the profile id.
         #[arg(long, default_value = "id")]
         id_column: String,
+    },
+    /// Create or replace a static segment from a CSV of profile ids (the
+    /// first column; a header row named `id` or `profile_id` is skipped).
+    Segment {
+        name: String,
+        file: std::path::PathBuf,
     },
 }
 
@@ -96,6 +110,52 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     report.rejected as usize - report.errors.len()
                 );
             }
+            Ok(())
+        }
+        Command::Import {
+            command: ImportCommand::Segment { name, file },
+        } => {
+            let db = crate::open_database(&cli.config).await?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("could not read {} as UTF-8 text", file.display()))?;
+            let ids: Vec<String> = text
+                .lines()
+                .map(|l| {
+                    l.trim_start_matches('\u{feff}')
+                        .split(',')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .trim_matches('"')
+                        .to_owned()
+                })
+                .enumerate()
+                .filter(|(i, id)| !(*i == 0 && (id == "id" || id == "profile_id")))
+                .map(|(_, id)| id)
+                .collect();
+            let (segment, unknown) = engine::segments::import_static(&db, &name, ids).await?;
+            println!(
+                "Segment {} now has {} members.",
+                segment.name, segment.member_count
+            );
+            if !unknown.is_empty() {
+                println!(
+                    "{} ids are not profiles and were skipped: {}",
+                    unknown.len(),
+                    unknown
+                        .iter()
+                        .take(20)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Ok(())
+        }
+        Command::DemoData { profiles, seed } => {
+            let db = crate::open_database(&cli.config).await?;
+            engine::demo::generate(&db, profiles, seed).await?;
+            println!("Generated {profiles} demo profiles (seed {seed}) and the demo segments.");
             Ok(())
         }
         Command::User {

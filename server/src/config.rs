@@ -66,6 +66,11 @@ pub struct Config {
     #[arg(long, env = "CC_SANDBOX_URL")]
     pub cc_sandbox_url: Option<String>,
 
+    /// On a start with no profiles at all, generate this many demo profiles
+    /// and the demo segments (0: never).
+    #[arg(long, env = "DEMO_PROFILES_ON_EMPTY", default_value_t = 0)]
+    pub demo_profiles_on_empty: u64,
+
     /// Log filter, e.g. `info` or `server=debug,sqlx=warn`.
     #[arg(
         long,
@@ -91,6 +96,7 @@ impl Config {
             cc_client_secret: None,
             cc_redirect_url: String::from("http://127.0.0.1:3000/oauth/constant-contact/callback"),
             cc_sandbox_url: None,
+            demo_profiles_on_empty: 0,
         }
     }
 

@@ -160,6 +160,13 @@ async fn same_origin_writes(req: Request, next: Next) -> Response {
 /// Serves until Ctrl-C (or SIGTERM).
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let db = open_database(&config).await?;
+    if config.demo_profiles_on_empty > 0 && engine::profiles::count(&db).await? == 0 {
+        tracing::info!(
+            profiles = config.demo_profiles_on_empty,
+            "empty database: loading demo data"
+        );
+        engine::demo::generate(&db, config.demo_profiles_on_empty, 42).await?;
+    }
     let app = router(&config, db).await?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

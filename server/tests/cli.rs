@@ -172,3 +172,44 @@ async fn import_profiles_reports_what_it_did_line_by_line() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("could not open /no/such/file.csv"));
 }
+
+#[tokio::test]
+async fn demo_data_and_static_segment_import_work_from_the_command_line() {
+    let t = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_server"))
+            .args(args)
+            .env("DATABASE_URL", &t.url)
+            .env("DATA_DIR", dir.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["demo-data", "--profiles", "300", "--seed", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(engine::profiles::count(&t.db).await.unwrap(), 300);
+    assert_eq!(engine::segments::list(&t.db, "").await.unwrap().len(), 5);
+
+    let file = dir.path().join("vips.csv");
+    std::fs::write(&file, "id\nP0000001\nP0000002\nnobody\n").unwrap();
+    let out = run(&["import", "segment", "VIPs", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Segment VIPs now has 2 members."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 ids are not profiles and were skipped: nobody"),
+        "{stdout}"
+    );
+}

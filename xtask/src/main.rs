@@ -239,6 +239,10 @@ fn run() -> Result<()> {
     // sandbox's demo client (unless the environment says otherwise).
     let mut cmd = Command::new(server);
     cmd.current_dir(root()).env("LEPTOS_SITE_ROOT", site_root());
+    // A newcomer sees data: a small demo set on the first start.
+    if std::env::var_os("DEMO_PROFILES_ON_EMPTY").is_none() {
+        cmd.env("DEMO_PROFILES_ON_EMPTY", "2000");
+    }
     if std::env::var_os("CC_CLIENT_ID").is_none() {
         cmd.env("CC_CLIENT_ID", "segment-export-demo")
             .env("CC_CLIENT_SECRET", "demo-client-secret")
