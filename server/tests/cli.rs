@@ -108,6 +108,11 @@ fn help_lists_every_environment_variable() {
         "SESSION_INACTIVITY_MINUTES",
         "SECURE_COOKIES",
         "RUST_LOG",
+        "CC_CLIENT_ID",
+        "CC_CLIENT_SECRET",
+        "CC_REDIRECT_URL",
+        "CC_SANDBOX_URL",
+        "DEMO_PROFILES_ON_EMPTY",
     ] {
         assert!(help.contains(var), "--help does not mention {var}:\n{help}");
     }
