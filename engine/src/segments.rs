@@ -482,3 +482,80 @@ pub async fn changes(db: &Db, id: i64, refresh_no: i64) -> Result<(Vec<String>, 
     }
     Ok((entered, left))
 }
+
+/// Changes a rule segment's name, description and rule, and re-evaluates it.
+pub async fn update_rule(
+    db: &Db,
+    id: i64,
+    name: &str,
+    description: &str,
+    rule: &Rule,
+) -> Result<Segment> {
+    rule.validate()?;
+    let segment = get(db, id).await?.ok_or(Error::NotFound("The segment"))?;
+    if segment.kind != Kind::Rule {
+        return Err(Error::invalid(
+            "rule",
+            "A static segment has no rule; import its list again instead.",
+        ));
+    }
+    let name = parse_name(name)?;
+    let rule_json = serde_json::to_string(rule).map_err(|e| Error::Internal(e.to_string()))?;
+    sqlx::query("UPDATE segments SET name = $1, name_key = $2, description = $3, rule = $4, updated_at = $5 WHERE id = $6")
+        .bind(&name)
+        .bind(name.to_lowercase())
+        .bind(description.trim())
+        .bind(rule_json)
+        .bind(now_ms())
+        .bind(id)
+        .execute(db.pool())
+        .await
+        .map_err(name_taken)?;
+    refresh(db, id).await
+}
+
+/// The first `limit` members with their attributes, in key order.
+pub async fn preview(
+    db: &Db,
+    id: i64,
+    limit: i64,
+) -> Result<Vec<(String, BTreeMap<String, String>)>> {
+    let rows = sqlx::query(
+        "SELECT m.profile_id, p.attributes FROM segment_members m JOIN profiles p ON p.id = m.profile_id \
+         WHERE m.segment_id = $1 ORDER BY m.profile_id LIMIT $2",
+    )
+    .bind(id)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let text: String = col(r, "attributes")?;
+            Ok((
+                col(r, "profile_id")?,
+                serde_json::from_str(&text).unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+/// For each field, how many members have a non-empty value (streamed).
+pub async fn fill_rates(db: &Db, id: i64) -> Result<BTreeMap<String, i64>> {
+    let mut counts = BTreeMap::new();
+    let mut rows = sqlx::query(
+        "SELECT p.attributes FROM segment_members m JOIN profiles p ON p.id = m.profile_id WHERE m.segment_id = $1",
+    )
+    .bind(id)
+    .fetch(db.pool());
+    while let Some(row) = rows.try_next().await? {
+        let text: String = col(&row, "attributes")?;
+        let attrs: BTreeMap<String, String> = serde_json::from_str(&text).unwrap_or_default();
+        for (k, v) in attrs {
+            let n = counts.entry(k).or_insert(0);
+            if !v.trim().is_empty() {
+                *n += 1;
+            }
+        }
+    }
+    Ok(counts)
+}

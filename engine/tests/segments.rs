@@ -239,3 +239,43 @@ async fn demo_data_is_deterministic_and_makes_segments_of_different_sizes() {
     }
     assert!(invalid > 0);
 }
+
+#[tokio::test]
+async fn a_rule_segment_can_be_edited_and_its_members_previewed_with_fill_rates() {
+    let t = TestDb::new().await;
+    people(&t).await;
+    let s = segments::create_rule(
+        &t.db,
+        "Hungary",
+        "",
+        &Rule {
+            matching: Match::All,
+            conditions: vec![cond("country", Op::Eq, "HU")],
+        },
+    )
+    .await
+    .unwrap();
+    let rule = Rule {
+        matching: Match::All,
+        conditions: vec![cond("country", Op::Eq, "HU"), cond("email", Op::IsSet, "")],
+    };
+    let s = segments::update_rule(&t.db, s.id, "Reachable Hungarians", "with an email", &rule)
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.name.as_str(), s.member_count),
+        ("Reachable Hungarians", 3)
+    );
+    let preview = segments::preview(&t.db, s.id, 2).await.unwrap();
+    assert_eq!(
+        preview
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        ["p01", "p02"]
+    );
+    assert_eq!(preview[0].1["email"], "ann@example.com");
+    let rates = segments::fill_rates(&t.db, s.id).await.unwrap();
+    assert_eq!(rates["email"], 3);
+    assert_eq!(rates["signup_date"], 3);
+}
