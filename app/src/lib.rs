@@ -12,6 +12,7 @@ pub mod connections_api;
 pub mod error;
 pub mod model;
 pub mod pages;
+pub mod segments_api;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod users_api;

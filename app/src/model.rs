@@ -198,3 +198,114 @@ pub struct AuditView {
     pub target: String,
     pub detail: String,
 }
+
+/// A segment in lists and on its page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentView {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    /// `static` or `rule`.
+    pub kind: String,
+    pub member_count: i64,
+    pub refreshed: Option<String>,
+    /// The rule in words, e.g. `country = HU AND lifetime_value > 100`.
+    pub rule_text: Option<String>,
+}
+
+/// One condition of a rule as the builder edits it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConditionInput {
+    pub field: String,
+    /// `eq`, `ne`, `gt`, `ge`, `lt`, `le`, `contains`, `starts_with`,
+    /// `ends_with`, `before`, `after`, `is_set`, `is_not_set`.
+    pub op: String,
+    pub value: String,
+}
+
+/// A rule as the builder edits it (`matching`: `all` or `any`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleInput {
+    #[serde(rename = "match")]
+    pub matching: String,
+    pub conditions: Vec<ConditionInput>,
+}
+
+impl Default for RuleInput {
+    fn default() -> Self {
+        RuleInput {
+            matching: String::from("all"),
+            conditions: vec![ConditionInput {
+                field: String::new(),
+                op: String::from("eq"),
+                value: String::new(),
+            }],
+        }
+    }
+}
+
+/// Operators offered by the builder: key and words.
+pub const OPS: [(&str, &str); 13] = [
+    ("eq", "="),
+    ("ne", "≠"),
+    ("gt", ">"),
+    ("ge", "≥"),
+    ("lt", "<"),
+    ("le", "≤"),
+    ("contains", "contains"),
+    ("starts_with", "starts with"),
+    ("ends_with", "ends with"),
+    ("before", "before"),
+    ("after", "after"),
+    ("is_set", "is set"),
+    ("is_not_set", "is not set"),
+];
+
+pub fn op_words(op: &str) -> &'static str {
+    OPS.iter()
+        .find(|(k, _)| *k == op)
+        .map(|(_, w)| *w)
+        .unwrap_or("?")
+}
+
+impl RuleInput {
+    /// `country = HU AND lifetime_value > 100`.
+    pub fn text(&self) -> String {
+        let joiner = if self.matching == "any" {
+            " OR "
+        } else {
+            " AND "
+        };
+        self.conditions
+            .iter()
+            .map(|c| match c.op.as_str() {
+                "is_set" | "is_not_set" => format!("{} {}", c.field, op_words(&c.op)),
+                _ => format!("{} {} {}", c.field, op_words(&c.op), c.value),
+            })
+            .collect::<Vec<_>>()
+            .join(joiner)
+    }
+}
+
+/// A profile field of the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldView {
+    pub name: String,
+    pub kind: String,
+    pub filled: i64,
+}
+
+/// Everything the segment page shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentDetail {
+    pub segment: SegmentView,
+    pub rule: Option<RuleInput>,
+    /// The fields shown in the preview, in order.
+    pub preview_fields: Vec<String>,
+    /// The first members: profile id and the preview fields' values.
+    pub preview: Vec<(String, Vec<String>)>,
+    /// Field name and how many members have it.
+    pub fill_rates: Vec<(String, i64)>,
+    /// True when the caller may change or refresh the segment.
+    pub can_manage: bool,
+}
