@@ -67,6 +67,7 @@ export default defineConfig({
         CC_CLIENT_SECRET: "demo-client-secret",
         CC_SANDBOX_URL: sandboxURL,
         CC_REDIRECT_URL: `${baseURL}/oauth/constant-contact/callback`,
+        DEMO_PROFILES_ON_EMPTY: "300",
     },
     },
   ],

@@ -81,6 +81,9 @@ pub fn Shell(user: UserView, children: Children) -> impl IntoView {
             <div class="flex flex-1">
                 <nav aria-label="Main" class="w-56 shrink-0 border-r border-slate-200 bg-white px-4 py-6 text-sm">
                     <NavLink href="/" label="Overview"/>
+                    <NavGroup title="Data">
+                        <NavLink href="/data/segments" label="Segments"/>
+                    </NavGroup>
                     <Show when=move || is_admin>
                         <NavGroup title="Admin">
                             <NavLink href="/admin/connections" label="Connections"/>

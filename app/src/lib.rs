@@ -26,7 +26,7 @@ use crate::auth::Auth;
 use crate::components::Guarded;
 use crate::model::Role;
 use crate::pages::{
-    audit, connection_new, connections, home, login::LoginPage, not_found::NotFound,
+    audit, connection_new, connections, home, login::LoginPage, not_found::NotFound, segments,
     setup::SetupPage, users,
 };
 
@@ -69,6 +69,9 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/admin/connections") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=connections::page/> }/>
                 <Route path=path!("/admin/connections/new") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=connection_new::choose_page/> }/>
                 <Route path=path!("/admin/connections/new/constant-contact") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=connection_new::form_page/> }/>
+                <Route path=path!("/data/segments") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=segments::list_page/> }/>
+                <Route path=path!("/data/segments/new") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Contributor page=segments::new_page/> }/>
+                <Route path=path!("/data/segments/:id") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=segments::detail_page/> }/>
                 <Route path=path!("/admin/audit") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=audit::page/> }/>
             </Routes>
         </Router>

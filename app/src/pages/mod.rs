@@ -4,5 +4,6 @@ pub mod connections;
 pub mod home;
 pub mod login;
 pub mod not_found;
+pub mod segments;
 pub mod setup;
 pub mod users;

@@ -1,0 +1,36 @@
+import { expect, test } from "@playwright/test";
+import { contributor, open, shot, signIn } from "./helpers";
+
+test("a contributor creates a rule segment, sees the live count, then its members", async ({ page }) => {
+  await signIn(page, contributor);
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Segments" }).click();
+  await expect(page.getByRole("heading", { name: "Segments" })).toBeVisible();
+  // The demo segments of the first start.
+  await expect(page.getByRole("link", { name: "Hungarian customers" })).toBeVisible();
+  await page.getByLabel("Search by name").fill("high");
+  await expect(page.getByRole("link", { name: "High value" })).toBeVisible();
+  await expect(page.getByRole("link", { name: "Hungarian customers" })).toHaveCount(0);
+  await shot(page, "05-segments");
+
+  await page.getByRole("link", { name: "New segment" }).click();
+  await expect(page.getByRole("heading", { name: "New segment" })).toBeVisible();
+  await page.getByLabel("Name").fill("Hungarian big spenders");
+  await page.getByLabel("Field 1").selectOption("country");
+  await page.getByLabel("Operator 1").selectOption("eq");
+  await page.getByLabel("Value 1").fill("HU");
+  await page.getByRole("button", { name: "Add condition" }).click();
+  await page.getByLabel("Field 2").selectOption("lifetime_value");
+  await page.getByLabel("Operator 2").selectOption("gt");
+  await page.getByLabel("Value 2").fill("100");
+  const status = page.getByRole("status").filter({ hasText: "profiles match" });
+  await expect(status).toHaveText(/^\d+ profiles match$/);
+  const expected = (await status.textContent())!.split(" ")[0];
+  await shot(page, "05-new-segment");
+  await page.getByRole("button", { name: "Create segment" }).click();
+
+  await expect(page.getByRole("heading", { name: "Hungarian big spenders" })).toBeVisible();
+  await expect(page.getByTestId("member-count")).toHaveText(expected);
+  await expect(page.getByText("country = HU AND lifetime_value > 100")).toBeVisible();
+  await expect(page.getByRole("heading", { name: /^First \d+ members$/ })).toBeVisible();
+  await shot(page, "05-segment-detail");
+});
