@@ -23,8 +23,8 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::state::{
-    now_iso, Activity, ActivityKind, ActivityState, Contact, CustomField, List, LogEntry,
-    Permission, Shared, LOGGED_BODY_MAX,
+    iso_ms, now_iso, now_ms, Activity, ActivityKind, ActivityState, Contact, CustomField, List,
+    LogEntry, Permission, Shared, LOGGED_BODY_MAX,
 };
 
 /// The account and scopes a valid bearer token stands for.
@@ -667,7 +667,7 @@ async fn process_import(
                     continue;
                 };
                 people += 1;
-                let now = now_iso();
+                let now = now_ms();
                 let idx = match data.by_email.get(email) {
                     Some(&i) => i,
                     None => {
@@ -678,8 +678,8 @@ async fn process_import(
                             lists: Vec::new(),
                             permission: Permission::Implicit,
                             opt_out_source: None,
-                            created_at: now.clone(),
-                            updated_at: now.clone(),
+                            created_at: now,
+                            updated_at: now,
                         };
                         data.by_id.insert(contact.id, data.contacts.len());
                         data.by_email.insert(email.to_owned(), data.contacts.len());
@@ -891,13 +891,13 @@ pub fn contact_json(c: &Contact, include: &str, fields: &[CustomField]) -> Value
         "email_address": {
             "address": c.email,
             "permission_to_send": c.permission,
-            "created_at": c.created_at,
-            "updated_at": c.updated_at,
+            "created_at": iso_ms(c.created_at),
+            "updated_at": iso_ms(c.updated_at),
             "opt_in_source": "Account",
         },
         "create_source": "Account",
-        "created_at": c.created_at,
-        "updated_at": c.updated_at,
+        "created_at": iso_ms(c.created_at),
+        "updated_at": iso_ms(c.updated_at),
     });
     if let Some(src) = c.opt_out_source {
         v["email_address"]["opt_out_source"] = json!(src);

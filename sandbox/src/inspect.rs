@@ -125,7 +125,7 @@ pub async fn unsubscribe(State(shared): State<Shared>, Json(body): Json<Unsubscr
     let idx = match data.by_email.get(&email) {
         Some(&c) => c,
         None => {
-            let now = now_iso();
+            let now = crate::state::now_ms();
             let contact = crate::state::Contact {
                 id: Uuid::new_v4(),
                 email: email.clone(),
@@ -133,7 +133,7 @@ pub async fn unsubscribe(State(shared): State<Shared>, Json(body): Json<Unsubscr
                 lists: Vec::new(),
                 permission: Permission::Implicit,
                 opt_out_source: None,
-                created_at: now.clone(),
+                created_at: now,
                 updated_at: now,
             };
             data.by_id.insert(contact.id, data.contacts.len());

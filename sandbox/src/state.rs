@@ -19,6 +19,22 @@ pub fn now_iso() -> String {
         .unwrap_or_default()
 }
 
+/// Unix milliseconds, now.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// RFC 3339 for Unix milliseconds.
+pub fn iso_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// Days since the Unix epoch, UTC (the daily quota resets at midnight UTC).
 pub fn utc_day() -> i64 {
     time::OffsetDateTime::now_utc()
@@ -61,8 +77,10 @@ pub struct Contact {
     pub lists: Vec<Uuid>,
     pub permission: Permission,
     pub opt_out_source: Option<&'static str>,
-    pub created_at: String,
-    pub updated_at: String,
+    /// Unix milliseconds (kept as numbers: a million contacts' worth of
+    /// timestamp strings is a lot of memory).
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 impl Contact {
