@@ -1,6 +1,20 @@
 import { expect, test } from "@playwright/test";
 import { contributor, open, shot, signIn } from "./helpers";
 
+test("a contributor uploads a profiles CSV and reads the import report", async ({ page }) => {
+  await signIn(page, contributor);
+  await open(page, "/data/segments");
+  await page.getByLabel("CSV file").setInputFiles({
+    name: "people.csv",
+    mimeType: "text/csv",
+    buffer: Buffer.from("id,email,country,lifetime_value\nU1,uma@example.com,HU,900\nU2,only-two-columns\nU3,ulf@example.com,HU,950\n"),
+  });
+  await page.getByRole("button", { name: "Upload" }).click();
+  await expect(page.getByText("Imported 2 of 3 rows; 1 rejected.")).toBeVisible();
+  await expect(page.getByText("Line 3: expected 4 columns, found 2")).toBeVisible();
+  await shot(page, "05-import-report");
+});
+
 test("a contributor creates a rule segment, sees the live count, then its members", async ({ page }) => {
   await signIn(page, contributor);
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Segments" }).click();

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 mod oauth_callback;
+mod upload;
 
 use std::net::SocketAddr;
 
@@ -87,11 +88,21 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
         cc: config.cc_app(),
     };
     let callback_state = state.clone();
+    let upload_state = state.clone();
+    let request_state = state.clone();
     let context = move || provide_context(state.clone());
     let routes = generate_route_list(app::App);
 
     let router = Router::new()
         .route("/health", get(health).with_state(db))
+        .route(
+            "/data/import/profiles",
+            axum::routing::post(upload::import_profiles)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    upload::MAX_UPLOAD_BYTES,
+                ))
+                .with_state(upload_state),
+        )
         .route(
             "/oauth/constant-contact/callback",
             get(oauth_callback::callback).with_state(callback_state),
@@ -105,6 +116,13 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
             app::shell,
         ))
         .with_state(options)
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let state = request_state.clone();
+            async move {
+                let session = req.extensions().get::<tower_sessions::Session>().cloned();
+                app::ssr::with_request(state, session, next.run(req)).await
+            }
+        }))
         .layer(sessions)
         .layer(middleware::from_fn(same_origin_writes))
         .layer(

@@ -113,3 +113,51 @@ async fn an_incomplete_rule_is_a_field_error() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
+
+#[tokio::test]
+async fn uploading_profiles_is_for_contributors_and_admins_and_reports_by_line() {
+    let app = TestApp::spawn().await;
+    let admin = app.setup_admin().await;
+    let viewer = app.user(&admin, "viewer@example.com", "viewer").await;
+    let contributor = app
+        .user(&admin, "contributor@example.com", "contributor")
+        .await;
+    let csv = "customer,email\nc1,a@example.com\nc2\n";
+    let upload = |client: reqwest::Client| {
+        let url = app.url("/data/import/profiles?id_column=customer");
+        async move {
+            client
+                .post(url)
+                .header("content-type", "text/csv")
+                .body(csv)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        upload(app.client()).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(upload(viewer).await.status(), StatusCode::FORBIDDEN);
+    let res = upload(contributor).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let report: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        (
+            report["rows"].as_u64(),
+            report["imported"].as_u64(),
+            report["rejected"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    assert_eq!(report["errors"][0]["line"], 3);
+    let bad = admin
+        .post(app.url("/data/import/profiles?id_column=nope"))
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text().await.unwrap().contains("no column"));
+}

@@ -6,4 +6,5 @@ pub mod login;
 pub mod not_found;
 pub mod segments;
 pub mod setup;
+pub mod upload;
 pub mod users;

@@ -9,6 +9,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::components::{field_error, form_error, ErrorBanner};
 use crate::model::{ConditionInput, FieldView, Role, RuleInput, SegmentDetail, UserView, OPS};
+use crate::pages::upload::ProfileUpload;
 use crate::segments_api::{
     get_segment, list_segments, preview_rule, profile_fields, CreateSegment, RefreshSegment,
     UpdateSegment,
@@ -29,7 +30,11 @@ pub fn detail_page(_user: UserView) -> AnyView {
 #[component]
 fn SegmentsPage(can_manage: bool) -> impl IntoView {
     let search = RwSignal::new(String::new());
-    let segments = Resource::new(move || search.get(), list_segments);
+    let imports = RwSignal::new(0u32);
+    let segments = Resource::new(
+        move || (search.get(), imports.get()),
+        |(s, _)| list_segments(s),
+    );
     view! {
         <Title text="Segments · Segment Export"/>
         <div class="flex items-start justify-between gap-4">
@@ -81,6 +86,9 @@ fn SegmentsPage(can_manage: bool) -> impl IntoView {
                 }
             })}
         </Transition>
+        <Show when=move || can_manage>
+            <ProfileUpload on_done=move |_| imports.update(|n| *n += 1)/>
+        </Show>
     }
 }
 
