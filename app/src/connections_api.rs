@@ -9,7 +9,7 @@ use crate::model::{ConnectionDraft, ConnectionView, ConnectionsPage, UsableConne
 
 #[cfg(feature = "ssr")]
 fn cc(call: &crate::ssr::Call) -> Result<&engine::connect::CcApp, AppError> {
-    call.state.cc.as_ref().ok_or_else(|| {
+    call.state().cc.as_ref().ok_or_else(|| {
         AppError::Refused(String::from(
             "Constant Contact is not configured on this server (set CC_CLIENT_ID and CC_CLIENT_SECRET).",
         ))
@@ -30,7 +30,7 @@ pub async fn list_connections() -> Result<ConnectionsPage, AppError> {
             .ok()
             .flatten();
         Ok(ConnectionsPage {
-            configured: call.state.cc.is_some(),
+            configured: call.state().cc.is_some(),
             connections: connections.into_iter().map(Into::into).collect(),
             notice,
         })
@@ -68,7 +68,7 @@ pub async fn get_connection_draft() -> Result<ConnectionDraft, AppError> {
         let draft = engine::connect::draft(call.session()?).await?;
         Ok(match draft {
             Some(d) => ConnectionDraft {
-                configured: call.state.cc.is_some(),
+                configured: call.state().cc.is_some(),
                 display_name: d.display_name,
                 usable_by: d.usable_by.as_str().to_owned(),
                 agreed: true,
@@ -77,7 +77,7 @@ pub async fn get_connection_draft() -> Result<ConnectionDraft, AppError> {
                 error: d.error,
             },
             None => ConnectionDraft {
-                configured: call.state.cc.is_some(),
+                configured: call.state().cc.is_some(),
                 display_name: String::new(),
                 usable_by: String::from("admins"),
                 agreed: false,
@@ -103,7 +103,7 @@ pub async fn start_connect(
         call.require(Role::Admin).await?;
         let app = cc(&call)?;
         let agreed = agree.as_deref() == Some("on") || agree.as_deref() == Some("true");
-        let s = &call.state;
+        let s = call.state();
         Ok(engine::connect::begin_new(
             call.session()?,
             &s.db,
@@ -138,7 +138,7 @@ pub async fn save_connection(
     let call = crate::ssr::call();
     call.run(async {
         let me = call.require(Role::Admin).await?;
-        let s = &call.state;
+        let s = call.state();
         let c = engine::connect::save(
             call.session()?,
             &s.db,
@@ -192,7 +192,7 @@ pub async fn reauthenticate_connection(id: i64) -> Result<String, AppError> {
     call.run(async {
         call.require(Role::Admin).await?;
         let app = cc(&call)?;
-        let s = &call.state;
+        let s = call.state();
         Ok(engine::connect::begin_reauth(call.session()?, &s.db, &s.cipher, app, id).await?)
     })
     .await
@@ -206,7 +206,7 @@ pub async fn test_connection(id: i64) -> Result<String, AppError> {
     call.run(async {
         call.require(Role::Admin).await?;
         let app = cc(&call)?;
-        let s = &call.state;
+        let s = call.state();
         match engine::connect::test(&s.db, &s.cipher, app, id).await? {
             Ok(1) => Ok(String::from("Connected. The account has 1 list.")),
             Ok(n) => Ok(format!("Connected. The account has {n} lists.")),
@@ -224,7 +224,7 @@ pub async fn remove_connection(id: i64) -> Result<String, AppError> {
     let call = crate::ssr::call();
     call.run(async {
         let me = call.require(Role::Admin).await?;
-        let s = &call.state;
+        let s = call.state();
         let removal = engine::connect::remove(&s.db, &s.cipher, s.cc.as_ref(), &me, id).await?;
         Ok(match removal.revoke_problem {
             None => format!(

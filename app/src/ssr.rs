@@ -32,7 +32,11 @@ pub struct AppState {
 /// One server function call: the state, the request's session and the
 /// response to set a status on.
 pub struct Call {
-    pub state: AppState,
+    /// Missing only outside a request: when the route list is generated at
+    /// start, the app is rendered once and its resources call server
+    /// functions with no request behind them. [`Call::run`] then answers
+    /// with an error without running the body.
+    state: Option<AppState>,
     session: Option<Session>,
     response: Option<ResponseOptions>,
 }
@@ -41,9 +45,7 @@ pub struct Call {
 pub fn call() -> Call {
     let parts = use_context::<http::request::Parts>();
     let request = REQUEST.try_with(Clone::clone).ok();
-    let state = use_context::<AppState>()
-        .or_else(|| request.as_ref().map(|(s, _)| s.clone()))
-        .unwrap_or_else(|| expect_context::<AppState>());
+    let state = use_context::<AppState>().or_else(|| request.as_ref().map(|(s, _)| s.clone()));
     let session = parts
         .and_then(|p| p.extensions.get::<Session>().cloned())
         .or_else(|| request.and_then(|(_, session)| session));
@@ -56,9 +58,7 @@ pub fn call() -> Call {
 
 tokio::task_local! {
     /// The state and session of the request being handled, for the whole
-    /// of its handling: a second path to them besides the Leptos context
-    /// (which was seen, rarely, not to be current in a server function
-    /// under load).
+    /// of its handling: a second path to them besides the Leptos context.
     static REQUEST: (AppState, Option<Session>);
 }
 
@@ -72,8 +72,17 @@ pub async fn with_request<F: std::future::Future>(
 }
 
 impl Call {
+    /// The application state. Only reachable from a body run by
+    /// [`Call::run`], which has checked it is there.
+    pub fn state(&self) -> &AppState {
+        match &self.state {
+            Some(s) => s,
+            None => unreachable!("Call::run checks the state before running the body"),
+        }
+    }
+
     pub fn db(&self) -> &Db {
-        &self.state.db
+        &self.state().db
     }
 
     pub fn session(&self) -> Result<&Session, AppError> {
@@ -125,6 +134,10 @@ impl Call {
         &self,
         body: impl std::future::Future<Output = Result<T, AppError>>,
     ) -> Result<T, AppError> {
+        if self.state.is_none() {
+            tracing::debug!("server function called outside a request");
+            return Err(AppError::Internal);
+        }
         let result = body.await;
         if let (Err(e), Some(res)) = (&result, &self.response) {
             if let Ok(status) = http::StatusCode::from_u16(e.status()) {
