@@ -44,31 +44,11 @@ pub struct Call {
 /// Takes the call's context. Call it first thing, before any `.await`.
 pub fn call() -> Call {
     let parts = use_context::<http::request::Parts>();
-    let request = REQUEST.try_with(Clone::clone).ok();
-    let state = use_context::<AppState>().or_else(|| request.as_ref().map(|(s, _)| s.clone()));
-    let session = parts
-        .and_then(|p| p.extensions.get::<Session>().cloned())
-        .or_else(|| request.and_then(|(_, session)| session));
     Call {
-        state,
-        session,
+        state: use_context::<AppState>(),
+        session: parts.and_then(|p| p.extensions.get::<Session>().cloned()),
         response: use_context::<ResponseOptions>(),
     }
-}
-
-tokio::task_local! {
-    /// The state and session of the request being handled, for the whole
-    /// of its handling: a second path to them besides the Leptos context.
-    static REQUEST: (AppState, Option<Session>);
-}
-
-/// Runs `f` with the request's state and session in the task-local.
-pub async fn with_request<F: std::future::Future>(
-    state: AppState,
-    session: Option<Session>,
-    f: F,
-) -> F::Output {
-    REQUEST.scope((state, session), f).await
 }
 
 impl Call {

@@ -89,7 +89,6 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
     };
     let callback_state = state.clone();
     let upload_state = state.clone();
-    let request_state = state.clone();
     let context = move || provide_context(state.clone());
     let routes = generate_route_list(app::App);
 
@@ -116,13 +115,6 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
             app::shell,
         ))
         .with_state(options)
-        .layer(middleware::from_fn(move |req: Request, next: Next| {
-            let state = request_state.clone();
-            async move {
-                let session = req.extensions().get::<tower_sessions::Session>().cloned();
-                app::ssr::with_request(state, session, next.run(req)).await
-            }
-        }))
         .layer(sessions)
         .layer(middleware::from_fn(same_origin_writes))
         .layer(
