@@ -668,25 +668,7 @@ async fn process_import(
                 };
                 people += 1;
                 let now = now_ms();
-                let idx = match data.by_email.get(email) {
-                    Some(&i) => i,
-                    None => {
-                        let contact = Contact {
-                            id: Uuid::new_v4(),
-                            email: email.to_owned(),
-                            fields: Vec::new(),
-                            lists: Vec::new(),
-                            permission: Permission::Implicit,
-                            opt_out_source: None,
-                            created_at: now,
-                            updated_at: now,
-                        };
-                        data.by_id.insert(contact.id, data.contacts.len());
-                        data.by_email.insert(email.to_owned(), data.contacts.len());
-                        data.contacts.push(contact);
-                        data.contacts.len() - 1
-                    }
-                };
+                let idx = data.contact_index(email, now);
                 let contact = &mut data.contacts[idx];
                 for (k, v) in &item.fields {
                     contact.set(k, v.clone());

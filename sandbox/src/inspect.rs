@@ -122,26 +122,7 @@ pub async fn unsubscribe(State(shared): State<Shared>, Json(body): Json<Unsubscr
     } else {
         "Contact"
     };
-    let idx = match data.by_email.get(&email) {
-        Some(&c) => c,
-        None => {
-            let now = crate::state::now_ms();
-            let contact = crate::state::Contact {
-                id: Uuid::new_v4(),
-                email: email.clone(),
-                fields: Vec::new(),
-                lists: Vec::new(),
-                permission: Permission::Implicit,
-                opt_out_source: None,
-                created_at: now,
-                updated_at: now,
-            };
-            data.by_id.insert(contact.id, data.contacts.len());
-            data.by_email.insert(email, data.contacts.len());
-            data.contacts.push(contact);
-            data.contacts.len() - 1
-        }
-    };
+    let idx = data.contact_index(&email, crate::state::now_ms());
     let c = &mut data.contacts[idx];
     c.permission = Permission::Unsubscribed;
     c.opt_out_source = Some(source);

@@ -168,6 +168,29 @@ impl AccountData {
         self.lists.iter().find(|l| l.id == id)
     }
 
+    /// The index of the contact with this (normalised) email, created
+    /// with implicit permission if there is none.
+    pub fn contact_index(&mut self, email: &str, now: i64) -> usize {
+        if let Some(&i) = self.by_email.get(email) {
+            return i;
+        }
+        let contact = Contact {
+            id: Uuid::new_v4(),
+            email: email.to_owned(),
+            fields: Vec::new(),
+            lists: Vec::new(),
+            permission: Permission::Implicit,
+            opt_out_source: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let i = self.contacts.len();
+        self.by_id.insert(contact.id, i);
+        self.by_email.insert(email.to_owned(), i);
+        self.contacts.push(contact);
+        i
+    }
+
     pub fn membership_count(&self, list: Uuid, active_only: bool) -> usize {
         self.contacts
             .iter()
