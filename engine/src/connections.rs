@@ -416,6 +416,7 @@ pub async fn remove(
     let tokens = tokens(db, cipher, id).await.ok();
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
+    crate::exports::disable_for_connection(&mut tx, id, &connection.display_name).await?;
     sqlx::query("DELETE FROM connections WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

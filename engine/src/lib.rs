@@ -10,13 +10,17 @@ pub mod crypto;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod executor;
+pub mod exports;
 pub mod password;
 pub mod profiles;
+pub mod runs;
 pub mod secrets;
 pub mod segments;
 pub mod sessions;
 pub mod time;
 pub mod users;
+pub mod worker;
 
 #[doc(hidden)]
 pub mod testing;

@@ -674,6 +674,7 @@ async fn process_import(
                     contact.set(k, v.clone());
                 }
                 contact.updated_at = now;
+                contact.imports += 1;
                 if contact.permission == Permission::Unsubscribed {
                     cannot_add += 1;
                     continue;

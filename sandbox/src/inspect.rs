@@ -187,6 +187,32 @@ pub async fn activities(State(shared): State<Shared>, Query(q): Q) -> Response {
     Json(json!({ "activities": all })).into_response()
 }
 
+/// `GET /_sandbox/import_stats`: how often imports named each contact:
+/// contacts, import rows in all, contacts imported more than once, and
+/// up to 20 of their emails.
+pub async fn import_stats(State(shared): State<Shared>, Query(q): Q) -> Response {
+    let inner = shared.lock();
+    let i = match account_index(&inner, q.get("account")) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let data = &inner.accounts[i].data;
+    let rows: u64 = data.contacts.iter().map(|c| u64::from(c.imports)).sum();
+    let twice: Vec<&str> = data
+        .contacts
+        .iter()
+        .filter(|c| c.imports > 1)
+        .map(|c| c.email.as_str())
+        .collect();
+    Json(json!({
+        "contacts": data.contacts.len(),
+        "import_rows": rows,
+        "imported_more_than_once": twice.len(),
+        "examples": twice.iter().take(20).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
 /// `GET /_sandbox/requests`: the request log (newest last).
 pub async fn requests(State(shared): State<Shared>) -> Response {
     let inner = shared.lock();

@@ -46,6 +46,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/custom_fields", post(inspect::create_custom_field))
         .route("/activities", get(inspect::activities))
         .route("/requests", get(inspect::requests))
+        .route("/import_stats", get(inspect::import_stats))
         .route("/reset", post(inspect::reset))
         .route("/faults", get(inspect::get_faults).put(inspect::put_faults))
         .route(

@@ -81,6 +81,9 @@ pub struct Contact {
     /// timestamp strings is a lot of memory).
     pub created_at: i64,
     pub updated_at: i64,
+    /// How many import rows named this contact (the witness of
+    /// "each contact sent exactly once").
+    pub imports: u32,
 }
 
 impl Contact {
@@ -183,6 +186,7 @@ impl AccountData {
             opt_out_source: None,
             created_at: now,
             updated_at: now,
+            imports: 0,
         };
         let i = self.contacts.len();
         self.by_id.insert(contact.id, i);

@@ -38,6 +38,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Run exports from the command line.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Generate demo profiles and segments (deterministic for a seed).
     DemoData {
         /// How many profiles.
@@ -66,6 +71,23 @@ pub enum ImportCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// List the exports with their last run.
+    List,
+    /// Run an export now and wait for it; prints progress and the result.
+    Run {
+        /// The export's id (see `server export list`).
+        id: i64,
+        /// Send every contact, not only new and changed ones.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Plan a run without sending anything: adds, updates, removals,
+    /// skips, API calls and the expected duration.
+    DryRun { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create a user. The password is read from the terminal (asked twice)
     /// or, when stdin is not a terminal, from its first line.
@@ -87,6 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("Database is up to date.");
             Ok(())
         }
+        Command::Export { command } => export(&cli.config, command).await,
         Command::Import {
             command: ImportCommand::Profiles { file, id_column },
         } => {
@@ -196,5 +219,109 @@ fn read_password() -> anyhow::Result<String> {
             .read_line(&mut line)
             .context("could not read the password from stdin")?;
         Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}
+
+async fn export(config: &Config, command: ExportCommand) -> anyhow::Result<()> {
+    use engine::runs::{self, Mode, Status, Trigger};
+    let db = crate::open_database(config).await?;
+    let (id, mode) = match command {
+        ExportCommand::List => {
+            let latest = runs::latest(&db).await?;
+            for e in engine::exports::list(&db).await? {
+                let last = latest
+                    .iter()
+                    .find(|r| r.export_id == e.id)
+                    .map(|r| format!("last run #{} {}", r.id, r.status.as_str()))
+                    .unwrap_or_else(|| String::from("never run"));
+                println!(
+                    "{:>5}  {}  -> list {} ({}) via {}; {}{}",
+                    e.id,
+                    e.name,
+                    e.list_name,
+                    e.list_id,
+                    e.connection_name.as_deref().unwrap_or("(no connection)"),
+                    last,
+                    if e.enabled { "" } else { "; disabled" }
+                );
+            }
+            return Ok(());
+        }
+        ExportCommand::Run { id, full } => (id, if full { Mode::Full } else { Mode::Incremental }),
+        ExportCommand::DryRun { id } => (id, Mode::DryRun),
+    };
+    let run = runs::trigger(&db, id, Trigger::Cli, mode, None).await?;
+    println!("Run #{} queued for export {}.", run.id, run.export_name);
+    let executor = crate::executor(config, db.clone())?;
+    let mine = runs::claim_run(&db, run.id, &executor.worker, executor.settings.lease_ms).await?;
+    let work = {
+        let executor = executor.clone();
+        tokio::spawn(async move {
+            if mine {
+                executor.execute(run.id).await
+            } else {
+                Ok(())
+            }
+        })
+    };
+    if !mine {
+        println!("A server's worker took the run; following it.");
+    }
+    let mut last = String::new();
+    let done = loop {
+        let now = runs::get(&db, run.id)
+            .await?
+            .context("the run disappeared")?;
+        let line = format!(
+            "{} {}: read {} of {}, sent {}, unchanged {}, skipped {}",
+            now.status.as_str(),
+            now.phase.as_deref().unwrap_or(""),
+            now.counts.read,
+            now.total
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| String::from("?")),
+            now.counts.sent,
+            now.counts.unchanged,
+            now.counts.skipped()
+        );
+        if line != last {
+            println!("  {line}");
+            last = line;
+        }
+        if !now.status.is_active() {
+            break now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    work.await??;
+    let c = &done.counts;
+    println!(
+        "Run #{} {}: {}",
+        done.id,
+        done.status.as_str().replace('_', " "),
+        done.message.as_deref().unwrap_or("")
+    );
+    println!(
+        "  read {}, sent {} (new {}, changed {}), unchanged {}, accepted {}, rejected {}, unsubscribed {}, removed {}",
+        c.read, c.sent, c.adds, c.updates, c.unchanged, c.accepted, c.rejected, c.unsubscribed, c.removed
+    );
+    println!(
+        "  skipped: no email {}, invalid email {}, duplicate email {}, invalid value {}, unsubscribed {}",
+        c.skipped_no_email,
+        c.skipped_invalid_email,
+        c.skipped_duplicate_email,
+        c.skipped_invalid_value,
+        c.skipped_unsubscribed
+    );
+    println!(
+        "  API calls {}, daily quota left {}",
+        c.api_calls, c.quota_left
+    );
+    if mode == Mode::DryRun {
+        println!("  expected duration {} s", c.eta_seconds);
+    }
+    match done.status {
+        Status::Succeeded | Status::PartiallySucceeded => Ok(()),
+        other => bail!("the run ended {}", other.as_str()),
     }
 }

@@ -71,6 +71,20 @@ pub struct Config {
     #[arg(long, env = "DEMO_PROFILES_ON_EMPTY", default_value_t = 0)]
     pub demo_profiles_on_empty: u64,
 
+    /// Export workers in this process (each executes one run at a time;
+    /// 0: this process only serves, other processes run the exports).
+    #[arg(long, env = "WORKERS", default_value_t = 2)]
+    pub workers: usize,
+
+    /// The most profiles one export run may send.
+    #[arg(long, env = "MAX_PROFILES_PER_RUN", default_value_t = 1_000_000)]
+    pub max_profiles_per_run: u64,
+
+    /// How long a worker's claim on a run lasts without a heartbeat; a run
+    /// whose worker died is resumed elsewhere after this.
+    #[arg(long, env = "RUN_LEASE_SECONDS", default_value_t = 30)]
+    pub run_lease_seconds: u64,
+
     /// Log filter, e.g. `info` or `server=debug,sqlx=warn`.
     #[arg(
         long,
@@ -97,6 +111,18 @@ impl Config {
             cc_redirect_url: String::from("http://127.0.0.1:3000/oauth/constant-contact/callback"),
             cc_sandbox_url: None,
             demo_profiles_on_empty: 0,
+            workers: 1,
+            max_profiles_per_run: 1_000_000,
+            run_lease_seconds: 30,
+        }
+    }
+
+    /// How runs behave in this process.
+    pub fn run_settings(&self) -> engine::executor::Settings {
+        engine::executor::Settings {
+            max_profiles: self.max_profiles_per_run,
+            lease_ms: (self.run_lease_seconds.max(1) * 1000) as i64,
+            ..engine::executor::Settings::default()
         }
     }
 

@@ -167,6 +167,34 @@ async fn same_origin_writes(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// What executes runs in this process.
+pub fn executor(config: &Config, db: Db) -> anyhow::Result<engine::executor::Executor> {
+    Ok(engine::executor::Executor {
+        db,
+        cipher: engine::crypto::Cipher::new(&secret_key(config)?),
+        app: config.cc_app(),
+        worker: engine::worker::process_name(),
+        settings: config.run_settings(),
+    })
+}
+
+/// Export workers running in the background until the returned sender
+/// sends `true`.
+pub fn start_workers(
+    config: &Config,
+    db: Db,
+) -> anyhow::Result<(
+    tokio::sync::watch::Sender<bool>,
+    Vec<tokio::task::JoinHandle<()>>,
+)> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    if config.workers == 0 {
+        return Ok((stop, Vec::new()));
+    }
+    let handles = engine::worker::spawn(executor(config, db)?, config.workers, stopped);
+    Ok((stop, handles))
+}
+
 /// Serves until Ctrl-C (or SIGTERM).
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let db = open_database(&config).await?;
@@ -177,7 +205,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
         engine::demo::generate(&db, config.demo_profiles_on_empty, 42).await?;
     }
-    let app = router(&config, db).await?;
+    let app = router(&config, db.clone()).await?;
+    let (stop_workers, workers) = start_workers(&config, db)?;
+    tracing::info!(workers = workers.len(), "export workers started");
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("could not listen on {}", config.addr))?;
@@ -186,6 +216,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // A run in progress stops here; its lease runs out and another worker
+    // (or the next start) resumes it from its last checkpoint.
+    let _ = stop_workers.send(true);
     Ok(())
 }
 

@@ -297,6 +297,8 @@ fn test() -> Result<()> {
                         "profiles",
                         "--test",
                         "segments",
+                        "--test",
+                        "exports",
                     ])
                     .env("TEST_DATABASE", "postgres"),
             )?;

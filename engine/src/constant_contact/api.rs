@@ -180,6 +180,8 @@ struct FieldsPage {
 struct ContactsPage {
     #[serde(default)]
     contacts: Vec<Contact>,
+    #[serde(default, rename = "_links")]
+    links: Option<Links>,
 }
 
 /// Called with the new tokens after every refresh, so the caller can
@@ -286,6 +288,19 @@ impl ApiClient {
             self.requests_today.store(0, Ordering::Relaxed);
         }
         self.requests_today.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refreshes the tokens now when they expire within `within` (a run
+    /// expected to take that long starts with fresh tokens).
+    pub async fn refresh_if_expiring(&self, within: Duration) -> Result<bool, CcError> {
+        let expiring = {
+            let t = self.tokens.lock().await;
+            t.refresh_token.is_some() && t.expires_within(within)
+        };
+        if expiring && self.oauth.is_some() {
+            self.refresh().await?;
+        }
+        Ok(expiring)
     }
 
     /// Refreshes the tokens (once per 401).
@@ -511,5 +526,31 @@ impl ApiClient {
             .append_pair("include", "list_memberships");
         let page: ContactsPage = self.get_json(url.as_str()).await?;
         Ok(page.contacts.into_iter().next())
+    }
+
+    /// Every contact with `status` (`all`, `active`, `unsubscribed`, …),
+    /// optionally only members of one list, page by page (500 a page):
+    /// `each` sees every page, so a big list is never held at once.
+    pub async fn for_each_contact(
+        &self,
+        status: &str,
+        list_id: Option<&str>,
+        mut each: impl FnMut(Vec<Contact>),
+    ) -> Result<(), CcError> {
+        let mut url = reqwest::Url::parse(&self.url("/contacts"))
+            .map_err(|e| CcError::Protocol(e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("status", status)
+            .append_pair("limit", "500");
+        if let Some(l) = list_id {
+            url.query_pairs_mut().append_pair("lists", l);
+        }
+        let mut next = Some(url.to_string());
+        while let Some(url) = next {
+            let page: ContactsPage = self.get_json(&url).await?;
+            next = self.next_url(page.links);
+            each(page.contacts);
+        }
+        Ok(())
     }
 }

@@ -13,6 +13,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub db: TestDb,
     _dir: tempfile::TempDir,
+    /// The export workers stop when this is dropped.
+    _workers: tokio::sync::watch::Sender<bool>,
 }
 
 impl TestApp {
@@ -64,11 +66,13 @@ impl TestApp {
         };
         let app = server::router(&config, db.db.clone()).await.unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
+        let (workers, _) = server::start_workers(&config, db.db.clone()).unwrap();
         (
             TestApp {
                 addr,
                 db,
                 _dir: dir,
+                _workers: workers,
             },
             sb,
         )

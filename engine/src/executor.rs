@@ -1,0 +1,1417 @@
+//! Executes one run: plan, stream the members of the export's segments in
+//! key order, map and validate them, send new and changed contacts in
+//! import batches, remove contacts who left, and record everything.
+//!
+//! Crash safety: every batch is written down before it is sent and its
+//! activity id right after; the run's counts and checkpoint (every profile
+//! up to that key is settled) are saved after each batch. A resumed run
+//! re-reads the stream from the start (to rebuild the duplicate-email set),
+//! does nothing for profiles up to the checkpoint, and waits for a batch
+//! that was already sent instead of sending it again.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::connect::{self, CcApp};
+use crate::connections::{self, Status as ConnectionStatus};
+use crate::constant_contact::api::Activity;
+use crate::constant_contact::batch::{Batch, BatchBuilder, ImportContact, MAX_BYTES};
+use crate::constant_contact::{ApiClient, CcError, RetryPolicy};
+use crate::crypto::Cipher;
+use crate::db::{col, Db};
+use crate::error::{Error, Result};
+use crate::exports::{self, hex, Export};
+use crate::runs::{self, Beat, ContactError, Counts, Mode, Run, Status};
+use crate::time::now_ms;
+use crate::users;
+
+/// How runs behave; the defaults are the product's.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// At most this many profiles per run (deduplicated by email).
+    pub max_profiles: u64,
+    /// Members read per query.
+    pub page_size: i64,
+    /// Contacts per import batch (at most Constant Contact's 40,000).
+    pub batch_contacts: usize,
+    pub poll_every: Duration,
+    pub activity_timeout: Duration,
+    /// How long a claim lasts without a heartbeat.
+    pub lease_ms: i64,
+    /// Profiles between checkpoints while nothing is being sent.
+    pub checkpoint_every: u64,
+    /// Spacing between Constant Contact requests (the client's default,
+    /// under 4 a second, when `None`).
+    pub api_interval: Option<Duration>,
+    /// Retries of failed requests (the client's default when `None`).
+    pub retry: Option<RetryPolicy>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_profiles: 1_000_000,
+            page_size: 5_000,
+            batch_contacts: crate::constant_contact::batch::MAX_CONTACTS,
+            poll_every: Duration::from_millis(250),
+            activity_timeout: Duration::from_secs(30 * 60),
+            lease_ms: 30_000,
+            checkpoint_every: 20_000,
+            api_interval: None,
+            retry: None,
+        }
+    }
+}
+
+/// What a run needs from the process it runs in.
+#[derive(Clone)]
+pub struct Executor {
+    pub db: Db,
+    pub cipher: Cipher,
+    pub app: Option<CcApp>,
+    /// This worker's name, unique per process.
+    pub worker: String,
+    pub settings: Settings,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why a run stopped early.
+enum Stop {
+    /// The run ends with this status and message.
+    End(Status, String),
+    /// Another worker took the run over: write nothing more.
+    Lost,
+    Db(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Db(e)
+    }
+}
+
+impl From<sqlx::Error> for Stop {
+    fn from(e: sqlx::Error) -> Self {
+        Stop::Db(Error::from(e))
+    }
+}
+
+type Step<T> = std::result::Result<T, Stop>;
+
+/// A plain syntax check: one `@`, a non-empty local part, a dotted domain
+/// of letters, digits and hyphens, no spaces.
+pub fn is_valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    if local.is_empty() || local.len() > 64 || domain.len() > 253 || local.contains('@') {
+        return false;
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return false;
+    }
+    let local_ok = local
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c) || !c.is_ascii());
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()));
+    local_ok && domain_ok
+}
+
+/// The normalized form duplicates are found by.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+fn email_key(normalized: &str) -> u128 {
+    let mut a = std::collections::hash_map::DefaultHasher::new();
+    normalized.hash(&mut a);
+    let mut b = std::collections::hash_map::DefaultHasher::new();
+    (normalized, 0x5eed_u32).hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+/// The digest of what is sent for a contact.
+fn contact_hash(contact: &[(String, String)]) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in contact {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    hex(&h.finalize()[..16])
+}
+
+/// Members of several segments in key order, each profile once, with its
+/// attributes; paged, so a million members are never held at once.
+struct Members {
+    db: Db,
+    page: i64,
+    cursors: Vec<Cursor>,
+}
+
+struct Cursor {
+    segment_id: i64,
+    after: String,
+    buf: VecDeque<(String, String)>,
+    done: bool,
+}
+
+impl Members {
+    fn new(db: Db, segment_ids: &[i64], page: i64) -> Self {
+        Members {
+            db,
+            page,
+            cursors: segment_ids
+                .iter()
+                .map(|&segment_id| Cursor {
+                    segment_id,
+                    after: String::new(),
+                    buf: VecDeque::new(),
+                    done: false,
+                })
+                .collect(),
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<(String, String)>> {
+        for c in &mut self.cursors {
+            if c.buf.is_empty() && !c.done {
+                let rows = sqlx::query(
+                    "SELECT m.profile_id, p.attributes FROM segment_members m JOIN profiles p ON p.id = m.profile_id \
+                     WHERE m.segment_id = $1 AND m.profile_id > $2 ORDER BY m.profile_id LIMIT $3",
+                )
+                .bind(c.segment_id)
+                .bind(&c.after)
+                .bind(self.page)
+                .fetch_all(self.db.pool())
+                .await?;
+                c.done = (rows.len() as i64) < self.page;
+                for r in &rows {
+                    c.buf
+                        .push_back((col(r, "profile_id")?, col(r, "attributes")?));
+                }
+                if let Some((last, _)) = c.buf.back() {
+                    c.after = last.clone();
+                }
+            }
+        }
+        let Some(min) = self
+            .cursors
+            .iter()
+            .filter_map(|c| c.buf.front().map(|(k, _)| k.clone()))
+            .min()
+        else {
+            return Ok(None);
+        };
+        let mut out = None;
+        for c in &mut self.cursors {
+            if c.buf.front().is_some_and(|(k, _)| *k == min) {
+                out = c.buf.pop_front();
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The export's ledger, read in key order alongside the members.
+struct Ledger {
+    db: Db,
+    export_id: i64,
+    after: String,
+    buf: VecDeque<(String, String, String)>,
+    done: bool,
+}
+
+impl Ledger {
+    /// The stored (hash, config hash) of `key`, if it was sent before.
+    async fn lookup(&mut self, key: &str) -> Result<Option<(String, String)>> {
+        loop {
+            while self.buf.front().is_some_and(|(k, _, _)| k.as_str() < key) {
+                self.buf.pop_front();
+            }
+            if let Some((k, h, c)) = self.buf.front() {
+                return Ok((k == key).then(|| (h.clone(), c.clone())));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            let rows = sqlx::query(
+                "SELECT profile_id, hash, config_hash FROM export_ledger WHERE export_id = $1 AND profile_id > $2 \
+                 ORDER BY profile_id LIMIT 5000",
+            )
+            .bind(self.export_id)
+            .bind(&self.after)
+            .fetch_all(self.db.pool())
+            .await?;
+            self.done = rows.len() < 5000;
+            for r in &rows {
+                self.buf.push_back((
+                    col(r, "profile_id")?,
+                    col(r, "hash")?,
+                    col(r, "config_hash")?,
+                ));
+            }
+            if let Some((k, _, _)) = self.buf.back() {
+                self.after = k.clone();
+            }
+        }
+    }
+}
+
+/// A contact in a batch: what the ledger records once the batch is done.
+#[derive(Clone)]
+struct Sent {
+    profile_id: String,
+    email: String,
+    hash: String,
+}
+
+/// A batch sent by an earlier attempt whose outcome was not recorded.
+struct Pending {
+    seq: i64,
+    last_key: String,
+    activity_id: String,
+    contacts: Vec<Sent>,
+}
+
+/// The state of one run while it executes.
+struct Job<'a> {
+    ex: &'a Executor,
+    run: Run,
+    export: Export,
+    client: Option<ApiClient>,
+    config_hash: String,
+    counts: Counts,
+    api_calls_before: u64,
+    cancel: Arc<AtomicBool>,
+    lost: Arc<AtomicBool>,
+    next_seq: i64,
+    errors: Vec<ContactError>,
+    started: Instant,
+    partial: Vec<String>,
+    /// A dry run's estimate of the calls a real run would add.
+    planned_calls: u64,
+}
+
+impl Executor {
+    /// Runs `run_id`, which this worker has claimed. Returns when the run
+    /// has a final status, or when the lease was lost.
+    pub async fn execute(&self, run_id: i64) -> Result<()> {
+        let Some(run) = runs::get(&self.db, run_id).await? else {
+            return Ok(());
+        };
+        let cancel = Arc::new(AtomicBool::new(run.cancel_requested));
+        let lost = Arc::new(AtomicBool::new(false));
+        let beat = {
+            let (db, worker, lease) =
+                (self.db.clone(), self.worker.clone(), self.settings.lease_ms);
+            let (cancel, lost) = (cancel.clone(), lost.clone());
+            tokio::spawn(async move {
+                let every = Duration::from_millis((lease / 3).max(50) as u64);
+                loop {
+                    tokio::time::sleep(every).await;
+                    match runs::heartbeat(&db, run_id, &worker, lease).await {
+                        Ok(Beat::Held { cancel_requested }) => {
+                            if cancel_requested {
+                                cancel.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(Beat::Lost) => {
+                            lost.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        Err(e) => tracing::warn!(run_id, error = %e, "heartbeat failed"),
+                    }
+                }
+            })
+        };
+        // The heartbeat ends with this future, however it ends (a worker
+        // task that is aborted must look dead, and its lease run out).
+        let _beat = AbortOnDrop(beat);
+        self.execute_inner(run, cancel, lost).await
+    }
+
+    async fn execute_inner(
+        &self,
+        run: Run,
+        cancel: Arc<AtomicBool>,
+        lost: Arc<AtomicBool>,
+    ) -> Result<()> {
+        let run_id = run.id;
+        let export = exports::get(&self.db, run.export_id)
+            .await?
+            .ok_or(Error::NotFound("The export"))?;
+        let counts = if run.mode == Mode::DryRun {
+            Counts::default()
+        } else {
+            run.counts.clone()
+        };
+        if let Some(cp) = &run.checkpoint {
+            runs::drop_errors_after(&self.db, run_id, cp).await?;
+        }
+        let next_seq: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM run_batches WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_one(self.db.pool())
+        .await?;
+        let mut job = Job {
+            ex: self,
+            config_hash: export.config_hash(),
+            api_calls_before: counts.api_calls,
+            counts,
+            export,
+            run,
+            client: None,
+            cancel,
+            lost,
+            next_seq,
+            errors: Vec::new(),
+            started: Instant::now(),
+            partial: Vec::new(),
+            planned_calls: 0,
+        };
+        let result = job.go().await;
+        job.count_calls();
+        let (status, message) = match result {
+            Ok(()) => {
+                let status = if job.partial.is_empty()
+                    && job.counts.rejected == 0
+                    && job.counts.unsubscribed == 0
+                {
+                    Status::Succeeded
+                } else {
+                    Status::PartiallySucceeded
+                };
+                (status, job.summary())
+            }
+            Err(Stop::End(status, message)) => (status, message),
+            Err(Stop::Lost) => {
+                tracing::warn!(run_id, "lease lost; another worker resumes this run");
+                return Ok(());
+            }
+            Err(Stop::Db(e)) => {
+                tracing::error!(run_id, error = %e, "run failed on an internal error");
+                (
+                    Status::Failed,
+                    format!("The run stopped on an internal error: {e} Run it again to continue where it stopped."),
+                )
+            }
+        };
+        if let Err(e) = job.flush_errors().await {
+            tracing::error!(run_id, error = %e, "could not store contact errors");
+        }
+        job.store_tokens().await;
+        if !runs::finish(
+            &self.db,
+            run_id,
+            &self.worker,
+            status,
+            Some(&message),
+            &job.counts,
+        )
+        .await?
+        {
+            tracing::warn!(run_id, "the run was taken over before it finished here");
+        }
+        tracing::info!(run_id, status = status.as_str(), %message, "run finished");
+        Ok(())
+    }
+}
+
+impl Job<'_> {
+    fn dry(&self) -> bool {
+        self.run.mode == Mode::DryRun
+    }
+
+    fn summary(&self) -> String {
+        let c = &self.counts;
+        let mut parts = if self.dry() {
+            vec![format!(
+                "Dry run: would send {} contacts ({} new, {} changed) in {} batches; {} unchanged; {} skipped; {} to remove.",
+                c.adds + c.updates,
+                c.adds,
+                c.updates,
+                c.batches,
+                c.unchanged,
+                c.skipped(),
+                c.removals
+            )]
+        } else {
+            vec![format!(
+                "Sent {} contacts in {} batches ({} new, {} changed); {} unchanged; {} skipped; {} removed.",
+                c.sent, c.batches_done, c.adds, c.updates, c.unchanged, c.skipped(), c.removed
+            )]
+        };
+        if c.rejected > 0 {
+            parts.push(format!("Constant Contact rejected {}.", c.rejected));
+        }
+        if c.unsubscribed > 0 {
+            parts.push(format!(
+                "{} had unsubscribed and were not added to the list.",
+                c.unsubscribed
+            ));
+        }
+        parts.extend(self.partial.iter().cloned());
+        parts.join(" ")
+    }
+
+    fn check(&self) -> Step<()> {
+        if self.lost.load(Ordering::Relaxed) {
+            return Err(Stop::Lost);
+        }
+        if self.cancel.load(Ordering::Relaxed) {
+            let c = &self.counts;
+            return Err(Stop::End(
+                Status::Cancelled,
+                format!(
+                    "Cancelled after sending {} contacts in {} batches; nothing more was sent.",
+                    c.sent, c.batches_done
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn fail(message: impl Into<String>) -> Stop {
+        Stop::End(Status::Failed, message.into())
+    }
+
+    fn client(&self) -> &ApiClient {
+        // Set in `prepare` before any use.
+        self.client.as_ref().expect("client prepared")
+    }
+
+    /// Turns a Constant Contact error into the run's end, and keeps the
+    /// connection's status true.
+    async fn cc_failed(&self, what: &str, e: CcError) -> Stop {
+        let name = self.export.connection_name.clone().unwrap_or_default();
+        let conn_id = self.export.connection_id.unwrap_or_default();
+        let sent = format!(
+            "{} contacts were sent before it stopped; run it again to send the rest.",
+            self.counts.sent
+        );
+        match e {
+            CcError::NeedsReauthentication | CcError::Unauthorized => {
+                let _ = connections::set_status(
+                    &self.ex.db,
+                    conn_id,
+                    ConnectionStatus::NeedsReauthentication,
+                    Some("Constant Contact no longer accepts this connection's sign-in."),
+                )
+                .await;
+                Self::fail(format!(
+                    "The connection \"{name}\" needs to be re-authenticated by an administrator ({what}). {sent}"
+                ))
+            }
+            CcError::QuotaExceeded => Self::fail(format!(
+                "The daily Constant Contact API quota is used up ({what}); it resets at midnight UTC. {sent}"
+            )),
+            other => Self::fail(format!("{what}: {other} {sent}")),
+        }
+    }
+
+    async fn store_tokens(&self) {
+        let (Some(client), Some(id)) = (&self.client, self.export.connection_id) else {
+            return;
+        };
+        let now = client.tokens().await;
+        match connections::tokens(&self.ex.db, &self.ex.cipher, id).await {
+            Ok(stored) if stored.access_token == now.access_token => {}
+            _ => {
+                if let Err(e) =
+                    connections::store_tokens(&self.ex.db, &self.ex.cipher, None, id, &now).await
+                {
+                    tracing::error!(error = %e, "could not store refreshed tokens");
+                }
+            }
+        }
+    }
+
+    fn count_calls(&mut self) {
+        if let Some(client) = &self.client {
+            self.counts.api_calls =
+                self.api_calls_before + client.requests_today() + self.planned_calls;
+            self.counts.quota_left = client.quota_left();
+        }
+    }
+
+    async fn save(
+        &mut self,
+        phase: &str,
+        total: Option<i64>,
+        checkpoint: Option<&str>,
+    ) -> Step<()> {
+        self.count_calls();
+        if let Some(total) = self.run.total.or(total) {
+            let done = self.counts.read.max(1);
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let left = (total as u64).saturating_sub(self.counts.read);
+            self.counts.eta_seconds = (elapsed / done as f64 * left as f64).ceil() as u64;
+        }
+        self.flush_errors().await?;
+        let checkpoint = if self.dry() { None } else { checkpoint };
+        if !runs::save_progress(
+            &self.ex.db,
+            self.run.id,
+            &self.ex.worker,
+            phase,
+            total,
+            &self.counts,
+            checkpoint,
+        )
+        .await?
+        {
+            return Err(Stop::Lost);
+        }
+        self.check()
+    }
+
+    async fn flush_errors(&mut self) -> Result<()> {
+        let errors = std::mem::take(&mut self.errors);
+        runs::add_errors(&self.ex.db, self.run.id, &errors).await
+    }
+
+    fn skip(&mut self, profile_id: &str, email: &str, kind: &str, field: &str, reason: String) {
+        self.errors.push(ContactError {
+            profile_id: profile_id.to_owned(),
+            email: email.to_owned(),
+            kind: kind.to_owned(),
+            field: field.to_owned(),
+            reason,
+        });
+    }
+
+    /// Step 1: the export, its connection and a client with fresh tokens.
+    async fn prepare(&mut self) -> Step<()> {
+        let e = &self.export;
+        if e.removed_at.is_some() {
+            return Err(Stop::End(
+                Status::Cancelled,
+                String::from("The export was removed; nothing was sent."),
+            ));
+        }
+        if !e.enabled {
+            return Err(Self::fail(format!(
+                "The export is disabled: {}",
+                e.disabled_reason.as_deref().unwrap_or("")
+            )));
+        }
+        let Some(conn_id) = e.connection_id else {
+            return Err(Self::fail("The export's connection was removed."));
+        };
+        let connection = connections::get(&self.ex.db, conn_id)
+            .await?
+            .ok_or_else(|| Self::fail("The export's connection was removed."))?;
+        if connection.status != ConnectionStatus::Authorized {
+            return Err(Self::fail(format!(
+                "The connection \"{}\" is not authorized ({}); an administrator must re-authenticate it.",
+                connection.display_name,
+                connection.status_reason.as_deref().unwrap_or("needs re-authentication")
+            )));
+        }
+        let owner = match e.owner_id {
+            Some(id) => users::get_user(&self.ex.db, id).await?,
+            None => None,
+        };
+        match owner {
+            Some(o) if o.active && connection.usable_by.allows(o.role) => {}
+            Some(o) => {
+                return Err(Self::fail(format!(
+                    "The export's owner ({}) may no longer use the connection \"{}\"; an administrator can edit the export to take it over.",
+                    o.email, connection.display_name
+                )))
+            }
+            None => {
+                return Err(Self::fail(
+                    "The export has no owner who may use its connection.",
+                ))
+            }
+        }
+        let Some(app) = &self.ex.app else {
+            return Err(Self::fail(
+                "Constant Contact is not configured on this server (CC_CLIENT_ID, CC_CLIENT_SECRET).",
+            ));
+        };
+        let mut client = connect::api_client(&self.ex.db, &self.ex.cipher, app, conn_id)
+            .await
+            .map_err(|e| Self::fail(e.to_string()))?;
+        if let Some(i) = self.ex.settings.api_interval {
+            client = client.with_interval(i);
+        }
+        if let Some(r) = self.ex.settings.retry {
+            client = client.with_retry(r);
+        }
+        // A rotating refresh token is single-use: store every new one at once.
+        let client = {
+            let (db, cipher) = (self.ex.db.clone(), self.ex.cipher.clone());
+            client.on_refresh(Arc::new(move |t| {
+                let (db, cipher, t) = (db.clone(), cipher.clone(), t.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = connections::store_tokens(&db, &cipher, None, conn_id, &t).await
+                    {
+                        tracing::error!(error = %e, "could not store refreshed tokens");
+                    }
+                });
+            }))
+        };
+        // Fresh tokens for the expected length of the run.
+        if let Err(e) = client
+            .refresh_if_expiring(Duration::from_secs(15 * 60))
+            .await
+        {
+            self.client = Some(client);
+            return Err(self.cc_failed("refreshing the access token", e).await);
+        }
+        self.client = Some(client);
+        Ok(())
+    }
+
+    /// Step 2: the 1,000,000 limit, before anything is sent.
+    async fn count(&mut self) -> Step<i64> {
+        let ids = &self.export.segment_ids;
+        if ids.is_empty() {
+            return Err(Self::fail("The export has no segments."));
+        }
+        let list = (1..=ids.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT profile_id FROM segment_members WHERE segment_id IN ({list})) t"
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        let profiles = q.fetch_one(self.ex.db.pool()).await?;
+        let max = self.ex.settings.max_profiles;
+        if profiles as u64 <= max {
+            return Ok(profiles);
+        }
+        // Over the limit by profile: count distinct emails before refusing.
+        let source = self.export.email_source().unwrap_or("email").to_owned();
+        let mut members = Members::new(self.ex.db.clone(), ids, self.ex.settings.page_size);
+        let mut seen = HashSet::new();
+        while let Some((_, attrs)) = members.next().await? {
+            let email = email_of(&attrs, &source);
+            if !email.is_empty() {
+                seen.insert(email_key(&normalize_email(&email)));
+            }
+        }
+        let n = seen.len() as u64;
+        if n > max {
+            return Err(Self::fail(format!(
+                "The selected segments contain {} profiles; an export can send at most {}.",
+                group(n),
+                group(max)
+            )));
+        }
+        Ok(profiles)
+    }
+
+    /// Step 6: contacts Constant Contact has as unsubscribed.
+    async fn sync_suppressions(&mut self) -> Step<HashSet<String>> {
+        let conn_id = self.export.connection_id.unwrap_or_default();
+        let mut found = Vec::new();
+        let result = self
+            .client()
+            .for_each_contact("unsubscribed", None, |page| {
+                found.extend(
+                    page.into_iter()
+                        .map(|c| normalize_email(&c.email_address.address)),
+                );
+            })
+            .await;
+        if let Err(e) = result {
+            return Err(self.cc_failed("reading unsubscribed contacts", e).await);
+        }
+        let now = now_ms();
+        for chunk in found.chunks(500) {
+            let sql = format!(
+                "INSERT INTO suppressions (connection_id, email, at) VALUES {} ON CONFLICT DO NOTHING",
+                (0..chunk.len())
+                    .map(|i| format!("($1, ${}, $2)", i + 3))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let mut q = sqlx::query(&sql).bind(conn_id).bind(now);
+            for e in chunk {
+                q = q.bind(e);
+            }
+            q.execute(self.ex.db.pool()).await?;
+        }
+        let all: Vec<String> =
+            sqlx::query_scalar("SELECT email FROM suppressions WHERE connection_id = $1")
+                .bind(conn_id)
+                .fetch_all(self.ex.db.pool())
+                .await?;
+        Ok(all.into_iter().collect())
+    }
+
+    async fn go(&mut self) -> Step<()> {
+        self.check()?;
+        self.prepare().await?;
+        self.save("planning", None, None).await?;
+        let total = self.count().await?;
+        self.run.total = Some(total);
+        let suppressed = self.sync_suppressions().await?;
+        self.save("sending", Some(total), None).await?;
+        self.send_all(&suppressed).await?;
+        if self.export.remove_left {
+            self.save("removing", None, None).await?;
+            self.remove_left().await?;
+        }
+        if self.dry() {
+            self.plan_estimate();
+        }
+        self.save("finishing", None, None).await?;
+        Ok(())
+    }
+
+    /// Steps 3, 4 and 7: stream, map, validate, compare, batch and send.
+    async fn send_all(&mut self, suppressed: &HashSet<String>) -> Step<()> {
+        let settings = self.ex.settings.clone();
+        let checkpoint = self.run.checkpoint.clone().unwrap_or_default();
+        let mut pending = if self.dry() {
+            None
+        } else {
+            self.pending_batch(&checkpoint).await?
+        };
+        let source = self
+            .export
+            .email_source()
+            .ok_or_else(|| Self::fail("The export maps no email field."))?
+            .to_owned();
+        let mapping = self.export.mapping.clone();
+        let list_ids = vec![self.export.list_id.clone()];
+        let mut builder = BatchBuilder::with_limits(&list_ids, settings.batch_contacts, MAX_BYTES);
+        let mut in_builder: Vec<Sent> = Vec::new();
+        let mut members = Members::new(
+            self.ex.db.clone(),
+            &self.export.segment_ids,
+            settings.page_size,
+        );
+        let mut ledger = Ledger {
+            db: self.ex.db.clone(),
+            export_id: self.export.id,
+            after: checkpoint.clone(),
+            buf: VecDeque::new(),
+            done: false,
+        };
+        let full = self.run.mode == Mode::Full;
+        let mut seen: HashSet<u128> = HashSet::new();
+        let mut last_key = checkpoint.clone();
+        let mut since_checkpoint = 0u64;
+        while let Some((key, attrs_json)) = members.next().await? {
+            let attrs: HashMap<String, String> =
+                serde_json::from_str(&attrs_json).unwrap_or_default();
+            let raw_email = attrs.get(&source).map(|s| s.trim()).unwrap_or("");
+            let normalized = normalize_email(raw_email);
+            let settled = key <= checkpoint;
+            let duplicate = !normalized.is_empty()
+                && is_valid_email(raw_email)
+                && !seen.insert(email_key(&normalized));
+            if settled {
+                continue;
+            }
+            // A batch an earlier attempt sent ends before this profile.
+            if pending.as_ref().is_some_and(|p| key > p.last_key) {
+                if let Some(p) = pending.take() {
+                    self.settle_pending(p).await?;
+                    self.save("sending", None, Some(&last_key)).await?;
+                }
+            }
+            self.counts.read += 1;
+            let mut classify = || -> Option<ImportContact> {
+                if raw_email.is_empty() {
+                    self.counts.skipped_no_email += 1;
+                    self.skip(&key, "", "no_email", &source, format!("{source} is empty"));
+                    return None;
+                }
+                if !is_valid_email(raw_email) {
+                    self.counts.skipped_invalid_email += 1;
+                    self.skip(
+                        &key,
+                        raw_email,
+                        "invalid_email",
+                        &source,
+                        String::from("not a valid email address"),
+                    );
+                    return None;
+                }
+                if duplicate {
+                    self.counts.skipped_duplicate_email += 1;
+                    self.skip(
+                        &key,
+                        raw_email,
+                        "duplicate_email",
+                        &source,
+                        String::from("another profile with this email comes first"),
+                    );
+                    return None;
+                }
+                if suppressed.contains(&normalized) {
+                    self.counts.skipped_unsubscribed += 1;
+                    self.skip(
+                        &key,
+                        raw_email,
+                        "unsubscribed",
+                        "email",
+                        String::from(
+                            "unsubscribed in Constant Contact; never re-subscribed by an export",
+                        ),
+                    );
+                    return None;
+                }
+                let mut contact = ImportContact::new(raw_email);
+                for m in &mapping {
+                    if m.target == "email" {
+                        continue;
+                    }
+                    if let Some(v) = attrs
+                        .get(&m.source)
+                        .map(|v| v.trim())
+                        .filter(|v| !v.is_empty())
+                    {
+                        contact = contact.set(m.target.clone(), v.to_owned());
+                    }
+                }
+                if let Err(r) = BatchBuilder::validate(&key, &contact) {
+                    self.counts.skipped_invalid_value += 1;
+                    self.skip(&key, raw_email, "invalid_value", &r.field, r.reason);
+                    return None;
+                }
+                Some(contact)
+            };
+            let Some(contact) = classify() else {
+                last_key = key;
+                since_checkpoint += 1;
+                continue;
+            };
+            let hash = contact_hash(&contact_fields(&contact, &mapping));
+            let before = ledger.lookup(&key).await?;
+            let is_update = before.is_some();
+            if !full
+                && before
+                    .as_ref()
+                    .is_some_and(|(h, c)| *h == hash && *c == self.config_hash)
+            {
+                self.counts.unchanged += 1;
+                last_key = key;
+                since_checkpoint += 1;
+                // Nothing waits to be sent: a cheap place for a checkpoint.
+                if in_builder.is_empty()
+                    && pending.is_none()
+                    && since_checkpoint >= settings.checkpoint_every
+                {
+                    since_checkpoint = 0;
+                    self.save("sending", None, Some(&last_key)).await?;
+                }
+                continue;
+            }
+            let sent = Sent {
+                profile_id: key.clone(),
+                email: normalized,
+                hash,
+            };
+            if let Some(p) = pending.as_mut() {
+                // Part of the batch already sent: not sent again.
+                p.contacts.push(sent);
+            } else {
+                match builder.push(key.clone(), &contact) {
+                    Ok(Some(batch)) => {
+                        let contacts = std::mem::take(&mut in_builder);
+                        self.send_batch(batch, contacts, &last_key).await?;
+                    }
+                    Ok(None) => {}
+                    Err(r) => {
+                        self.counts.skipped_invalid_value += 1;
+                        self.skip(&key, &sent.email, "invalid_value", &r.field, r.reason);
+                        last_key = key;
+                        continue;
+                    }
+                }
+                in_builder.push(sent);
+            }
+            if is_update {
+                self.counts.updates += 1;
+            } else {
+                self.counts.adds += 1;
+            }
+            last_key = key;
+            since_checkpoint += 1;
+        }
+        if let Some(p) = pending.take() {
+            self.settle_pending(p).await?;
+        }
+        if let Some(batch) = builder.finish() {
+            let contacts = std::mem::take(&mut in_builder);
+            self.send_batch(batch, contacts, &last_key).await?;
+        } else if !last_key.is_empty() {
+            self.save("sending", None, Some(&last_key)).await?;
+        }
+        Ok(())
+    }
+
+    /// The batch an earlier attempt sent (its activity id is known) but did
+    /// not see finish. A batch that may not have reached Constant Contact
+    /// (no activity id) is marked failed and its contacts are sent again.
+    async fn pending_batch(&mut self, checkpoint: &str) -> Step<Option<Pending>> {
+        sqlx::query("UPDATE run_batches SET state = 'failed', outcome = 'not confirmed by Constant Contact; sent again' WHERE run_id = $1 AND state = 'sending'")
+            .bind(self.run.id)
+            .execute(self.ex.db.pool())
+            .await?;
+        let row = sqlx::query(
+            "SELECT seq, last_key, activity_id FROM run_batches WHERE run_id = $1 AND state = 'sent' AND kind = 'import' ORDER BY seq LIMIT 1",
+        )
+        .bind(self.run.id)
+        .fetch_optional(self.ex.db.pool())
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let last_key: String = col(&r, "last_key")?;
+        if last_key.as_str() <= checkpoint {
+            return Ok(None);
+        }
+        Ok(Some(Pending {
+            seq: col(&r, "seq")?,
+            last_key,
+            activity_id: col::<Option<String>>(&r, "activity_id")?.unwrap_or_default(),
+            contacts: Vec::new(),
+        }))
+    }
+
+    async fn settle_pending(&mut self, p: Pending) -> Step<()> {
+        let activity = match self
+            .client()
+            .wait_for(
+                &p.activity_id,
+                self.ex.settings.poll_every,
+                self.ex.settings.activity_timeout,
+            )
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => return Err(self.cc_failed("waiting for an import", e).await),
+        };
+        self.counts.sent += p.contacts.len() as u64;
+        self.apply_outcome(p.seq, &activity, &p.contacts).await
+    }
+
+    /// Reads the run's cancel flag and renews the lease now (the background
+    /// heartbeat does so too, less often).
+    async fn beat(&self) -> Step<()> {
+        match runs::heartbeat(
+            &self.ex.db,
+            self.run.id,
+            &self.ex.worker,
+            self.ex.settings.lease_ms,
+        )
+        .await?
+        {
+            Beat::Held { cancel_requested } => {
+                if cancel_requested {
+                    self.cancel.store(true, Ordering::Relaxed);
+                }
+            }
+            Beat::Lost => self.lost.store(true, Ordering::Relaxed),
+        }
+        self.check()
+    }
+
+    async fn send_batch(&mut self, batch: Batch, contacts: Vec<Sent>, upto: &str) -> Step<()> {
+        if !self.dry() {
+            self.beat().await?;
+        }
+        self.counts.batches += 1;
+        if self.dry() {
+            return Ok(());
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let first = contacts
+            .first()
+            .map(|s| s.profile_id.clone())
+            .unwrap_or_default();
+        let last = contacts
+            .last()
+            .map(|s| s.profile_id.clone())
+            .unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO run_batches (run_id, seq, kind, first_key, last_key, size, state, at) \
+             VALUES ($1, $2, 'import', $3, $4, $5, 'sending', $6)",
+        )
+        .bind(self.run.id)
+        .bind(seq)
+        .bind(&first)
+        .bind(&last)
+        .bind(contacts.len() as i64)
+        .bind(now_ms())
+        .execute(self.ex.db.pool())
+        .await?;
+        let activity = match self.client().import(&batch).await {
+            Ok(a) => a,
+            Err(e) => {
+                sqlx::query("UPDATE run_batches SET state = 'failed', outcome = $1 WHERE run_id = $2 AND seq = $3")
+                    .bind(e.to_string())
+                    .bind(self.run.id)
+                    .bind(seq)
+                    .execute(self.ex.db.pool())
+                    .await?;
+                return Err(self.cc_failed("sending an import batch", e).await);
+            }
+        };
+        sqlx::query("UPDATE run_batches SET state = 'sent', activity_id = $1 WHERE run_id = $2 AND seq = $3")
+            .bind(&activity.activity_id)
+            .bind(self.run.id)
+            .bind(seq)
+            .execute(self.ex.db.pool())
+            .await?;
+        drop(batch);
+        let activity = match self
+            .client()
+            .wait_for(
+                &activity.activity_id,
+                self.ex.settings.poll_every,
+                self.ex.settings.activity_timeout,
+            )
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => return Err(self.cc_failed("waiting for an import", e).await),
+        };
+        self.counts.sent += contacts.len() as u64;
+        self.apply_outcome(seq, &activity, &contacts).await?;
+        self.save("sending", None, Some(upto)).await
+    }
+
+    /// Records a finished import: its counts, its errors, and the ledger.
+    async fn apply_outcome(
+        &mut self,
+        seq: i64,
+        activity: &Activity,
+        contacts: &[Sent],
+    ) -> Step<()> {
+        let s = &activity.status;
+        self.counts.accepted += s.person_count;
+        self.counts.rejected += s.correctable_count + s.error_count;
+        self.counts.unsubscribed += s.cannot_add_to_list_count;
+        self.counts.batches_done += 1;
+        for e in &activity.activity_errors {
+            let reason = e
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| e.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| e.to_string());
+            self.skip("", "", "rejected", "", reason);
+        }
+        let ok = activity.state == "completed";
+        if !ok {
+            self.partial.push(format!(
+                "Import batch {seq} ended as {} at Constant Contact.",
+                activity.state
+            ));
+        }
+        let outcome = serde_json::json!({
+            "state": activity.state,
+            "person_count": s.person_count,
+            "correctable_count": s.correctable_count,
+            "error_count": s.error_count,
+            "cannot_add_to_list_count": s.cannot_add_to_list_count,
+        })
+        .to_string();
+        let db = &self.ex.db;
+        let mut conn = db.pool().acquire().await?;
+        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+        if ok {
+            let now = now_ms();
+            for chunk in contacts.chunks(1000) {
+                let sql = format!(
+                    "INSERT INTO export_ledger (export_id, profile_id, email, list_id, hash, config_hash, run_id, sent_at) VALUES {} \
+                     ON CONFLICT (export_id, profile_id) DO UPDATE SET email = excluded.email, list_id = excluded.list_id, \
+                     hash = excluded.hash, config_hash = excluded.config_hash, run_id = excluded.run_id, sent_at = excluded.sent_at",
+                    (0..chunk.len())
+                        .map(|i| {
+                            let b = i * 3 + 6;
+                            format!("($1, ${b}, ${}, $2, ${}, $3, $4, $5)", b + 1, b + 2)
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                let mut q = sqlx::query(&sql)
+                    .bind(self.export.id)
+                    .bind(&self.export.list_id)
+                    .bind(&self.config_hash)
+                    .bind(self.run.id)
+                    .bind(now);
+                for c in chunk {
+                    q = q.bind(&c.profile_id).bind(&c.email).bind(&c.hash);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        sqlx::query(
+            "UPDATE run_batches SET state = $1, outcome = $2 WHERE run_id = $3 AND seq = $4",
+        )
+        .bind(if ok { "done" } else { "failed" })
+        .bind(outcome)
+        .bind(self.run.id)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Step 5: contacts this export sent to this list who are no longer in
+    /// the segments are removed from the list, behind a circuit breaker.
+    async fn remove_left(&mut self) -> Step<()> {
+        let ids = &self.export.segment_ids;
+        let list = (0..ids.len())
+            .map(|i| format!("${}", i + 3))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT l.profile_id, l.email FROM export_ledger l WHERE l.export_id = $1 AND l.list_id = $2 \
+             AND NOT EXISTS (SELECT 1 FROM segment_members m WHERE m.profile_id = l.profile_id AND m.segment_id IN ({list})) \
+             ORDER BY l.profile_id"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(self.export.id)
+            .bind(&self.export.list_id);
+        for id in ids {
+            q = q.bind(id);
+        }
+        let rows = q.fetch_all(self.ex.db.pool()).await?;
+        let left: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| Ok((col(r, "profile_id")?, col(r, "email")?)))
+            .collect::<Result<_>>()?;
+        self.counts.removals = left.len() as u64;
+        if left.is_empty() {
+            return Ok(());
+        }
+        let list_size = match self.client().list(&self.export.list_id).await {
+            Ok(l) => l.membership_count.unwrap_or(0),
+            Err(e) => return Err(self.cc_failed("reading the list", e).await),
+        };
+        let limit = self.export.removal_limit_pct as u64;
+        if left.len() as u64 * 100 > list_size.max(1) * limit {
+            self.partial.push(format!(
+                "Removal stopped by the circuit breaker: {} contacts left the segments, more than {limit}% of the list's {list_size} members. Nothing was removed; check the segments, or raise the limit on the export.",
+                left.len()
+            ));
+            return Ok(());
+        }
+        if self.dry() {
+            let lookups = (left.len() as u64).min(list_size / 500 + 1);
+            self.planned_calls += lookups + (left.len() as u64).div_ceil(500) * 2;
+            return Ok(());
+        }
+        // Contact ids: looked up one by one for a few, else read from the list.
+        let mut ids_by_email: HashMap<String, String> = HashMap::new();
+        let wanted: HashSet<&str> = left.iter().map(|(_, e)| e.as_str()).collect();
+        if (left.len() as u64) <= list_size / 500 + 1 {
+            for (_, email) in &left {
+                self.check()?;
+                match self.client().find_contact(email).await {
+                    Ok(Some(c)) if c.list_memberships.contains(&self.export.list_id) => {
+                        ids_by_email.insert(email.clone(), c.contact_id);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(self.cc_failed("looking up a contact to remove", e).await)
+                    }
+                }
+            }
+        } else {
+            let list_id = self.export.list_id.clone();
+            let result = self
+                .client()
+                .for_each_contact("all", Some(&list_id), |page| {
+                    for c in page {
+                        let email = normalize_email(&c.email_address.address);
+                        if wanted.contains(email.as_str()) {
+                            ids_by_email.insert(email, c.contact_id);
+                        }
+                    }
+                })
+                .await;
+            if let Err(e) = result {
+                return Err(self.cc_failed("reading the list's members", e).await);
+            }
+        }
+        let list_ids = vec![self.export.list_id.clone()];
+        for chunk in left.chunks(crate::constant_contact::api::MAX_REMOVE_IDS) {
+            self.check()?;
+            let contact_ids: Vec<String> = chunk
+                .iter()
+                .filter_map(|(_, e)| ids_by_email.get(e).cloned())
+                .collect();
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            sqlx::query(
+                "INSERT INTO run_batches (run_id, seq, kind, first_key, last_key, size, state, at) \
+                 VALUES ($1, $2, 'removal', $3, $4, $5, 'sending', $6)",
+            )
+            .bind(self.run.id)
+            .bind(seq)
+            .bind(&chunk[0].0)
+            .bind(&chunk[chunk.len() - 1].0)
+            .bind(contact_ids.len() as i64)
+            .bind(now_ms())
+            .execute(self.ex.db.pool())
+            .await?;
+            if !contact_ids.is_empty() {
+                let activity = match self
+                    .client()
+                    .remove_list_memberships(&contact_ids, &list_ids)
+                    .await
+                {
+                    Ok(a) => a,
+                    Err(e) => {
+                        return Err(self.cc_failed("removing contacts from the list", e).await)
+                    }
+                };
+                if let Err(e) = self
+                    .client()
+                    .wait_for(
+                        &activity.activity_id,
+                        self.ex.settings.poll_every,
+                        self.ex.settings.activity_timeout,
+                    )
+                    .await
+                {
+                    return Err(self.cc_failed("waiting for a removal", e).await);
+                }
+            }
+            // Contacts no longer on the list are forgotten either way.
+            let mut conn = self.ex.db.pool().acquire().await?;
+            let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+            for (profile_id, _) in chunk {
+                sqlx::query("DELETE FROM export_ledger WHERE export_id = $1 AND profile_id = $2")
+                    .bind(self.export.id)
+                    .bind(profile_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("UPDATE run_batches SET state = 'done', outcome = $1 WHERE run_id = $2 AND seq = $3")
+                .bind(format!("{{\"removed\":{}}}", contact_ids.len()))
+                .bind(self.run.id)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            self.counts.removed += contact_ids.len() as u64;
+            self.save("removing", None, None).await?;
+        }
+        Ok(())
+    }
+
+    /// A dry run's API calls and duration estimates: per batch the import
+    /// and about four polls; removals were counted when planned.
+    fn plan_estimate(&mut self) {
+        let c = &mut self.counts;
+        self.planned_calls += c.batches * 5;
+        let read_seconds = self.started.elapsed().as_secs();
+        c.eta_seconds =
+            read_seconds + c.batches * 2 + (self.planned_calls as f64 * 0.26).ceil() as u64;
+    }
+}
+
+/// The value of the email field, trimmed.
+fn email_of(attrs: &str, source: &str) -> String {
+    serde_json::from_str::<HashMap<String, String>>(attrs)
+        .ok()
+        .and_then(|m| m.get(source).map(|s| s.trim().to_owned()))
+        .unwrap_or_default()
+}
+
+/// The fields of a contact in mapping order (what the ledger hashes).
+fn contact_fields(contact: &ImportContact, mapping: &[exports::Mapping]) -> Vec<(String, String)> {
+    mapping
+        .iter()
+        .map(|m| {
+            (
+                m.target.clone(),
+                contact.get(&m.target).unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// 1234567 → "1,234,567".
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_syntax() {
+        for good in [
+            "a@example.com",
+            "first.last+tag@sub.example.co",
+            "ü@exämple.hu",
+        ] {
+            assert!(is_valid_email(good), "{good}");
+        }
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@example",
+            "a b@example.com",
+            "a@@example.com",
+            "a@exa mple.com",
+            ".a@example.com",
+            "a..b@example.com",
+            "a@-x.com",
+            "a@example.123",
+        ] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_grouped() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1_000_000), "1,000,000");
+        assert_eq!(group(1_234_567), "1,234,567");
+    }
+}

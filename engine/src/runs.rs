@@ -1,0 +1,641 @@
+//! Runs of an export: a row per run (queued → running → a final status),
+//! claimed by one worker at a time under a lease, with its counts, its
+//! checkpoint and its per-contact errors.
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Acquire;
+
+use crate::db::{col, flag, Backend, Db};
+use crate::error::{Error, Result};
+use crate::exports;
+use crate::time::now_ms;
+use crate::users::{Role, User};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Running,
+    Succeeded,
+    PartiallySucceeded,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::PartiallySucceeded => "partially_succeeded",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "queued" => Status::Queued,
+            "running" => Status::Running,
+            "succeeded" => Status::Succeeded,
+            "partially_succeeded" => Status::PartiallySucceeded,
+            "failed" => Status::Failed,
+            "cancelled" => Status::Cancelled,
+            other => return Err(Error::Internal(format!("unknown run status {other:?}"))),
+        })
+    }
+
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Queued | Status::Running)
+    }
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Manual,
+    Schedule,
+    Cli,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
+            Trigger::Cli => "cli",
+        }
+    }
+}
+
+/// How a run sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Only new and changed contacts (the default).
+    Incremental,
+    /// Everyone, whatever the ledger says ("Full resend").
+    Full,
+    /// The plan only: nothing is written to Constant Contact.
+    DryRun,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Incremental => "incremental",
+            Mode::Full => "full",
+            Mode::DryRun => "dry_run",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "incremental" => Mode::Incremental,
+            "full" => Mode::Full,
+            "dry_run" => Mode::DryRun,
+            other => return Err(Error::Internal(format!("unknown run mode {other:?}"))),
+        })
+    }
+}
+
+/// A run's counters; for a dry run, its plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counts {
+    /// Profiles read from the segments (each once).
+    pub read: u64,
+    pub skipped_no_email: u64,
+    pub skipped_invalid_email: u64,
+    pub skipped_duplicate_email: u64,
+    /// A value Constant Contact would not take (too long, not a number…).
+    pub skipped_invalid_value: u64,
+    /// Unsubscribed in Constant Contact: never sent again.
+    pub skipped_unsubscribed: u64,
+    /// Sent before with the same values: not sent again.
+    pub unchanged: u64,
+    /// Contacts to send that this export never sent.
+    pub adds: u64,
+    /// Contacts to send whose values changed since this export sent them.
+    pub updates: u64,
+    /// Contacts sent in import batches.
+    pub sent: u64,
+    /// Contacts Constant Contact processed (its `person_count`).
+    pub accepted: u64,
+    /// Contacts Constant Contact rejected (invalid data).
+    pub rejected: u64,
+    /// Contacts Constant Contact could not add because they unsubscribed.
+    pub unsubscribed: u64,
+    /// Contacts who left the segments, to remove from the list.
+    pub removals: u64,
+    pub removed: u64,
+    pub batches: u64,
+    pub batches_done: u64,
+    /// Constant Contact requests made (for a dry run: needed).
+    pub api_calls: u64,
+    /// Daily requests left, as far as this server knows.
+    pub quota_left: u64,
+    /// Expected duration of the run in seconds (dry run and while running).
+    pub eta_seconds: u64,
+}
+
+impl Counts {
+    pub fn skipped(&self) -> u64 {
+        self.skipped_no_email
+            + self.skipped_invalid_email
+            + self.skipped_duplicate_email
+            + self.skipped_invalid_value
+            + self.skipped_unsubscribed
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub id: i64,
+    pub export_id: i64,
+    pub export_name: String,
+    pub trigger: String,
+    pub mode: Mode,
+    pub status: Status,
+    pub message: Option<String>,
+    pub requested_by: Option<String>,
+    pub cancel_requested: bool,
+    pub attempts: i64,
+    pub queued_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub phase: Option<String>,
+    pub total: Option<i64>,
+    pub counts: Counts,
+    pub checkpoint: Option<String>,
+}
+
+const COLUMNS: &str = "r.id, r.export_id, e.name AS export_name, r.trigger, r.mode, r.status, r.message, \
+    u.email AS requested_by, r.cancel_requested, r.attempts, r.queued_at, r.started_at, r.finished_at, \
+    r.phase, r.total, r.counts, r.checkpoint";
+const FROM: &str =
+    "FROM runs r JOIN exports e ON e.id = r.export_id LEFT JOIN users u ON u.id = r.requested_by";
+
+fn from_row(row: &AnyRow) -> Result<Run> {
+    let status: String = col(row, "status")?;
+    let mode: String = col(row, "mode")?;
+    let counts: String = col(row, "counts")?;
+    Ok(Run {
+        id: col(row, "id")?,
+        export_id: col(row, "export_id")?,
+        export_name: col(row, "export_name")?,
+        trigger: col(row, "trigger")?,
+        mode: Mode::parse(&mode)?,
+        status: Status::parse(&status)?,
+        message: col(row, "message")?,
+        requested_by: col(row, "requested_by")?,
+        cancel_requested: flag(row, "cancel_requested")?,
+        attempts: col(row, "attempts")?,
+        queued_at: col(row, "queued_at")?,
+        started_at: col(row, "started_at")?,
+        finished_at: col(row, "finished_at")?,
+        phase: col(row, "phase")?,
+        total: col(row, "total")?,
+        counts: serde_json::from_str(&counts).unwrap_or_default(),
+        checkpoint: col(row, "checkpoint")?,
+    })
+}
+
+pub async fn get(db: &Db, id: i64) -> Result<Option<Run>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} {FROM} WHERE r.id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// An export's runs, newest first.
+pub async fn for_export(db: &Db, export_id: i64, limit: i64) -> Result<Vec<Run>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} {FROM} WHERE r.export_id = $1 ORDER BY r.id DESC LIMIT $2"
+    ))
+    .bind(export_id)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The newest run of every export that has one.
+pub async fn latest(db: &Db) -> Result<Vec<Run>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} {FROM} WHERE r.id IN (SELECT MAX(id) FROM runs GROUP BY export_id)"
+    ))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+fn already_active(e: sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => Error::Conflict(String::from(
+            "This export is already queued or running. Wait for that run to finish, or cancel it.",
+        )),
+        other => Error::from(other),
+    }
+}
+
+/// Queues a run. A second trigger while one is queued or running is
+/// refused (the database allows one active run per export); the schedule
+/// skips such an export instead (see [`queue_scheduled`]).
+pub async fn trigger(
+    db: &Db,
+    export_id: i64,
+    trigger: Trigger,
+    mode: Mode,
+    actor: Option<&User>,
+) -> Result<Run> {
+    let export = exports::get(db, export_id)
+        .await?
+        .filter(|e| e.removed_at.is_none())
+        .ok_or(Error::NotFound("The export"))?;
+    if let Some(a) = actor {
+        if a.role < Role::Contributor {
+            return Err(Error::Conflict(String::from("Viewers cannot run exports.")));
+        }
+    }
+    if !export.enabled {
+        return Err(Error::Conflict(format!(
+            "This export is disabled: {} Edit it to choose another connection.",
+            export.disabled_reason.as_deref().unwrap_or("")
+        )));
+    }
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO runs (export_id, trigger, mode, status, requested_by, queued_at, counts) \
+         VALUES ($1, $2, $3, 'queued', $4, $5, '{}') RETURNING id",
+    )
+    .bind(export_id)
+    .bind(trigger.as_str())
+    .bind(mode.as_str())
+    .bind(actor.map(|a| a.id))
+    .bind(now_ms())
+    .fetch_one(db.pool())
+    .await
+    .map_err(already_active)?;
+    get(db, id).await?.ok_or(Error::NotFound("The run"))
+}
+
+/// Queues every export on the schedule that has no active run; returns
+/// the runs queued.
+pub async fn queue_scheduled(db: &Db) -> Result<Vec<i64>> {
+    let mut queued = Vec::new();
+    for id in exports::scheduled(db).await? {
+        match trigger(db, id, Trigger::Schedule, Mode::Incremental, None).await {
+            Ok(run) => queued.push(run.id),
+            // Coalesced: the run that is active will send the same data.
+            Err(Error::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(queued)
+}
+
+/// Cancels a run: a queued run at once, a running one at its next batch
+/// boundary (its status then says what was sent).
+pub async fn cancel(db: &Db, actor: &User, run_id: i64) -> Result<Run> {
+    if actor.role < Role::Contributor {
+        return Err(Error::Conflict(String::from("Viewers cannot cancel runs.")));
+    }
+    let run = get(db, run_id).await?.ok_or(Error::NotFound("The run"))?;
+    if !run.status.is_active() {
+        return Err(Error::Conflict(format!(
+            "This run has already finished ({}).",
+            run.status.as_str().replace('_', " ")
+        )));
+    }
+    let by = format!("Cancelled by {}.", actor.email);
+    sqlx::query(
+        "UPDATE runs SET status = 'cancelled', message = $1, finished_at = $2, phase = 'finished' \
+         WHERE id = $3 AND status = 'queued'",
+    )
+    .bind(&by)
+    .bind(now_ms())
+    .bind(run_id)
+    .execute(db.pool())
+    .await?;
+    sqlx::query(
+        "UPDATE runs SET cancel_requested = TRUE, message = $1 WHERE id = $2 AND status = 'running'",
+    )
+    .bind(&by)
+    .bind(run_id)
+    .execute(db.pool())
+    .await?;
+    get(db, run_id).await?.ok_or(Error::NotFound("The run"))
+}
+
+/// Cancels an export's active run inside the caller's transaction.
+pub(crate) async fn cancel_active_in(
+    conn: &mut sqlx::AnyConnection,
+    export_id: i64,
+    reason: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE runs SET status = 'cancelled', message = $1, finished_at = $2, phase = 'finished' \
+         WHERE export_id = $3 AND status = 'queued'",
+    )
+    .bind(reason)
+    .bind(now_ms())
+    .bind(export_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE runs SET cancel_requested = TRUE, message = $1 WHERE export_id = $2 AND status = 'running'",
+    )
+    .bind(reason)
+    .bind(export_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Claims the oldest queued run, or a running one whose lease expired (its
+/// worker died), for `worker` until `lease_ms` from now. One statement, so
+/// two workers never claim the same run; on PostgreSQL, `SKIP LOCKED` lets
+/// them pass each other without waiting.
+pub async fn claim(db: &Db, worker: &str, lease_ms: i64) -> Result<Option<i64>> {
+    let now = now_ms();
+    let lock = match db.backend() {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE runs SET status = 'running', worker = $1, lease_until = $2, attempts = attempts + 1, \
+           started_at = COALESCE(started_at, $3) \
+         WHERE id = (SELECT id FROM runs WHERE status = 'queued' OR (status = 'running' AND lease_until < $3) \
+                     ORDER BY id LIMIT 1{lock}) \
+         RETURNING id"
+    );
+    let mut conn = db.pool().acquire().await?;
+    let mut tx = conn.begin().await?;
+    let id: Option<i64> = sqlx::query_scalar(&sql)
+        .bind(worker)
+        .bind(now + lease_ms)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Claims one particular queued run (the CLI runs the run it queued).
+pub async fn claim_run(db: &Db, run_id: i64, worker: &str, lease_ms: i64) -> Result<bool> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE runs SET status = 'running', worker = $1, lease_until = $2, attempts = attempts + 1, \
+           started_at = COALESCE(started_at, $3) WHERE id = $4 AND status = 'queued'",
+    )
+    .bind(worker)
+    .bind(now + lease_ms)
+    .bind(now)
+    .bind(run_id)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What a heartbeat learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    /// The lease is extended.
+    Held { cancel_requested: bool },
+    /// Another worker owns the run now (this one was presumed dead).
+    Lost,
+}
+
+/// Extends the lease of a run this worker holds.
+pub async fn heartbeat(db: &Db, run_id: i64, worker: &str, lease_ms: i64) -> Result<Beat> {
+    let row = sqlx::query(
+        "UPDATE runs SET lease_until = $1 WHERE id = $2 AND worker = $3 AND status = 'running' \
+         RETURNING cancel_requested",
+    )
+    .bind(now_ms() + lease_ms)
+    .bind(run_id)
+    .bind(worker)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(match row {
+        Some(r) => Beat::Held {
+            cancel_requested: flag(&r, "cancel_requested")?,
+        },
+        None => Beat::Lost,
+    })
+}
+
+/// Saves progress (counts, checkpoint, phase) if this worker still holds
+/// the run; false when it does not.
+pub async fn save_progress(
+    db: &Db,
+    run_id: i64,
+    worker: &str,
+    phase: &str,
+    total: Option<i64>,
+    counts: &Counts,
+    checkpoint: Option<&str>,
+) -> Result<bool> {
+    let counts = serde_json::to_string(counts).map_err(|e| Error::Internal(e.to_string()))?;
+    let done = sqlx::query(
+        "UPDATE runs SET phase = $1, total = COALESCE($2, total), counts = $3, checkpoint = COALESCE($4, checkpoint) \
+         WHERE id = $5 AND worker = $6 AND status = 'running'",
+    )
+    .bind(phase)
+    .bind(total)
+    .bind(counts)
+    .bind(checkpoint)
+    .bind(run_id)
+    .bind(worker)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the final status.
+pub async fn finish(
+    db: &Db,
+    run_id: i64,
+    worker: &str,
+    status: Status,
+    message: Option<&str>,
+    counts: &Counts,
+) -> Result<bool> {
+    let counts = serde_json::to_string(counts).map_err(|e| Error::Internal(e.to_string()))?;
+    let done = sqlx::query(
+        "UPDATE runs SET status = $1, message = COALESCE($2, message), counts = $3, finished_at = $4, \
+           phase = 'finished', lease_until = NULL \
+         WHERE id = $5 AND worker = $6 AND status = 'running'",
+    )
+    .bind(status.as_str())
+    .bind(message)
+    .bind(counts)
+    .bind(now_ms())
+    .bind(run_id)
+    .bind(worker)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// One problem with one contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactError {
+    pub profile_id: String,
+    pub email: String,
+    /// `no_email`, `invalid_email`, `duplicate_email`, `invalid_value`,
+    /// `unsubscribed`, `rejected`.
+    pub kind: String,
+    pub field: String,
+    pub reason: String,
+}
+
+/// Appends per-contact errors (numbered after those already kept).
+pub async fn add_errors(db: &Db, run_id: i64, errors: &[ContactError]) -> Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let mut conn = db.pool().acquire().await?;
+    let mut tx = conn.begin().await?;
+    let mut seq: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM run_errors WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    for chunk in errors.chunks(500) {
+        let sql = format!(
+            "INSERT INTO run_errors (run_id, seq, profile_id, email, kind, field, reason) VALUES {}",
+            (0..chunk.len())
+                .map(|i| {
+                    let b = i * 6 + 2;
+                    format!(
+                        "($1, ${b}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut q = sqlx::query(&sql).bind(run_id);
+        for e in chunk {
+            seq += 1;
+            q = q
+                .bind(seq)
+                .bind(&e.profile_id)
+                .bind(&e.email)
+                .bind(&e.kind)
+                .bind(&e.field)
+                .bind(&e.reason);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Drops errors a crashed attempt recorded past the checkpoint (they are
+/// found again when the run resumes).
+pub(crate) async fn drop_errors_after(db: &Db, run_id: i64, checkpoint: &str) -> Result<()> {
+    sqlx::query("DELETE FROM run_errors WHERE run_id = $1 AND profile_id > $2")
+        .bind(run_id)
+        .bind(checkpoint)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// A page of a run's per-contact errors, in order, and their total.
+pub async fn errors(
+    db: &Db,
+    run_id: i64,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<ContactError>, i64)> {
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM run_errors WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_one(db.pool())
+        .await?;
+    let rows = sqlx::query(
+        "SELECT profile_id, email, kind, field, reason FROM run_errors WHERE run_id = $1 ORDER BY seq LIMIT $2 OFFSET $3",
+    )
+    .bind(run_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db.pool())
+    .await?;
+    let list = rows
+        .iter()
+        .map(|r| {
+            Ok(ContactError {
+                profile_id: col(r, "profile_id")?,
+                email: col(r, "email")?,
+                kind: col(r, "kind")?,
+                field: col(r, "field")?,
+                reason: col(r, "reason")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((list, total))
+}
+
+/// Writes every per-contact error of a run as CSV, page by page.
+pub async fn write_errors_csv<W: std::io::Write>(db: &Db, run_id: i64, out: W) -> Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(["profile_id", "email", "problem", "field", "reason"])
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let mut offset = 0;
+    loop {
+        let (page, _) = errors(db, run_id, offset, 5000).await?;
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len() as i64;
+        for e in page {
+            w.write_record([&e.profile_id, &e.email, &e.kind, &e.field, &e.reason])
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// One step of a run's timeline: a batch sent to Constant Contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchStep {
+    pub seq: i64,
+    pub kind: String,
+    pub size: i64,
+    pub state: String,
+    pub activity_id: Option<String>,
+    pub outcome: Option<String>,
+    pub at: i64,
+}
+
+pub async fn batches(db: &Db, run_id: i64) -> Result<Vec<BatchStep>> {
+    let rows = sqlx::query(
+        "SELECT seq, kind, size, state, activity_id, outcome, at FROM run_batches WHERE run_id = $1 ORDER BY seq",
+    )
+    .bind(run_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(BatchStep {
+                seq: col(r, "seq")?,
+                kind: col(r, "kind")?,
+                size: col(r, "size")?,
+                state: col(r, "state")?,
+                activity_id: col(r, "activity_id")?,
+                outcome: col(r, "outcome")?,
+                at: col(r, "at")?,
+            })
+        })
+        .collect()
+}

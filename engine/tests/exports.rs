@@ -1,0 +1,812 @@
+//! Exports and runs end to end: the engine against a real database (SQLite,
+//! or PostgreSQL with `TEST_DATABASE=postgres`) and the sandbox over HTTP.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use engine::connect::CcApp;
+use engine::connections::{self, DisplayName, NewConnection, UsableBy};
+use engine::constant_contact::{Endpoints, RetryPolicy, Secret, Tokens};
+use engine::crypto::Cipher;
+use engine::executor::{Executor, Settings};
+use engine::exports::{self, ExportInput, Mapping};
+use engine::password::Password;
+use engine::runs::{self, Mode, Status, Trigger};
+use engine::secrets::SecretKey;
+use engine::testing::TestDb;
+use engine::users::{self, Email, Role, User};
+use engine::{profiles, segments, worker, Error};
+use sandbox::Running;
+use serde_json::{json, Value};
+
+const CLIENT: &str = "segment-export-demo";
+
+struct World {
+    t: TestDb,
+    sb: Running,
+    ex: Executor,
+    admin: User,
+    carol: User,
+    connection_id: i64,
+    list_id: String,
+    /// Writes the setup made (creating the list, the unsubscribed contact).
+    setup_writes: usize,
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn sandbox_get(sb: &Running, path: &str) -> Value {
+    http()
+        .get(format!("{}{path}", sb.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn sandbox_put(sb: &Running, path: &str, body: Value) {
+    let r = http()
+        .put(format!("{}{path}", sb.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+async fn sandbox_post(sb: &Running, path: &str, body: Value) -> Value {
+    http()
+        .post(format!("{}{path}", sb.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+fn settings() -> Settings {
+    Settings {
+        page_size: 7,
+        batch_contacts: 10,
+        poll_every: Duration::from_millis(10),
+        activity_timeout: Duration::from_secs(30),
+        lease_ms: 400,
+        checkpoint_every: 5,
+        api_interval: Some(Duration::ZERO),
+        retry: Some(RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(40),
+        }),
+        ..Settings::default()
+    }
+}
+
+fn profile(id: &str, email: &str, first: &str, last: &str) -> (String, BTreeMap<String, String>) {
+    let mut m = BTreeMap::new();
+    for (k, v) in [("email", email), ("first", first), ("last", last)] {
+        if !v.is_empty() {
+            m.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    (id.to_owned(), m)
+}
+
+/// 40 good profiles (P000–P039) and one of each kind of skip.
+fn people() -> Vec<(String, BTreeMap<String, String>)> {
+    let mut out: Vec<_> = (0..40)
+        .map(|i| {
+            profile(
+                &format!("P{i:03}"),
+                &format!("person{i}@example.com"),
+                &format!("First{i}"),
+                &format!("Last{i}"),
+            )
+        })
+        .collect();
+    out.push(profile("Q001", "", "No", "Email"));
+    out.push(profile("Q002", "not an email", "Bad", "Email"));
+    out.push(profile("Q003", "PERSON1@example.com", "Dup", "Licate"));
+    out.push(profile("Q004", "long@example.com", &"x".repeat(60), "Long"));
+    out.push(profile("Q005", "gone@example.com", "Un", "Subscribed"));
+    out
+}
+
+async fn world_with(sandbox: sandbox::Config) -> World {
+    let t = TestDb::new().await;
+    let sb = sandbox::spawn(sandbox, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let admin = users::create_first_admin(
+        &t.db,
+        &Email::parse("root@example.com").unwrap(),
+        &Password::parse("root password 1").unwrap(),
+    )
+    .await
+    .unwrap();
+    let carol = users::create_user(
+        &t.db,
+        Some(&admin),
+        &Email::parse("carol@example.com").unwrap(),
+        Role::Contributor,
+        &Password::parse("carol password 1").unwrap(),
+    )
+    .await
+    .unwrap();
+    let cipher = Cipher::new(&SecretKey::generate());
+    let issued = sb.shared.lock().issue_tokens(
+        CLIENT,
+        0,
+        &["contact_data".into(), "offline_access".into()],
+        None,
+    );
+    let tokens = Tokens {
+        access_token: Secret::new(issued["access_token"].as_str().unwrap()),
+        refresh_token: Some(Secret::new(issued["refresh_token"].as_str().unwrap())),
+        expires_at: engine::time::now_ms() + 86_400_000,
+        scopes: vec!["contact_data".into(), "offline_access".into()],
+    };
+    let connection = connections::create(
+        &t.db,
+        &cipher,
+        &admin,
+        NewConnection {
+            display_name: DisplayName::parse("Newsletter account").unwrap(),
+            usable_by: UsableBy::AdminsAndContributors,
+            consent_at: engine::time::now_ms(),
+            tokens,
+            export_user_id: admin.id,
+        },
+    )
+    .await
+    .unwrap();
+    let app = CcApp {
+        endpoints: Endpoints::at(&sb.url()),
+        client_id: CLIENT.into(),
+        client_secret: Secret::new("demo-client-secret"),
+        redirect_url: "http://127.0.0.1:3000/oauth/constant-contact/callback".into(),
+    };
+    let ex = Executor {
+        db: t.db.clone(),
+        cipher,
+        app: Some(app),
+        worker: String::from("test-worker"),
+        settings: settings(),
+    };
+    let client =
+        engine::connect::api_client(&ex.db, &ex.cipher, ex.app.as_ref().unwrap(), connection.id)
+            .await
+            .unwrap()
+            .with_interval(Duration::ZERO);
+    let list = client.create_list("Customers", None).await.unwrap();
+    profiles::upsert(&t.db, people()).await.unwrap();
+    sandbox_post(
+        &sb,
+        "/_sandbox/contacts/unsubscribe",
+        json!({ "email": "gone@example.com" }),
+    )
+    .await;
+    let mut w = World {
+        t,
+        sb,
+        ex,
+        admin,
+        carol,
+        connection_id: connection.id,
+        list_id: list.list_id,
+        setup_writes: 0,
+    };
+    w.setup_writes = w.writes().await;
+    w
+}
+
+async fn world() -> World {
+    world_with(sandbox::Config {
+        rate_per_second: 0,
+        processing_delay_ms: 5,
+        ..sandbox::Config::default()
+    })
+    .await
+}
+
+fn mapping() -> Vec<Mapping> {
+    [
+        ("email", "email"),
+        ("first", "first_name"),
+        ("last", "last_name"),
+    ]
+    .iter()
+    .map(|(s, t)| Mapping {
+        source: (*s).into(),
+        target: (*t).into(),
+    })
+    .collect()
+}
+
+impl World {
+    async fn segment(&self, name: &str, ids: Vec<String>) -> i64 {
+        segments::import_static(&self.t.db, name, ids)
+            .await
+            .unwrap()
+            .0
+            .id
+    }
+
+    async fn all_segment(&self) -> i64 {
+        self.segment("Everyone", people().into_iter().map(|(id, _)| id).collect())
+            .await
+    }
+
+    fn input(&self, segment_ids: Vec<i64>) -> ExportInput {
+        ExportInput {
+            name: String::from("Customers to CC"),
+            connection_id: self.connection_id,
+            list_id: self.list_id.clone(),
+            list_name: String::from("Customers"),
+            mapping: mapping(),
+            segment_ids,
+            on_schedule: true,
+            remove_left: false,
+            removal_limit_pct: exports::DEFAULT_REMOVAL_LIMIT_PCT,
+        }
+    }
+
+    /// Queues a run as Carol and executes every queued run.
+    async fn run(&self, export_id: i64, mode: Mode) -> runs::Run {
+        let run = runs::trigger(
+            &self.t.db,
+            export_id,
+            Trigger::Manual,
+            mode,
+            Some(&self.carol),
+        )
+        .await
+        .unwrap();
+        worker::drain(&self.ex).await.unwrap();
+        runs::get(&self.t.db, run.id).await.unwrap().unwrap()
+    }
+
+    async fn members(&self) -> Vec<String> {
+        let v = sandbox_get(
+            &self.sb,
+            &format!("/_sandbox/lists/{}/members", self.list_id),
+        )
+        .await;
+        let mut emails: Vec<String> = v["emails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap().to_owned())
+            .collect();
+        emails.sort();
+        emails
+    }
+
+    async fn writes(&self) -> usize {
+        let log = sandbox_get(&self.sb, "/_sandbox/requests").await;
+        log["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["method"] != "GET" && r["path"].as_str().unwrap_or("").starts_with("/v3"))
+            .count()
+            - self.setup_writes
+    }
+}
+
+#[tokio::test]
+async fn a_run_sends_each_contact_once_skips_with_reasons_and_an_unchanged_rerun_sends_nothing() {
+    let w = world().await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    assert_eq!(w.writes().await, 0, "saving an export sends nothing");
+
+    let run = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(run.status, Status::Succeeded, "{:?}", run.message);
+    let c = &run.counts;
+    assert_eq!(c.read, 45);
+    assert_eq!(c.sent, 40);
+    assert_eq!(c.adds, 40);
+    assert_eq!(c.batches_done, 4, "10 contacts a batch");
+    assert_eq!(
+        (
+            c.skipped_no_email,
+            c.skipped_invalid_email,
+            c.skipped_duplicate_email,
+            c.skipped_invalid_value,
+            c.skipped_unsubscribed
+        ),
+        (1, 1, 1, 1, 1)
+    );
+    assert!(c.api_calls > 4);
+    let members = w.members().await;
+    assert_eq!(members.len(), 40);
+    assert!(
+        !members.contains(&"gone@example.com".to_owned()),
+        "never re-subscribed"
+    );
+    let one = sandbox_get(&w.sb, "/_sandbox/contacts?email=person7@example.com").await;
+    assert_eq!(one["fields"]["first_name"], "First7");
+    assert_eq!(one["fields"]["last_name"], "Last7");
+
+    // Every skipped profile is reported with its reason.
+    let (errors, total) = runs::errors(&w.t.db, run.id, 0, 100).await.unwrap();
+    assert_eq!(total, 5);
+    let kinds: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e.profile_id.as_str(), e.kind.as_str()))
+        .collect();
+    assert!(kinds.contains(&("Q001", "no_email")));
+    assert!(kinds.contains(&("Q002", "invalid_email")));
+    assert!(kinds.contains(&("Q003", "duplicate_email")));
+    assert!(kinds.contains(&("Q004", "invalid_value")));
+    assert!(kinds.contains(&("Q005", "unsubscribed")));
+    let mut csv = Vec::new();
+    runs::write_errors_csv(&w.t.db, run.id, &mut csv)
+        .await
+        .unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with("profile_id,email,problem,field,reason\n"));
+    assert!(csv.contains("Q004,long@example.com,invalid_value,first_name,"));
+
+    // Nothing changed: nothing is sent.
+    let again = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(again.status, Status::Succeeded);
+    assert_eq!((again.counts.sent, again.counts.unchanged), (0, 40));
+
+    // One profile changes: only it is sent.
+    profiles::upsert(
+        &w.t.db,
+        vec![profile("P005", "person5@example.com", "Changed", "Last5")],
+    )
+    .await
+    .unwrap();
+    let third = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(
+        (
+            third.counts.sent,
+            third.counts.updates,
+            third.counts.unchanged
+        ),
+        (1, 1, 39)
+    );
+    let one = sandbox_get(&w.sb, "/_sandbox/contacts?email=person5@example.com").await;
+    assert_eq!(one["fields"]["first_name"], "Changed");
+
+    // A mapping change sends everyone again; so does a full resend.
+    let mut input = w.input(vec![seg]);
+    input.mapping.pop();
+    exports::update(&w.t.db, &w.carol, export.id, &input)
+        .await
+        .unwrap();
+    let remapped = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(remapped.counts.sent, 40);
+    let full = w.run(export.id, Mode::Full).await;
+    assert_eq!(full.counts.sent, 40);
+
+    let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
+    assert_eq!(stats["import_rows"], 40 + 1 + 40 + 40);
+}
+
+#[tokio::test]
+async fn several_segments_are_merged_each_profile_once() {
+    let w = world().await;
+    let a = w
+        .segment("A", (0..25).map(|i| format!("P{i:03}")).collect())
+        .await;
+    let b = w
+        .segment("B", (15..40).map(|i| format!("P{i:03}")).collect())
+        .await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![a, b]))
+        .await
+        .unwrap();
+    let run = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(run.total, Some(40));
+    assert_eq!((run.counts.read, run.counts.sent), (40, 40));
+    assert_eq!(w.members().await.len(), 40);
+}
+
+#[tokio::test]
+async fn a_dry_run_plans_without_writing_to_constant_contact() {
+    let w = world().await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let before = w.writes().await;
+    let run = w.run(export.id, Mode::DryRun).await;
+    assert_eq!(run.status, Status::Succeeded, "{:?}", run.message);
+    assert_eq!(w.writes().await, before, "a dry run writes nothing");
+    let c = &run.counts;
+    assert_eq!((c.adds, c.updates, c.batches, c.sent), (40, 0, 4, 0));
+    assert_eq!(c.skipped(), 5);
+    assert!(c.api_calls >= 4 && c.quota_left > 0);
+    assert!(run
+        .message
+        .unwrap()
+        .starts_with("Dry run: would send 40 contacts"));
+    assert!(w.members().await.is_empty());
+}
+
+#[tokio::test]
+async fn more_than_the_limit_fails_before_sending_anything() {
+    let mut w = world().await;
+    w.ex.settings.max_profiles = 30;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let run = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(run.status, Status::Failed);
+    assert_eq!(
+        run.message.as_deref(),
+        Some("The selected segments contain 43 profiles; an export can send at most 30.")
+    );
+    assert_eq!(w.writes().await, 0);
+}
+
+#[tokio::test]
+async fn contacts_who_left_are_removed_only_if_this_export_added_them_behind_a_breaker() {
+    let w = world().await;
+    let seg = w
+        .segment("Some", (0..40).map(|i| format!("P{i:03}")).collect())
+        .await;
+    let mut input = w.input(vec![seg]);
+    input.remove_left = true;
+    let export = exports::create(&w.t.db, &w.carol, &input).await.unwrap();
+    let first = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(first.counts.sent, 40);
+    // Someone added to the list by other means.
+    let client = engine::connect::api_client(
+        &w.ex.db,
+        &w.ex.cipher,
+        w.ex.app.as_ref().unwrap(),
+        w.connection_id,
+    )
+    .await
+    .unwrap();
+    let mut b = engine::constant_contact::BatchBuilder::new(std::slice::from_ref(&w.list_id));
+    b.push(
+        "x",
+        &engine::constant_contact::ImportContact::new("other@example.com"),
+    )
+    .unwrap();
+    let activity = client.import(&b.finish().unwrap()).await.unwrap();
+    client
+        .wait_for(
+            &activity.activity_id,
+            Duration::from_millis(10),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.members().await.len(), 41);
+
+    // 5 leave (5 of 41 is under 20%): they are removed, nobody else.
+    w.segment("Some", (5..40).map(|i| format!("P{i:03}")).collect())
+        .await;
+    let second = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(second.status, Status::Succeeded, "{:?}", second.message);
+    assert_eq!((second.counts.removals, second.counts.removed), (5, 5));
+    let members = w.members().await;
+    assert_eq!(members.len(), 36);
+    assert!(members.contains(&"other@example.com".to_owned()));
+    assert!(!members.contains(&"person0@example.com".to_owned()));
+
+    // 20 more leave (over 20% of 36): the breaker stops the removal.
+    w.segment("Some", (25..40).map(|i| format!("P{i:03}")).collect())
+        .await;
+    let third = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(third.status, Status::PartiallySucceeded);
+    assert!(
+        third
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("circuit breaker"),
+        "{:?}",
+        third.message
+    );
+    assert_eq!(third.counts.removed, 0);
+    assert_eq!(w.members().await.len(), 36);
+}
+
+#[tokio::test]
+async fn one_active_run_per_export_and_cancel_and_remove_stop_it() {
+    let w = world().await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let queued = runs::trigger(
+        &w.t.db,
+        export.id,
+        Trigger::Manual,
+        Mode::Incremental,
+        Some(&w.carol),
+    )
+    .await
+    .unwrap();
+    let second = runs::trigger(&w.t.db, export.id, Trigger::Cli, Mode::Incremental, None).await;
+    assert!(
+        matches!(&second, Err(Error::Conflict(m)) if m.contains("already queued or running")),
+        "{second:?}"
+    );
+    // The schedule coalesces instead of failing.
+    assert!(runs::queue_scheduled(&w.t.db).await.unwrap().is_empty());
+
+    let cancelled = runs::cancel(&w.t.db, &w.carol, queued.id).await.unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled);
+    assert!(worker::drain(&w.ex).await.unwrap().is_empty());
+
+    // Removing the export cancels its queued run; nothing is sent for it.
+    let queued = runs::trigger(
+        &w.t.db,
+        export.id,
+        Trigger::Manual,
+        Mode::Incremental,
+        Some(&w.admin),
+    )
+    .await
+    .unwrap();
+    exports::remove(&w.t.db, &w.admin, export.id).await.unwrap();
+    assert_eq!(
+        runs::get(&w.t.db, queued.id).await.unwrap().unwrap().status,
+        Status::Cancelled
+    );
+    assert!(worker::drain(&w.ex).await.unwrap().is_empty());
+    assert_eq!(w.writes().await, 0);
+    assert!(runs::trigger(
+        &w.t.db,
+        export.id,
+        Trigger::Manual,
+        Mode::Incremental,
+        Some(&w.admin)
+    )
+    .await
+    .is_err());
+    assert!(exports::list(&w.t.db).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_running_run_is_cancelled_at_the_next_batch() {
+    let w = world_with(sandbox::Config {
+        rate_per_second: 0,
+        processing_delay_ms: 150,
+        ..sandbox::Config::default()
+    })
+    .await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let run = runs::trigger(
+        &w.t.db,
+        export.id,
+        Trigger::Manual,
+        Mode::Incremental,
+        Some(&w.carol),
+    )
+    .await
+    .unwrap();
+    let ex = w.ex.clone();
+    let task = tokio::spawn(async move { worker::drain(&ex).await.unwrap() });
+    let db = &w.t.db;
+    wait_until(|| async move {
+        runs::get(db, run.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .counts
+            .batches_done
+            >= 1
+    })
+    .await;
+    runs::cancel(&w.t.db, &w.carol, run.id).await.unwrap();
+    task.await.unwrap();
+    let done = runs::get(&w.t.db, run.id).await.unwrap().unwrap();
+    assert_eq!(done.status, Status::Cancelled);
+    assert!(done.counts.sent < 40, "stopped early");
+    assert!(done
+        .message
+        .unwrap()
+        .contains(&format!("after sending {} contacts", done.counts.sent)));
+    assert_eq!(w.members().await.len() as u64, done.counts.sent);
+}
+
+async fn wait_until<F, Fut>(mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..2000 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition not reached in 10 s");
+}
+
+#[tokio::test]
+async fn removing_the_connection_disables_its_exports() {
+    let w = world().await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let queued = runs::trigger(
+        &w.t.db,
+        export.id,
+        Trigger::Manual,
+        Mode::Incremental,
+        Some(&w.carol),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        exports::names_using(&w.t.db, w.connection_id)
+            .await
+            .unwrap(),
+        vec!["Customers to CC"]
+    );
+    connections::remove(&w.t.db, &w.ex.cipher, &w.admin, w.connection_id)
+        .await
+        .unwrap();
+    let after = exports::get(&w.t.db, export.id).await.unwrap().unwrap();
+    assert!(!after.enabled);
+    assert_eq!(after.connection_id, None);
+    assert!(after
+        .disabled_reason
+        .unwrap()
+        .contains("Newsletter account"));
+    assert_eq!(
+        runs::get(&w.t.db, queued.id).await.unwrap().unwrap().status,
+        Status::Cancelled
+    );
+    let refused = runs::trigger(
+        &w.t.db,
+        export.id,
+        Trigger::Manual,
+        Mode::Incremental,
+        Some(&w.carol),
+    )
+    .await;
+    assert!(matches!(refused, Err(Error::Conflict(m)) if m.contains("disabled")));
+    assert_eq!(w.writes().await, 0);
+}
+
+#[tokio::test]
+async fn a_contributor_cannot_use_an_admins_only_connection() {
+    let w = world().await;
+    let seg = w.all_segment().await;
+    let input = w.input(vec![seg]);
+    sqlx::query("UPDATE connections SET usable_by = 'admins'")
+        .execute(w.t.db.pool())
+        .await
+        .unwrap();
+    let refused = exports::create(&w.t.db, &w.carol, &input).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Invalid {
+                field: "connection",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    // An export Carol saved earlier stops running once she may not use it.
+    sqlx::query("UPDATE connections SET usable_by = 'admins_and_contributors'")
+        .execute(w.t.db.pool())
+        .await
+        .unwrap();
+    let export = exports::create(&w.t.db, &w.carol, &input).await.unwrap();
+    sqlx::query("UPDATE connections SET usable_by = 'admins'")
+        .execute(w.t.db.pool())
+        .await
+        .unwrap();
+    let run = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(run.status, Status::Failed);
+    assert!(run.message.unwrap().contains("may no longer use"));
+    assert_eq!(w.writes().await, 0);
+}
+
+#[tokio::test]
+async fn under_faults_and_an_expired_token_every_contact_lands_exactly_once() {
+    let w = world().await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    sandbox_put(
+        &w.sb,
+        "/_sandbox/faults",
+        json!({ "p429": 0.2, "p500": 0.1, "p503": 0.1, "drop": 0.1, "latency_ms": 2 }),
+    )
+    .await;
+    sandbox_post(&w.sb, "/_sandbox/tokens/expire_access", json!({})).await;
+    let run = w.run(export.id, Mode::Incremental).await;
+    sandbox_put(&w.sb, "/_sandbox/faults", json!({})).await;
+    assert_eq!(run.status, Status::Succeeded, "{:?}", run.message);
+    assert_eq!(w.members().await.len(), 40);
+    let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
+    assert_eq!(stats["imported_more_than_once"], 0, "{stats}");
+    assert_eq!(stats["import_rows"], 40);
+    // The refreshed tokens were stored: the next run works with them.
+    let again = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(again.status, Status::Succeeded, "{:?}", again.message);
+}
+
+#[tokio::test]
+async fn a_crashed_worker_run_is_resumed_from_its_checkpoint_without_resending() {
+    let w = world_with(sandbox::Config {
+        rate_per_second: 0,
+        processing_delay_ms: 200,
+        ..sandbox::Config::default()
+    })
+    .await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let run = runs::trigger(
+        &w.t.db,
+        export.id,
+        Trigger::Manual,
+        Mode::Incremental,
+        Some(&w.carol),
+    )
+    .await
+    .unwrap();
+    let ex = w.ex.clone();
+    let doomed = tokio::spawn(async move { worker::drain(&ex).await });
+    // Crash while the second batch is at Constant Contact.
+    let db = &w.t.db;
+    wait_until(|| async move {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM run_batches WHERE run_id = $1 AND state = 'sent' AND seq = 2",
+        )
+        .bind(run.id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        n == 1
+    })
+    .await;
+    doomed.abort();
+    let _ = doomed.await;
+    let crashed = runs::get(&w.t.db, run.id).await.unwrap().unwrap();
+    assert_eq!(crashed.status, Status::Running);
+    assert_eq!(crashed.counts.batches_done, 1);
+
+    // Another worker takes it over once the lease runs out.
+    let mut other = w.ex.clone();
+    other.worker = String::from("second-worker");
+    assert!(
+        worker::drain(&other).await.unwrap().is_empty(),
+        "the lease still holds"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(worker::drain(&other).await.unwrap(), vec![run.id]);
+    let done = runs::get(&w.t.db, run.id).await.unwrap().unwrap();
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
+    assert_eq!(done.attempts, 2);
+    assert_eq!((done.counts.sent, done.counts.batches_done), (40, 4));
+    assert_eq!(done.counts.skipped(), 5);
+    let (_, errors) = runs::errors(&w.t.db, run.id, 0, 10).await.unwrap();
+    assert_eq!(errors, 5, "skips are reported once");
+    assert_eq!(w.members().await.len(), 40);
+    let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
+    assert_eq!(stats["imported_more_than_once"], 0, "{stats}");
+    assert_eq!(stats["import_rows"], 40);
+}
