@@ -83,6 +83,7 @@ pub fn Shell(user: UserView, children: Children) -> impl IntoView {
                     <NavLink href="/" label="Overview"/>
                     <NavGroup title="Data">
                         <NavLink href="/data/segments" label="Segments"/>
+                        <NavLink href="/data/exports" label="Exports"/>
                     </NavGroup>
                     <Show when=move || is_admin>
                         <NavGroup title="Admin">

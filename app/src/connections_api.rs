@@ -22,7 +22,14 @@ pub async fn list_connections() -> Result<ConnectionsPage, AppError> {
     let call = crate::ssr::call();
     call.run(async {
         call.require(Role::Admin).await?;
-        let connections = engine::connections::list(call.db()).await?;
+        let mut connections: Vec<ConnectionView> = engine::connections::list(call.db())
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        for c in &mut connections {
+            c.exports = engine::exports::names_using(call.db(), c.id).await?;
+        }
         let notice: Option<String> = call
             .session()?
             .remove(crate::ssr::CONNECTIONS_FLASH_KEY)
@@ -31,7 +38,7 @@ pub async fn list_connections() -> Result<ConnectionsPage, AppError> {
             .flatten();
         Ok(ConnectionsPage {
             configured: call.state().cc.is_some(),
-            connections: connections.into_iter().map(Into::into).collect(),
+            connections,
             notice,
         })
     })

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod components;
 pub mod connections_api;
 pub mod error;
+pub mod exports_api;
 pub mod model;
 pub mod pages;
 pub mod segments_api;
@@ -26,8 +27,8 @@ use crate::auth::Auth;
 use crate::components::Guarded;
 use crate::model::Role;
 use crate::pages::{
-    audit, connection_new, connections, home, login::LoginPage, not_found::NotFound, segments,
-    setup::SetupPage, users,
+    audit, connection_new, connections, exports, home, login::LoginPage, not_found::NotFound,
+    segments, setup::SetupPage, users,
 };
 
 /// The HTML document around the app, rendered on the server.
@@ -72,6 +73,11 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/data/segments") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=segments::list_page/> }/>
                 <Route path=path!("/data/segments/new") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Contributor page=segments::new_page/> }/>
                 <Route path=path!("/data/segments/:id") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=segments::detail_page/> }/>
+                <Route path=path!("/data/exports") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=exports::list_page/> }/>
+                <Route path=path!("/data/exports/new") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Contributor page=exports::new_page/> }/>
+                <Route path=path!("/data/exports/:id") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=exports::detail_page/> }/>
+                <Route path=path!("/data/exports/:id/edit") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Contributor page=exports::edit_page/> }/>
+                <Route path=path!("/runs/:id") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=exports::run_page/> }/>
                 <Route path=path!("/admin/audit") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=audit::page/> }/>
             </Routes>
         </Router>

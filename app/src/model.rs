@@ -116,6 +116,8 @@ pub struct ConnectionView {
     pub export_user: Option<String>,
     pub authorized: Option<String>,
     pub consent: String,
+    /// Names of the exports that use it.
+    pub exports: Vec<String>,
 }
 
 impl ConnectionView {
@@ -156,6 +158,7 @@ impl From<engine::connections::Connection> for ConnectionView {
             export_user: c.export_user_email,
             authorized: c.authorized_at.map(engine::time::format_ms),
             consent,
+            exports: Vec::new(),
         }
     }
 }
@@ -308,4 +311,217 @@ pub struct SegmentDetail {
     pub fill_rates: Vec<(String, i64)>,
     /// True when the caller may change or refresh the segment.
     pub can_manage: bool,
+}
+
+/// A run as lists and the run page show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: i64,
+    pub export_id: i64,
+    pub export_name: String,
+    /// `manual`, `schedule` or `cli`.
+    pub trigger: String,
+    /// `incremental`, `full` or `dry_run`.
+    pub mode: String,
+    /// `queued`, `running`, `succeeded`, `partially_succeeded`, `failed`,
+    /// `cancelled`.
+    pub status: String,
+    pub message: Option<String>,
+    pub requested_by: Option<String>,
+    pub cancel_requested: bool,
+    pub attempts: i64,
+    pub queued_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Seconds from start to finish (or to now).
+    pub duration_seconds: Option<i64>,
+    pub phase: Option<String>,
+    pub total: Option<i64>,
+    /// The run's counters by name (see `engine::runs::Counts`).
+    pub counts: Counts,
+}
+
+impl RunView {
+    pub fn is_active(&self) -> bool {
+        self.status == "queued" || self.status == "running"
+    }
+
+    pub fn status_label(&self) -> &'static str {
+        run_status_label(&self.status)
+    }
+
+    /// Percent of the profiles read so far.
+    pub fn percent(&self) -> u64 {
+        match self.total {
+            Some(t) if t > 0 => (self.counts.read * 100 / t as u64).min(100),
+            _ if !self.is_active() => 100,
+            _ => 0,
+        }
+    }
+}
+
+pub fn run_status_label(status: &str) -> &'static str {
+    match status {
+        "queued" => "Queued",
+        "running" => "Running",
+        "succeeded" => "Succeeded",
+        "partially_succeeded" => "Partially succeeded",
+        "failed" => "Failed",
+        "cancelled" => "Cancelled",
+        _ => "Unknown",
+    }
+}
+
+/// A run's counters (the same names as the engine's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counts {
+    pub read: u64,
+    pub skipped_no_email: u64,
+    pub skipped_invalid_email: u64,
+    pub skipped_duplicate_email: u64,
+    pub skipped_invalid_value: u64,
+    pub skipped_unsubscribed: u64,
+    pub unchanged: u64,
+    pub adds: u64,
+    pub updates: u64,
+    pub sent: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub unsubscribed: u64,
+    pub removals: u64,
+    pub removed: u64,
+    pub batches: u64,
+    pub batches_done: u64,
+    pub api_calls: u64,
+    pub quota_left: u64,
+    pub eta_seconds: u64,
+}
+
+impl Counts {
+    pub fn skipped(&self) -> u64 {
+        self.skipped_no_email
+            + self.skipped_invalid_email
+            + self.skipped_duplicate_email
+            + self.skipped_invalid_value
+            + self.skipped_unsubscribed
+    }
+}
+
+/// One field mapping: profile field → Constant Contact field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingView {
+    pub source: String,
+    pub target: String,
+}
+
+/// An export in the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportRow {
+    pub id: i64,
+    pub name: String,
+    pub connection: Option<String>,
+    pub connection_kind: String,
+    pub list_id: String,
+    pub list_name: String,
+    pub segments: Vec<String>,
+    pub mapping: Vec<MappingView>,
+    pub on_schedule: bool,
+    pub remove_left: bool,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub owner: Option<String>,
+    pub last_run: Option<RunView>,
+    /// True when the caller may run, edit or remove it.
+    pub can_change: bool,
+}
+
+/// Data > Exports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportsPage {
+    pub exports: Vec<ExportRow>,
+    /// The caller may add exports (contributor or admin).
+    pub can_add: bool,
+}
+
+/// A Constant Contact list offered by the picker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListOption {
+    pub list_id: String,
+    pub name: String,
+    pub members: Option<u64>,
+}
+
+/// A segment offered by the export form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentOption {
+    pub id: i64,
+    pub name: String,
+    pub members: i64,
+}
+
+/// What the Add destination / Edit form starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportForm {
+    pub connections: Vec<UsableConnection>,
+    pub fields: Vec<FieldView>,
+    pub profiles: i64,
+    pub segments: Vec<SegmentOption>,
+    /// Constant Contact's contact fields: key and label.
+    pub contact_fields: Vec<(String, String)>,
+    /// The export being edited.
+    pub export: Option<ExportInputView>,
+    pub is_admin: bool,
+    pub max_profiles: u64,
+}
+
+/// An export as the form edits it (sent to `save_export` as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportInputView {
+    pub name: String,
+    pub connection_id: i64,
+    pub list_id: String,
+    pub mapping: Vec<MappingView>,
+    pub segment_ids: Vec<i64>,
+    pub on_schedule: bool,
+    pub remove_left: bool,
+    pub removal_limit_pct: i64,
+}
+
+/// One per-contact problem of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactErrorView {
+    pub profile_id: String,
+    pub email: String,
+    pub kind: String,
+    pub field: String,
+    pub reason: String,
+}
+
+/// One step of a run's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchView {
+    pub seq: i64,
+    pub kind: String,
+    pub size: i64,
+    pub state: String,
+    pub outcome: Option<String>,
+    pub at: String,
+}
+
+/// The run page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunDetail {
+    pub run: RunView,
+    pub batches: Vec<BatchView>,
+    pub errors: Vec<ContactErrorView>,
+    pub errors_total: i64,
+    pub can_cancel: bool,
+}
+
+/// An export's page: the export and its runs, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportDetail {
+    pub export: ExportRow,
+    pub runs: Vec<RunView>,
 }

@@ -27,6 +27,8 @@ pub struct AppState {
     pub cipher: engine::crypto::Cipher,
     /// The Constant Contact application, if configured.
     pub cc: Option<engine::connect::CcApp>,
+    /// The most profiles one export run may send.
+    pub max_profiles_per_run: u64,
 }
 
 /// One server function call: the state, the request's session and the

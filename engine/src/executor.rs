@@ -696,18 +696,7 @@ impl Job<'_> {
         if ids.is_empty() {
             return Err(Self::fail("The export has no segments."));
         }
-        let list = (1..=ids.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let sql = format!(
-            "SELECT COUNT(*) FROM (SELECT DISTINCT profile_id FROM segment_members WHERE segment_id IN ({list})) t"
-        );
-        let mut q = sqlx::query_scalar::<_, i64>(&sql);
-        for id in ids {
-            q = q.bind(id);
-        }
-        let profiles = q.fetch_one(self.ex.db.pool()).await?;
+        let profiles = exports::count_profiles(&self.ex.db, ids).await?;
         let max = self.ex.settings.max_profiles;
         if profiles as u64 <= max {
             return Ok(profiles);

@@ -215,6 +215,25 @@ pub async fn names_using(db: &Db, connection_id: i64) -> Result<Vec<String>> {
     .await?)
 }
 
+/// Profiles in any of the segments, each counted once.
+pub async fn count_profiles(db: &Db, segment_ids: &[i64]) -> Result<i64> {
+    if segment_ids.is_empty() {
+        return Ok(0);
+    }
+    let list = (1..=segment_ids.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let sql = format!(
+        "SELECT COUNT(*) FROM (SELECT DISTINCT profile_id FROM segment_members WHERE segment_id IN ({list})) t"
+    );
+    let mut q = sqlx::query_scalar::<_, i64>(&sql);
+    for id in segment_ids {
+        q = q.bind(id);
+    }
+    Ok(q.fetch_one(db.pool()).await?)
+}
+
 /// True when a list id has the shape of a Constant Contact list id.
 pub fn is_list_id(text: &str) -> bool {
     uuid::Uuid::parse_str(text.trim()).is_ok_and(|u| u.hyphenated().to_string() == text.trim())

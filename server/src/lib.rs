@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+mod downloads;
 mod oauth_callback;
 mod upload;
 
@@ -86,9 +87,11 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
         db: db.clone(),
         cipher: engine::crypto::Cipher::new(&key),
         cc: config.cc_app(),
+        max_profiles_per_run: config.max_profiles_per_run,
     };
     let callback_state = state.clone();
     let upload_state = state.clone();
+    let download_state = state.clone();
     let context = move || provide_context(state.clone());
     let routes = generate_route_list(app::App);
 
@@ -101,6 +104,10 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
                     upload::MAX_UPLOAD_BYTES,
                 ))
                 .with_state(upload_state),
+        )
+        .route(
+            "/runs/{id}/errors.csv",
+            get(downloads::run_errors_csv).with_state(download_state),
         )
         .route(
             "/oauth/constant-contact/callback",

@@ -6,61 +6,9 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::TestApp;
+use common::{add_connection, callback, consent, plain, start, TestApp};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
-
-fn plain() -> Client {
-    Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// "Authenticate with Constant Contact": returns the sandbox URL.
-async fn start(app: &TestApp, admin: &Client, name: &str) -> String {
-    let (status, body) = app
-        .call(
-            admin,
-            "start_connect",
-            &[
-                ("display_name", name),
-                ("usable_by", "admins_and_contributors"),
-                ("agree", "on"),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    serde_json::from_str::<String>(&body).unwrap()
-}
-
-/// Plays the admin at the sandbox's consent page; returns our callback URL
-/// with Constant Contact's answer.
-async fn consent(url: &str, decision: &str) -> String {
-    let (base, query) = url.split_once('?').unwrap();
-    let mut form: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    form.extend([
-        ("username".to_owned(), "demo@example.com".to_owned()),
-        ("password".to_owned(), "demo-password".to_owned()),
-        ("decision".to_owned(), decision.to_owned()),
-    ]);
-    let res = plain().post(base).form(&form).send().await.unwrap();
-    res.headers()["location"].to_str().unwrap().to_owned()
-}
-
-/// Follows the callback with the admin's session; returns where it sends us.
-async fn callback(admin: &Client, url: &str) -> String {
-    let res = admin.get(url).send().await.unwrap();
-    assert_eq!(
-        res.status(),
-        StatusCode::SEE_OTHER,
-        "{:?}",
-        res.text().await
-    );
-    res.headers()["location"].to_str().unwrap().to_owned()
-}
 
 async fn draft(app: &TestApp, admin: &Client) -> Value {
     let (status, body) = app.call(admin, "get_connection_draft", &[]).await;
@@ -70,31 +18,6 @@ async fn draft(app: &TestApp, admin: &Client) -> Value {
 
 async fn connection_count(app: &TestApp) -> usize {
     engine::connections::list(&app.db.db).await.unwrap().len()
-}
-
-async fn add_connection(app: &TestApp, admin: &Client, name: &str) -> Value {
-    let url = start(app, admin, name).await;
-    let back = consent(&url, "allow").await;
-    assert_eq!(
-        callback(admin, &back).await,
-        "/admin/connections/new/constant-contact"
-    );
-    assert_eq!(
-        app.call(admin, "add_export_user", &[]).await.0,
-        StatusCode::OK
-    );
-    let (status, body) = app
-        .call(
-            admin,
-            "save_connection",
-            &[
-                ("display_name", name),
-                ("usable_by", "admins_and_contributors"),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    serde_json::from_str(&body).unwrap()
 }
 
 #[tokio::test]

@@ -135,6 +135,7 @@ fn ConnectionTable(
                     <th class="px-4 py-2 font-medium">"Status"</th>
                     <th class="px-4 py-2 font-medium">"Export user"</th>
                     <th class="px-4 py-2 font-medium">"Authorized"</th>
+                    <th class="px-4 py-2 font-medium">"Exports"</th>
                     <th class="px-4 py-2 font-medium">"Actions"</th>
                 </tr>
             </thead>
@@ -167,6 +168,14 @@ fn ConnectionRow(
     let edit_name = RwSignal::new(c.display_name.clone());
     let edit_usable = RwSignal::new(c.usable_by.clone());
     let confirm_name = name.clone();
+    let removal_effect = if c.exports.is_empty() {
+        String::from("No export uses this connection, so none is affected.")
+    } else {
+        format!(
+            "These exports use it and will be disabled, and any run of theirs cancelled: {}.",
+            c.exports.join(", ")
+        )
+    };
     view! {
         <tr class="border-t border-slate-100 align-top">
             <td class="px-4 py-2"><CcBadge/></td>
@@ -178,6 +187,7 @@ fn ConnectionRow(
             </td>
             <td class="px-4 py-2">{c.export_user.clone().unwrap_or_else(|| String::from("—"))}</td>
             <td class="px-4 py-2 text-slate-600">{c.authorized.clone().unwrap_or_else(|| String::from("—"))}</td>
+            <td class="px-4 py-2" data-testid="connection-exports" title=c.exports.join(", ")>{c.exports.len()}</td>
             <td class="px-4 py-2">
                 <div class="flex flex-wrap gap-2">
                     <button type="button" class="rounded border border-slate-300 px-2 py-1 hover:bg-slate-50"
@@ -196,7 +206,8 @@ fn ConnectionRow(
                     <div role="alertdialog" aria-label=format!("Remove {confirm_name}?") class="mt-2 rounded border border-red-300 bg-red-50 p-3 text-sm">
                         <p class="font-medium">{format!("Remove {}?", confirm_name)}</p>
                         <p class="mt-1 text-slate-700">
-                            "Its access is revoked at Constant Contact and its tokens are deleted here. No export uses this connection yet, so none is affected."
+                            "Its access is revoked at Constant Contact and its tokens are deleted here. "
+                            {removal_effect.clone()}
                         </p>
                         <div class="mt-2 flex gap-2">
                             <button type="button" class="rounded bg-red-600 px-3 py-1 text-white hover:bg-red-700"

@@ -1,6 +1,7 @@
 pub mod audit;
 pub mod connection_new;
 pub mod connections;
+pub mod exports;
 pub mod home;
 pub mod login;
 pub mod not_found;

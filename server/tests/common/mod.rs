@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use engine::testing::TestDb;
 use reqwest::{Client, StatusCode};
+use serde_json::Value;
 use server::Config;
 
 pub struct TestApp {
@@ -186,4 +187,83 @@ fn init_logs() {
                 .try_init();
         });
     }
+}
+
+// Adding a Constant Contact connection over HTTP, as an admin's browser would.
+
+pub fn plain() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// "Authenticate with Constant Contact": returns the sandbox URL.
+pub async fn start(app: &TestApp, admin: &Client, name: &str) -> String {
+    let (status, body) = app
+        .call(
+            admin,
+            "start_connect",
+            &[
+                ("display_name", name),
+                ("usable_by", "admins_and_contributors"),
+                ("agree", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str::<String>(&body).unwrap()
+}
+
+/// Plays the admin at the sandbox's consent page; returns our callback URL
+/// with Constant Contact's answer.
+pub async fn consent(url: &str, decision: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap();
+    let mut form: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    form.extend([
+        ("username".to_owned(), "demo@example.com".to_owned()),
+        ("password".to_owned(), "demo-password".to_owned()),
+        ("decision".to_owned(), decision.to_owned()),
+    ]);
+    let res = plain().post(base).form(&form).send().await.unwrap();
+    res.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Follows the callback with the admin's session; returns where it sends us.
+pub async fn callback(admin: &Client, url: &str) -> String {
+    let res = admin.get(url).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        res.text().await
+    );
+    res.headers()["location"].to_str().unwrap().to_owned()
+}
+
+pub async fn add_connection(app: &TestApp, admin: &Client, name: &str) -> Value {
+    let url = start(app, admin, name).await;
+    let back = consent(&url, "allow").await;
+    assert_eq!(
+        callback(admin, &back).await,
+        "/admin/connections/new/constant-contact"
+    );
+    assert_eq!(
+        app.call(admin, "add_export_user", &[]).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = app
+        .call(
+            admin,
+            "save_connection",
+            &[
+                ("display_name", name),
+                ("usable_by", "admins_and_contributors"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap()
 }

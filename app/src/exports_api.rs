@@ -1,0 +1,505 @@
+//! Data > Exports and runs: server functions. Everyone signed in reads
+//! exports and runs; contributors and admins add, edit and run exports on
+//! connections they may use; a contributor changes only their own exports,
+//! an admin any.
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::model::{ExportDetail, ExportForm, ExportsPage, ListOption, RunDetail};
+
+#[cfg(feature = "ssr")]
+mod convert {
+    use crate::model::{
+        BatchView, ContactErrorView, Counts, ExportRow, MappingView, RunView, UsableConnection,
+    };
+    use engine::exports::Export;
+    use engine::runs::Run;
+    use engine::time::{format_ms, now_ms};
+    use engine::users::{Role, User};
+
+    pub fn run(r: Run) -> RunView {
+        let end = r.finished_at.unwrap_or_else(now_ms);
+        RunView {
+            id: r.id,
+            export_id: r.export_id,
+            export_name: r.export_name,
+            trigger: r.trigger,
+            mode: r.mode.as_str().to_owned(),
+            status: r.status.as_str().to_owned(),
+            message: r.message,
+            requested_by: r.requested_by,
+            cancel_requested: r.cancel_requested,
+            attempts: r.attempts,
+            queued_at: format_ms(r.queued_at),
+            started_at: r.started_at.map(format_ms),
+            finished_at: r.finished_at.map(format_ms),
+            duration_seconds: r.started_at.map(|s| (end - s).max(0) / 1000),
+            phase: r.phase,
+            total: r.total,
+            counts: serde_json::from_value::<Counts>(
+                serde_json::to_value(&r.counts).unwrap_or_default(),
+            )
+            .unwrap_or_default(),
+        }
+    }
+
+    pub fn batch(b: engine::runs::BatchStep) -> BatchView {
+        BatchView {
+            seq: b.seq,
+            kind: b.kind,
+            size: b.size,
+            state: b.state,
+            outcome: b.outcome,
+            at: format_ms(b.at),
+        }
+    }
+
+    pub fn error(e: engine::runs::ContactError) -> ContactErrorView {
+        ContactErrorView {
+            profile_id: e.profile_id,
+            email: e.email,
+            kind: e.kind,
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+
+    /// An admin changes any export; a contributor their own.
+    pub fn may_change(user: &User, e: &Export) -> bool {
+        user.role == Role::Admin || (user.role == Role::Contributor && e.owner_id == Some(user.id))
+    }
+
+    pub fn row(e: Export, segments: &[(i64, String)], last: Option<Run>, user: &User) -> ExportRow {
+        ExportRow {
+            can_change: may_change(user, &e),
+            id: e.id,
+            segments: e
+                .segment_ids
+                .iter()
+                .map(|id| {
+                    segments
+                        .iter()
+                        .find(|(s, _)| s == id)
+                        .map(|(_, n)| n.clone())
+                        .unwrap_or_else(|| format!("segment {id}"))
+                })
+                .collect(),
+            mapping: e
+                .mapping
+                .into_iter()
+                .map(|m| MappingView {
+                    source: m.source,
+                    target: m.target,
+                })
+                .collect(),
+            name: e.name,
+            connection: e.connection_name,
+            connection_kind: String::from("Constant Contact"),
+            list_id: e.list_id,
+            list_name: e.list_name,
+            on_schedule: e.on_schedule,
+            remove_left: e.remove_left,
+            enabled: e.enabled,
+            disabled_reason: e.disabled_reason,
+            owner: e.owner_email,
+            last_run: last.map(run),
+        }
+    }
+
+    pub fn connection(c: engine::connections::Connection) -> UsableConnection {
+        UsableConnection {
+            id: c.id,
+            kind: String::from("Constant Contact"),
+            display_name: c.display_name,
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+async fn segment_names(db: &engine::Db) -> Result<Vec<(i64, String)>, AppError> {
+    Ok(engine::segments::list(db, "")
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s.name))
+        .collect())
+}
+
+/// A client for a connection the caller may use.
+#[cfg(feature = "ssr")]
+async fn client_for(
+    call: &crate::ssr::Call,
+    user: &engine::users::User,
+    connection_id: i64,
+) -> Result<engine::constant_contact::ApiClient, AppError> {
+    engine::exports::usable_connection(call.db(), user, connection_id).await?;
+    let s = call.state();
+    let app = s.cc.as_ref().ok_or_else(|| {
+        AppError::Refused(String::from(
+            "Constant Contact is not configured on this server.",
+        ))
+    })?;
+    Ok(engine::connect::api_client(&s.db, &s.cipher, app, connection_id).await?)
+}
+
+#[cfg(feature = "ssr")]
+async fn changeable(
+    call: &crate::ssr::Call,
+    user: &engine::users::User,
+    id: i64,
+) -> Result<engine::exports::Export, AppError> {
+    let export = engine::exports::get(call.db(), id)
+        .await?
+        .filter(|e| e.removed_at.is_none())
+        .ok_or_else(|| AppError::Refused(String::from("The export was not found.")))?;
+    if !convert::may_change(user, &export) {
+        return Err(AppError::Forbidden);
+    }
+    Ok(export)
+}
+
+#[server(endpoint = "list_exports")]
+pub async fn list_exports() -> Result<ExportsPage, AppError> {
+    use engine::users::Role;
+    let call = crate::ssr::call();
+    call.run(async {
+        let user = call.require(Role::Viewer).await?;
+        let db = call.db();
+        let segments = segment_names(db).await?;
+        let latest = engine::runs::latest(db).await?;
+        let exports = engine::exports::list(db)
+            .await?
+            .into_iter()
+            .map(|e| {
+                let last = latest.iter().find(|r| r.export_id == e.id).cloned();
+                convert::row(e, &segments, last, &user)
+            })
+            .collect();
+        Ok(ExportsPage {
+            exports,
+            can_add: user.role >= Role::Contributor,
+        })
+    })
+    .await
+}
+
+#[server(endpoint = "get_export")]
+pub async fn get_export(id: i64) -> Result<ExportDetail, AppError> {
+    use engine::users::Role;
+    let call = crate::ssr::call();
+    call.run(async {
+        let user = call.require(Role::Viewer).await?;
+        let db = call.db();
+        let export = engine::exports::get(db, id)
+            .await?
+            .filter(|e| e.removed_at.is_none())
+            .ok_or_else(|| AppError::Refused(String::from("The export was not found.")))?;
+        let runs = engine::runs::for_export(db, id, 50).await?;
+        let segments = segment_names(db).await?;
+        Ok(ExportDetail {
+            export: convert::row(export, &segments, runs.first().cloned(), &user),
+            runs: runs.into_iter().map(convert::run).collect(),
+        })
+    })
+    .await
+}
+
+/// What the Add destination (or Edit, with `id`) form starts from.
+#[server(endpoint = "get_export_form")]
+pub async fn get_export_form(id: Option<i64>) -> Result<ExportForm, AppError> {
+    use crate::model::{ExportInputView, FieldView, MappingView, SegmentOption};
+    use engine::users::Role;
+    let call = crate::ssr::call();
+    call.run(async {
+        let user = call.require(Role::Contributor).await?;
+        let db = call.db();
+        let export = match id {
+            Some(id) => {
+                let e = changeable(&call, &user, id).await?;
+                Some(ExportInputView {
+                    name: e.name,
+                    connection_id: e.connection_id.unwrap_or_default(),
+                    list_id: e.list_id,
+                    mapping: e
+                        .mapping
+                        .into_iter()
+                        .map(|m| MappingView {
+                            source: m.source,
+                            target: m.target,
+                        })
+                        .collect(),
+                    segment_ids: e.segment_ids,
+                    on_schedule: e.on_schedule,
+                    remove_left: e.remove_left,
+                    removal_limit_pct: e.removal_limit_pct,
+                })
+            }
+            None => None,
+        };
+        Ok(ExportForm {
+            connections: engine::connections::usable_by(db, user.role)
+                .await?
+                .into_iter()
+                .map(convert::connection)
+                .collect(),
+            fields: engine::profiles::fields(db)
+                .await?
+                .into_iter()
+                .map(|f| FieldView {
+                    name: f.name,
+                    kind: f.kind,
+                    filled: f.filled,
+                })
+                .collect(),
+            profiles: engine::profiles::count(db).await?,
+            segments: engine::segments::list(db, "")
+                .await?
+                .into_iter()
+                .map(|s| SegmentOption {
+                    id: s.id,
+                    name: s.name,
+                    members: s.member_count,
+                })
+                .collect(),
+            contact_fields: engine::exports::CONTACT_FIELDS
+                .iter()
+                .map(|(k, l)| ((*k).to_owned(), (*l).to_owned()))
+                .collect(),
+            export,
+            is_admin: user.role == Role::Admin,
+            max_profiles: call.state().max_profiles_per_run,
+        })
+    })
+    .await
+}
+
+/// The lists of a connection's Constant Contact account.
+#[server(endpoint = "connection_lists")]
+pub async fn connection_lists(connection_id: i64) -> Result<Vec<ListOption>, AppError> {
+    use engine::users::Role;
+    let call = crate::ssr::call();
+    call.run(async {
+        let user = call.require(Role::Contributor).await?;
+        let client = client_for(&call, &user, connection_id).await?;
+        let lists = client
+            .lists()
+            .await
+            .map_err(|e| AppError::Refused(e.to_string()))?;
+        Ok(lists
+            .into_iter()
+            .map(|l| ListOption {
+                list_id: l.list_id,
+                name: l.name,
+                members: l.membership_count,
+            })
+            .collect())
+    })
+    .await
+}
+
+/// The account's custom fields, as `cf:<name>` targets with labels.
+#[server(endpoint = "connection_custom_fields")]
+pub async fn connection_custom_fields(
+    connection_id: i64,
+) -> Result<Vec<(String, String)>, AppError> {
+    use engine::users::Role;
+    let call = crate::ssr::call();
+    call.run(async {
+        let user = call.require(Role::Contributor).await?;
+        let client = client_for(&call, &user, connection_id).await?;
+        let fields = client
+            .custom_fields()
+            .await
+            .map_err(|e| AppError::Refused(e.to_string()))?;
+        Ok(fields
+            .into_iter()
+            .map(|f| {
+                (
+                    format!("cf:{}", f.name),
+                    format!("Custom field: {}", f.label),
+                )
+            })
+            .collect())
+    })
+    .await
+}
+
+/// "Create a new list" in the connection's account.
+#[server(endpoint = "create_connection_list")]
+pub async fn create_connection_list(
+    connection_id: i64,
+    name: String,
+) -> Result<ListOption, AppError> {
+    use engine::users::Role;
+    let call = crate::ssr::call();
+    call.run(async {
+        let user = call.require(Role::Contributor).await?;
+        let name = name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 255 {
+            return Err(AppError::field(
+                "new_list",
+                "Give the new list a name (at most 255 characters).",
+            ));
+        }
+        let client = client_for(&call, &user, connection_id).await?;
+        let list = client.create_list(&name, None).await.map_err(|e| match e {
+            engine::constant_contact::CcError::Conflict(_) => {
+                AppError::field("new_list", "A list with this name already exists.")
+            }
+            other => AppError::Refused(other.to_string()),
+        })?;
+        Ok(ListOption {
+            list_id: list.list_id,
+            name: list.name,
+            members: Some(0),
+        })
+    })
+    .await
+}
+
+/// Profiles in the chosen segments, each counted once (`segment_ids`
+/// comma-separated).
+#[server(endpoint = "count_export_profiles")]
+pub async fn count_export_profiles(segment_ids: String) -> Result<i64, AppError> {
+    use engine::users::Role;
+    let call = crate::ssr::call();
+    call.run(async {
+        call.require(Role::Contributor).await?;
+        let ids: Vec<i64> = segment_ids
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        Ok(engine::exports::count_profiles(call.db(), &ids).await?)
+    })
+    .await
+}
+
+/// Saves a new export (`id` empty) or changes one; `export` is the form as
+/// JSON ([`crate::model::ExportInputView`]). Saving never runs it.
+#[server(endpoint = "save_export")]
+pub async fn save_export(id: Option<i64>, export: String) -> Result<i64, AppError> {
+    use crate::model::ExportInputView;
+    use engine::exports::{ExportInput, Mapping};
+    use engine::users::Role;
+    let call = crate::ssr::call();
+    call.run(async {
+        let user = call.require(Role::Contributor).await?;
+        let form: ExportInputView = serde_json::from_str(&export)
+            .map_err(|_| AppError::Refused(String::from("The form could not be read.")))?;
+        if let Some(id) = id {
+            changeable(&call, &user, id).await?;
+        }
+        let mut input = ExportInput {
+            name: form.name,
+            connection_id: form.connection_id,
+            list_id: form.list_id.trim().to_lowercase(),
+            list_name: String::new(),
+            mapping: form
+                .mapping
+                .into_iter()
+                .map(|m| Mapping {
+                    source: m.source,
+                    target: m.target,
+                })
+                .collect(),
+            segment_ids: form.segment_ids,
+            on_schedule: form.on_schedule,
+            remove_left: form.remove_left,
+            removal_limit_pct: form.removal_limit_pct,
+        };
+        engine::exports::validate_shape(&input)?;
+        // The list must be in the connection's account.
+        let client = client_for(&call, &user, input.connection_id).await?;
+        let list = client.list(&input.list_id).await.map_err(|e| match e {
+            engine::constant_contact::CcError::NotFound(_) => AppError::field(
+                "list_id",
+                "No list with this ID in the connection's Constant Contact account.",
+            ),
+            other => AppError::Refused(other.to_string()),
+        })?;
+        input.list_name = list.name;
+        let db = call.db();
+        let saved = match id {
+            Some(id) => engine::exports::update(db, &user, id, &input).await?,
+            None => engine::exports::create(db, &user, &input).await?,
+        };
+        Ok(saved.id)
+    })
+    .await
+}
+
+#[server(endpoint = "remove_export")]
+pub async fn remove_export(id: i64) -> Result<(), AppError> {
+    use engine::users::Role;
+    let call = crate::ssr::call();
+    call.run(async {
+        let user = call.require(Role::Contributor).await?;
+        changeable(&call, &user, id).await?;
+        engine::exports::remove(call.db(), &user, id).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Run now (`mode`: `incremental`, `full` or `dry_run`): returns the run.
+#[server(endpoint = "run_export")]
+pub async fn run_export(id: i64, mode: String) -> Result<i64, AppError> {
+    use engine::runs::{Mode, Trigger};
+    use engine::users::Role;
+    let call = crate::ssr::call();
+    call.run(async {
+        let user = call.require(Role::Contributor).await?;
+        changeable(&call, &user, id).await?;
+        let mode = match mode.as_str() {
+            "full" => Mode::Full,
+            "dry_run" => Mode::DryRun,
+            _ => Mode::Incremental,
+        };
+        let run = engine::runs::trigger(call.db(), id, Trigger::Manual, mode, Some(&user)).await?;
+        Ok(run.id)
+    })
+    .await
+}
+
+/// A run with its timeline and a page of its per-contact errors.
+#[server(endpoint = "get_run")]
+pub async fn get_run(id: i64, errors_page: i64) -> Result<RunDetail, AppError> {
+    use engine::users::Role;
+    let call = crate::ssr::call();
+    call.run(async {
+        let user = call.require(Role::Viewer).await?;
+        let db = call.db();
+        let run = engine::runs::get(db, id)
+            .await?
+            .ok_or_else(|| AppError::Refused(String::from("The run was not found.")))?;
+        let export = engine::exports::get(db, run.export_id).await?;
+        let (errors, errors_total) =
+            engine::runs::errors(db, id, errors_page.max(0) * 50, 50).await?;
+        let batches = engine::runs::batches(db, id).await?;
+        Ok(RunDetail {
+            can_cancel: run.status.is_active()
+                && export.is_some_and(|e| convert::may_change(&user, &e)),
+            run: convert::run(run),
+            batches: batches.into_iter().map(convert::batch).collect(),
+            errors: errors.into_iter().map(convert::error).collect(),
+            errors_total,
+        })
+    })
+    .await
+}
+
+#[server(endpoint = "cancel_run")]
+pub async fn cancel_run(id: i64) -> Result<(), AppError> {
+    use engine::users::Role;
+    let call = crate::ssr::call();
+    call.run(async {
+        let user = call.require(Role::Contributor).await?;
+        let run = engine::runs::get(call.db(), id)
+            .await?
+            .ok_or_else(|| AppError::Refused(String::from("The run was not found.")))?;
+        changeable(&call, &user, run.export_id).await?;
+        engine::runs::cancel(call.db(), &user, id).await?;
+        Ok(())
+    })
+    .await
+}

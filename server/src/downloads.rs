@@ -1,0 +1,55 @@
+//! `GET /runs/{id}/errors.csv`: a run's per-contact errors as CSV, for
+//! anyone signed in (viewers read runs too).
+
+use app::ssr::{AppState, USER_ID_KEY};
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use engine::users;
+use tower_sessions::Session;
+
+pub async fn run_errors_csv(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+) -> Response {
+    let user_id: Option<i64> = session.get(USER_ID_KEY).await.ok().flatten();
+    let user = match user_id {
+        Some(id) => users::get_user(&state.db, id)
+            .await
+            .ok()
+            .flatten()
+            .filter(|u| u.active),
+        None => None,
+    };
+    if user.is_none() {
+        return (StatusCode::UNAUTHORIZED, "Please sign in to continue.").into_response();
+    }
+    match engine::runs::get(&state.db, id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return (StatusCode::NOT_FOUND, "The run was not found.").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "reading a run failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    }
+    let mut body = Vec::new();
+    if let Err(e) = engine::runs::write_errors_csv(&state.db, id, &mut body).await {
+        tracing::error!(error = %e, "writing a run's errors failed");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                String::from("text/csv; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"run-{id}-errors.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
