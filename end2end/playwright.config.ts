@@ -68,6 +68,9 @@ export default defineConfig({
         CC_SANDBOX_URL: sandboxURL,
         CC_REDIRECT_URL: `${baseURL}/oauth/constant-contact/callback`,
         DEMO_PROFILES_ON_EMPTY: "300",
+        // One worker: a second run waits in the queue while the first runs.
+        WORKERS: "1",
+        RUN_LEASE_SECONDS: "5",
     },
     },
   ],

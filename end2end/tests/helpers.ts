@@ -25,3 +25,25 @@ export async function signOut(page: Page) {
 export async function shot(page: Page, name: string) {
   await page.screenshot({ path: `test-results/screenshots/${name}.png`, fullPage: true });
 }
+
+export const sandboxURL = `http://127.0.0.1:${process.env.SANDBOX_PORT ?? "3030"}`;
+
+/** An administrator adds a Constant Contact connection through the sandbox's sign-in page. */
+export async function addConnection(page: Page, name: string) {
+  await open(page, "/admin/connections/new/constant-contact");
+  await page.getByLabel("Display name").fill(name);
+  await page.getByLabel("Administrators and contributors").check();
+  await page.getByLabel("I agree").check();
+  await page.getByRole("button", { name: "Connect" }).click();
+  await page.getByRole("button", { name: "Authenticate with Constant Contact" }).click();
+  await expect(page.getByRole("heading", { name: "Sign in and allow access" })).toBeVisible();
+  await page.getByLabel("Username").fill("demo@example.com");
+  await page.getByLabel("Password").fill("demo-password");
+  await page.getByRole("button", { name: "Allow" }).click();
+  await expect(page.getByText("✓ Authorized with Constant Contact")).toBeVisible();
+  await page.locator("body[data-hydrated]").waitFor();
+  await page.getByRole("button", { name: "Add yourself as export user" }).click();
+  await expect(page.getByText("Export user:")).toBeVisible();
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByRole("row").filter({ hasText: name }).getByText("Authorized", { exact: true })).toBeVisible();
+}

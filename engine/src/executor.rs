@@ -587,7 +587,11 @@ impl Job<'_> {
         {
             return Err(Stop::Lost);
         }
-        self.check()
+        if self.dry() {
+            self.check()
+        } else {
+            self.beat().await
+        }
     }
 
     async fn flush_errors(&mut self) -> Result<()> {
@@ -993,19 +997,44 @@ impl Job<'_> {
         }))
     }
 
+    /// Polls an import until it finishes. A cancel takes effect at once:
+    /// the run says that this batch is in Constant Contact's hands.
+    async fn wait_import(&self, activity_id: &str, size: usize) -> Step<Activity> {
+        let deadline = Instant::now() + self.ex.settings.activity_timeout;
+        loop {
+            let activity = match self.client().activity(activity_id).await {
+                Ok(a) => a,
+                Err(e) => return Err(self.cc_failed("waiting for an import", e).await),
+            };
+            if activity.is_finished() {
+                return Ok(activity);
+            }
+            if let Err(stop) = self.beat().await {
+                return Err(match stop {
+                    Stop::End(Status::Cancelled, _) => Stop::End(
+                        Status::Cancelled,
+                        format!(
+                            "Cancelled after sending {} contacts in {} batches; a batch of {size} more was with Constant Contact ({}% processed) and may still be added. Nothing more was sent.",
+                            self.counts.sent, self.counts.batches_done, activity.percent_done
+                        ),
+                    ),
+                    other => other,
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(Self::fail(format!(
+                    "Constant Contact did not finish an import in {} minutes ({}% done); {} contacts were sent before it. Run the export again to continue.",
+                    self.ex.settings.activity_timeout.as_secs() / 60,
+                    activity.percent_done,
+                    self.counts.sent
+                )));
+            }
+            tokio::time::sleep(self.ex.settings.poll_every).await;
+        }
+    }
+
     async fn settle_pending(&mut self, p: Pending) -> Step<()> {
-        let activity = match self
-            .client()
-            .wait_for(
-                &p.activity_id,
-                self.ex.settings.poll_every,
-                self.ex.settings.activity_timeout,
-            )
-            .await
-        {
-            Ok(a) => a,
-            Err(e) => return Err(self.cc_failed("waiting for an import", e).await),
-        };
+        let activity = self.wait_import(&p.activity_id, p.contacts.len()).await?;
         self.counts.sent += p.contacts.len() as u64;
         self.apply_outcome(p.seq, &activity, &p.contacts).await
     }
@@ -1080,18 +1109,9 @@ impl Job<'_> {
             .execute(self.ex.db.pool())
             .await?;
         drop(batch);
-        let activity = match self
-            .client()
-            .wait_for(
-                &activity.activity_id,
-                self.ex.settings.poll_every,
-                self.ex.settings.activity_timeout,
-            )
-            .await
-        {
-            Ok(a) => a,
-            Err(e) => return Err(self.cc_failed("waiting for an import", e).await),
-        };
+        let activity = self
+            .wait_import(&activity.activity_id, contacts.len())
+            .await?;
         self.counts.sent += contacts.len() as u64;
         self.apply_outcome(seq, &activity, &contacts).await?;
         self.save("sending", None, Some(upto)).await

@@ -620,7 +620,15 @@ async fn a_running_run_is_cancelled_at_the_next_batch() {
         .message
         .unwrap()
         .contains(&format!("after sending {} contacts", done.counts.sent)));
-    assert_eq!(w.members().await.len() as u64, done.counts.sent);
+    // A batch that was with Constant Contact when the cancel came may still
+    // be added; nothing after it is sent.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let members = w.members().await.len() as u64;
+    assert!(
+        (done.counts.sent..=done.counts.sent + 10).contains(&members),
+        "{members} members, {} sent",
+        done.counts.sent
+    );
 }
 
 async fn wait_until<F, Fut>(mut f: F)
