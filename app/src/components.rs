@@ -89,6 +89,7 @@ pub fn Shell(user: UserView, children: Children) -> impl IntoView {
                         <NavGroup title="Admin">
                             <NavLink href="/admin/connections" label="Connections"/>
                             <NavLink href="/admin/users" label="Users"/>
+                            <NavLink href="/admin/system" label="System"/>
                             <NavLink href="/admin/audit" label="Audit log"/>
                         </NavGroup>
                     </Show>

@@ -175,9 +175,16 @@ pub async fn list_exports() -> Result<ExportsPage, AppError> {
                 convert::row(e, &segments, last, &user)
             })
             .collect();
+        let next_refresh = engine::schedule::get(db)
+            .await?
+            .schedule
+            .plan()
+            .ok()
+            .and_then(|p| p.next_after(engine::time::now_ms()).map(|t| p.format(t)));
         Ok(ExportsPage {
             exports,
             can_add: user.role >= Role::Contributor,
+            next_refresh,
         })
     })
     .await

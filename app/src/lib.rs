@@ -16,6 +16,7 @@ pub mod pages;
 pub mod segments_api;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+pub mod system_api;
 pub mod users_api;
 
 use leptos::prelude::*;
@@ -28,7 +29,7 @@ use crate::components::Guarded;
 use crate::model::Role;
 use crate::pages::{
     audit, connection_new, connections, exports, home, login::LoginPage, not_found::NotFound,
-    segments, setup::SetupPage, users,
+    segments, setup::SetupPage, system, users,
 };
 
 /// The HTML document around the app, rendered on the server.
@@ -78,6 +79,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/data/exports/:id") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=exports::detail_page/> }/>
                 <Route path=path!("/data/exports/:id/edit") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Contributor page=exports::edit_page/> }/>
                 <Route path=path!("/runs/:id") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=exports::run_page/> }/>
+                <Route path=path!("/admin/system") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=system::page/> }/>
                 <Route path=path!("/admin/audit") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=audit::page/> }/>
             </Routes>
         </Router>

@@ -442,6 +442,8 @@ pub struct ExportsPage {
     pub exports: Vec<ExportRow>,
     /// The caller may add exports (contributor or admin).
     pub can_add: bool,
+    /// The next scheduled refresh, if the schedule is on.
+    pub next_refresh: Option<String>,
 }
 
 /// A Constant Contact list offered by the picker.

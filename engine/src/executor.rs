@@ -50,6 +50,9 @@ pub struct Settings {
     pub api_interval: Option<Duration>,
     /// Retries of failed requests (the client's default when `None`).
     pub retry: Option<RetryPolicy>,
+    /// Import batches with Constant Contact at once: the next batches are
+    /// read and sent while earlier ones are processed.
+    pub in_flight: usize,
 }
 
 impl Default for Settings {
@@ -64,6 +67,7 @@ impl Default for Settings {
             checkpoint_every: 20_000,
             api_interval: None,
             retry: None,
+            in_flight: 4,
         }
     }
 }
@@ -289,12 +293,152 @@ struct Sent {
     hash: String,
 }
 
-/// A batch sent by an earlier attempt whose outcome was not recorded.
-struct Pending {
+/// An import batch with Constant Contact whose outcome is not recorded
+/// yet: sent by this attempt, or by an earlier one that stopped.
+struct InFlight {
     seq: i64,
-    last_key: String,
     activity_id: String,
+    /// The batch's last profile.
+    last_key: String,
     contacts: Vec<Sent>,
+    /// Every profile up to this key is settled once the batch is.
+    upto: String,
+    /// The stream's counts at the batch's boundary.
+    counts: Counts,
+    /// Problems of the profiles up to `upto`, not written yet.
+    errors: Vec<ContactError>,
+}
+
+/// A checkpoint: progress that holds up to `upto`.
+struct Checkpoint {
+    phase: &'static str,
+    total: Option<i64>,
+    counts: Counts,
+    upto: Option<String>,
+    errors: Vec<ContactError>,
+}
+
+enum Write {
+    /// A finished import: the ledger for its contacts, its outcome, then
+    /// its checkpoint.
+    Batch {
+        seq: i64,
+        ok: bool,
+        outcome: String,
+        contacts: Vec<Sent>,
+        checkpoint: Checkpoint,
+    },
+    Progress(Checkpoint),
+}
+
+/// Writes finished batches and checkpoints in order, beside the stream:
+/// reading the next batch does not wait for the last one's ledger.
+struct Writer {
+    db: Db,
+    run_id: i64,
+    worker: String,
+    export_id: i64,
+    list_id: String,
+    config_hash: String,
+    lost: Arc<AtomicBool>,
+}
+
+impl Writer {
+    async fn run(self, mut rx: tokio::sync::mpsc::Receiver<Write>) -> Result<()> {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Write::Batch {
+                    seq,
+                    ok,
+                    outcome,
+                    contacts,
+                    checkpoint,
+                } => {
+                    self.batch(seq, ok, &outcome, &contacts).await?;
+                    self.progress(checkpoint).await?;
+                }
+                Write::Progress(checkpoint) => self.progress(checkpoint).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn progress(&self, cp: Checkpoint) -> Result<()> {
+        runs::add_errors(&self.db, self.run_id, &cp.errors).await?;
+        if !runs::save_progress(
+            &self.db,
+            self.run_id,
+            &self.worker,
+            cp.phase,
+            cp.total,
+            &cp.counts,
+            cp.upto.as_deref(),
+        )
+        .await?
+        {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn batch(&self, seq: i64, ok: bool, outcome: &str, contacts: &[Sent]) -> Result<()> {
+        let mut conn = self.db.pool().acquire().await?;
+        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+        if ok {
+            let now = now_ms();
+            for chunk in contacts.chunks(1000) {
+                let sql = format!(
+                    "INSERT INTO export_ledger (export_id, profile_id, email, list_id, hash, config_hash, run_id, sent_at) VALUES {} \
+                     ON CONFLICT (export_id, profile_id) DO UPDATE SET email = excluded.email, list_id = excluded.list_id, \
+                     hash = excluded.hash, config_hash = excluded.config_hash, run_id = excluded.run_id, sent_at = excluded.sent_at",
+                    (0..chunk.len())
+                        .map(|i| {
+                            let b = i * 3 + 6;
+                            format!("($1, ${b}, ${}, $2, ${}, $3, $4, $5)", b + 1, b + 2)
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                let mut q = sqlx::query(&sql)
+                    .bind(self.export_id)
+                    .bind(&self.list_id)
+                    .bind(&self.config_hash)
+                    .bind(self.run_id)
+                    .bind(now);
+                for c in chunk {
+                    q = q.bind(&c.profile_id).bind(&c.email).bind(&c.hash);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        sqlx::query(
+            "UPDATE run_batches SET state = $1, outcome = $2 WHERE run_id = $3 AND seq = $4",
+        )
+        .bind(if ok { "done" } else { "failed" })
+        .bind(outcome)
+        .bind(self.run_id)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The stream's counts at a checkpoint, with Constant Contact's outcome
+/// counts as they are now (batches settle in order).
+fn merge(stream: &Counts, now: &Counts) -> Counts {
+    Counts {
+        sent: now.sent,
+        accepted: now.accepted,
+        rejected: now.rejected,
+        unsubscribed: now.unsubscribed,
+        batches_done: now.batches_done,
+        api_calls: now.api_calls,
+        quota_left: now.quota_left,
+        eta_seconds: now.eta_seconds,
+        ..stream.clone()
+    }
 }
 
 /// The state of one run while it executes.
@@ -314,6 +458,12 @@ struct Job<'a> {
     partial: Vec<String>,
     /// A dry run's estimate of the calls a real run would add.
     planned_calls: u64,
+    /// Imports with Constant Contact, oldest first.
+    inflight: VecDeque<InFlight>,
+    writer: Option<(
+        tokio::sync::mpsc::Sender<Write>,
+        tokio::task::JoinHandle<Result<()>>,
+    )>,
 }
 
 impl Executor {
@@ -393,8 +543,16 @@ impl Executor {
             started: Instant::now(),
             partial: Vec::new(),
             planned_calls: 0,
+            inflight: VecDeque::new(),
+            writer: None,
         };
-        let result = job.go().await;
+        let mut result = job.go().await;
+        // Whatever happened, what was settled is written before the end.
+        if let Err(e) = job.close_writer().await {
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
         job.count_calls();
         let (status, message) = match result {
             Ok(()) => {
@@ -561,7 +719,7 @@ impl Job<'_> {
 
     async fn save(
         &mut self,
-        phase: &str,
+        phase: &'static str,
         total: Option<i64>,
         checkpoint: Option<&str>,
     ) -> Step<()> {
@@ -572,26 +730,79 @@ impl Job<'_> {
             let left = (total as u64).saturating_sub(self.counts.read);
             self.counts.eta_seconds = (elapsed / done as f64 * left as f64).ceil() as u64;
         }
-        self.flush_errors().await?;
         let checkpoint = if self.dry() { None } else { checkpoint };
-        if !runs::save_progress(
-            &self.ex.db,
-            self.run.id,
-            &self.ex.worker,
-            phase,
-            total,
-            &self.counts,
-            checkpoint,
-        )
-        .await?
-        {
-            return Err(Stop::Lost);
+        if let Some((tx, _)) = &self.writer {
+            // In order behind the batches being written.
+            let cp = Checkpoint {
+                phase,
+                total,
+                counts: self.counts.clone(),
+                upto: checkpoint.map(str::to_owned),
+                errors: std::mem::take(&mut self.errors),
+            };
+            if tx.send(Write::Progress(cp)).await.is_err() {
+                return self.writer_failed().await;
+            }
+        } else {
+            self.flush_errors().await?;
+            if !runs::save_progress(
+                &self.ex.db,
+                self.run.id,
+                &self.ex.worker,
+                phase,
+                total,
+                &self.counts,
+                checkpoint,
+            )
+            .await?
+            {
+                return Err(Stop::Lost);
+            }
         }
         if self.dry() {
             self.check()
         } else {
             self.beat().await
         }
+    }
+
+    fn open_writer(&mut self) {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let writer = Writer {
+            db: self.ex.db.clone(),
+            run_id: self.run.id,
+            worker: self.ex.worker.clone(),
+            export_id: self.export.id,
+            list_id: self.export.list_id.clone(),
+            config_hash: self.config_hash.clone(),
+            lost: self.lost.clone(),
+        };
+        self.writer = Some((tx, tokio::spawn(writer.run(rx))));
+    }
+
+    /// Waits for everything sent to the writer to be written.
+    async fn close_writer(&mut self) -> Step<()> {
+        let Some((tx, handle)) = self.writer.take() else {
+            return Ok(());
+        };
+        drop(tx);
+        match handle.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Stop::Db(e)),
+            Err(e) => return Err(Stop::Db(Error::Internal(format!("run writer: {e}")))),
+        }
+        if self.lost.load(Ordering::Relaxed) {
+            return Err(Stop::Lost);
+        }
+        Ok(())
+    }
+
+    /// The writer stopped early: its error ends the run.
+    async fn writer_failed(&mut self) -> Step<()> {
+        self.close_writer().await?;
+        Err(Stop::Db(Error::Internal(String::from(
+            "the run's writer stopped",
+        ))))
     }
 
     async fn flush_errors(&mut self) -> Result<()> {
@@ -790,9 +1001,10 @@ impl Job<'_> {
         let settings = self.ex.settings.clone();
         let checkpoint = self.run.checkpoint.clone().unwrap_or_default();
         let mut pending = if self.dry() {
-            None
+            VecDeque::new()
         } else {
-            self.pending_batch(&checkpoint).await?
+            self.open_writer();
+            self.pending_batches(&checkpoint).await?
         };
         let source = self
             .export
@@ -832,10 +1044,9 @@ impl Job<'_> {
                 continue;
             }
             // A batch an earlier attempt sent ends before this profile.
-            if pending.as_ref().is_some_and(|p| key > p.last_key) {
-                if let Some(p) = pending.take() {
-                    self.settle_pending(p).await?;
-                    self.save("sending", None, Some(&last_key)).await?;
+            while pending.front().is_some_and(|p| key > p.last_key) {
+                if let Some(p) = pending.pop_front() {
+                    self.settle_resumed(p, &last_key).await?;
                 }
             }
             self.counts.read += 1;
@@ -918,7 +1129,8 @@ impl Job<'_> {
                 since_checkpoint += 1;
                 // Nothing waits to be sent: a cheap place for a checkpoint.
                 if in_builder.is_empty()
-                    && pending.is_none()
+                    && pending.is_empty()
+                    && self.inflight.is_empty()
                     && since_checkpoint >= settings.checkpoint_every
                 {
                     since_checkpoint = 0;
@@ -931,8 +1143,8 @@ impl Job<'_> {
                 email: normalized,
                 hash,
             };
-            if let Some(p) = pending.as_mut() {
-                // Part of the batch already sent: not sent again.
+            if let Some(p) = pending.front_mut() {
+                // Part of a batch already sent: not sent again.
                 p.contacts.push(sent);
             } else {
                 match builder.push(key.clone(), &contact) {
@@ -958,43 +1170,51 @@ impl Job<'_> {
             last_key = key;
             since_checkpoint += 1;
         }
-        if let Some(p) = pending.take() {
-            self.settle_pending(p).await?;
+        while let Some(p) = pending.pop_front() {
+            self.settle_resumed(p, &last_key).await?;
         }
         if let Some(batch) = builder.finish() {
             let contacts = std::mem::take(&mut in_builder);
             self.send_batch(batch, contacts, &last_key).await?;
-        } else if !last_key.is_empty() {
+        }
+        while !self.inflight.is_empty() {
+            self.settle_oldest().await?;
+        }
+        if !last_key.is_empty() {
             self.save("sending", None, Some(&last_key)).await?;
         }
-        Ok(())
+        self.close_writer().await
     }
 
-    /// The batch an earlier attempt sent (its activity id is known) but did
-    /// not see finish. A batch that may not have reached Constant Contact
-    /// (no activity id) is marked failed and its contacts are sent again.
-    async fn pending_batch(&mut self, checkpoint: &str) -> Step<Option<Pending>> {
+    /// The batches an earlier attempt sent (their activity ids are known)
+    /// but did not see finish, in order. A batch that may not have reached
+    /// Constant Contact (no activity id) is marked failed and its contacts
+    /// are sent again.
+    async fn pending_batches(&mut self, checkpoint: &str) -> Step<VecDeque<InFlight>> {
         sqlx::query("UPDATE run_batches SET state = 'failed', outcome = 'not confirmed by Constant Contact; sent again' WHERE run_id = $1 AND state = 'sending'")
             .bind(self.run.id)
             .execute(self.ex.db.pool())
             .await?;
-        let row = sqlx::query(
-            "SELECT seq, last_key, activity_id FROM run_batches WHERE run_id = $1 AND state = 'sent' AND kind = 'import' ORDER BY seq LIMIT 1",
+        let rows = sqlx::query(
+            "SELECT seq, last_key, activity_id FROM run_batches WHERE run_id = $1 AND state = 'sent' AND kind = 'import' AND last_key > $2 ORDER BY seq",
         )
         .bind(self.run.id)
-        .fetch_optional(self.ex.db.pool())
+        .bind(checkpoint)
+        .fetch_all(self.ex.db.pool())
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let last_key: String = col(&r, "last_key")?;
-        if last_key.as_str() <= checkpoint {
-            return Ok(None);
+        let mut out = VecDeque::new();
+        for r in &rows {
+            out.push_back(InFlight {
+                seq: col(r, "seq")?,
+                activity_id: col::<Option<String>>(r, "activity_id")?.unwrap_or_default(),
+                last_key: col(r, "last_key")?,
+                contacts: Vec::new(),
+                upto: String::new(),
+                counts: Counts::default(),
+                errors: Vec::new(),
+            });
         }
-        Ok(Some(Pending {
-            seq: col(&r, "seq")?,
-            last_key,
-            activity_id: col::<Option<String>>(&r, "activity_id")?.unwrap_or_default(),
-            contacts: Vec::new(),
-        }))
+        Ok(out)
     }
 
     /// Polls an import until it finishes. A cancel takes effect at once:
@@ -1014,8 +1234,8 @@ impl Job<'_> {
                     Stop::End(Status::Cancelled, _) => Stop::End(
                         Status::Cancelled,
                         format!(
-                            "Cancelled after sending {} contacts in {} batches; a batch of {size} more was with Constant Contact ({}% processed) and may still be added. Nothing more was sent.",
-                            self.counts.sent, self.counts.batches_done, activity.percent_done
+                            "Cancelled after sending {} contacts in {} batches; {size} more were with Constant Contact and may still be added. Nothing more was sent.",
+                            self.counts.sent, self.counts.batches_done
                         ),
                     ),
                     other => other,
@@ -1033,10 +1253,91 @@ impl Job<'_> {
         }
     }
 
-    async fn settle_pending(&mut self, p: Pending) -> Step<()> {
-        let activity = self.wait_import(&p.activity_id, p.contacts.len()).await?;
-        self.counts.sent += p.contacts.len() as u64;
-        self.apply_outcome(p.seq, &activity, &p.contacts).await
+    /// A batch an earlier attempt sent: every profile up to `upto` has
+    /// been read again, so its contacts and checkpoint are known.
+    async fn settle_resumed(&mut self, mut p: InFlight, upto: &str) -> Step<()> {
+        p.upto = upto.to_owned();
+        p.counts = self.counts.clone();
+        p.errors = std::mem::take(&mut self.errors);
+        self.settle(p).await
+    }
+
+    async fn settle_oldest(&mut self) -> Step<()> {
+        match self.inflight.pop_front() {
+            Some(f) => self.settle(f).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for a batch's import and hands its outcome to the writer.
+    async fn settle(&mut self, mut f: InFlight) -> Step<()> {
+        let waiting = f.contacts.len()
+            + self
+                .inflight
+                .iter()
+                .map(|x| x.contacts.len())
+                .sum::<usize>();
+        let activity = self.wait_import(&f.activity_id, waiting).await?;
+        let s = &activity.status;
+        self.counts.sent += f.contacts.len() as u64;
+        self.counts.accepted += s.person_count;
+        self.counts.rejected += s.correctable_count + s.error_count;
+        self.counts.unsubscribed += s.cannot_add_to_list_count;
+        self.counts.batches_done += 1;
+        self.count_calls();
+        for e in &activity.activity_errors {
+            let reason = e
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| e.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| e.to_string());
+            f.errors.push(ContactError {
+                profile_id: String::new(),
+                email: String::new(),
+                kind: String::from("rejected"),
+                field: String::new(),
+                reason,
+            });
+        }
+        let ok = activity.state == "completed";
+        if !ok {
+            self.partial.push(format!(
+                "Import batch {} ended as {} at Constant Contact.",
+                f.seq, activity.state
+            ));
+        }
+        let outcome = serde_json::json!({
+            "state": activity.state,
+            "person_count": s.person_count,
+            "correctable_count": s.correctable_count,
+            "error_count": s.error_count,
+            "cannot_add_to_list_count": s.cannot_add_to_list_count,
+        })
+        .to_string();
+        let checkpoint = Checkpoint {
+            phase: "sending",
+            total: None,
+            counts: merge(&f.counts, &self.counts),
+            upto: Some(f.upto),
+            errors: f.errors,
+        };
+        let sent = match &self.writer {
+            Some((tx, _)) => tx
+                .send(Write::Batch {
+                    seq: f.seq,
+                    ok,
+                    outcome,
+                    contacts: f.contacts,
+                    checkpoint,
+                })
+                .await
+                .is_ok(),
+            None => false,
+        };
+        if !sent {
+            return self.writer_failed().await;
+        }
+        self.beat().await
     }
 
     /// Reads the run's cancel flag and renews the lease now (the background
@@ -1060,6 +1361,8 @@ impl Job<'_> {
         self.check()
     }
 
+    /// Sends a batch (after waiting for the oldest one if enough are with
+    /// Constant Contact already); it is settled later, in order.
     async fn send_batch(&mut self, batch: Batch, contacts: Vec<Sent>, upto: &str) -> Step<()> {
         if !self.dry() {
             self.beat().await?;
@@ -1067,6 +1370,12 @@ impl Job<'_> {
         self.counts.batches += 1;
         if self.dry() {
             return Ok(());
+        }
+        while self.inflight.len() >= self.ex.settings.in_flight.max(1) {
+            self.settle_oldest().await?;
+        }
+        if self.writer.as_ref().is_some_and(|(_, h)| h.is_finished()) {
+            return self.writer_failed().await;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -1108,90 +1417,15 @@ impl Job<'_> {
             .bind(seq)
             .execute(self.ex.db.pool())
             .await?;
-        drop(batch);
-        let activity = self
-            .wait_import(&activity.activity_id, contacts.len())
-            .await?;
-        self.counts.sent += contacts.len() as u64;
-        self.apply_outcome(seq, &activity, &contacts).await?;
-        self.save("sending", None, Some(upto)).await
-    }
-
-    /// Records a finished import: its counts, its errors, and the ledger.
-    async fn apply_outcome(
-        &mut self,
-        seq: i64,
-        activity: &Activity,
-        contacts: &[Sent],
-    ) -> Step<()> {
-        let s = &activity.status;
-        self.counts.accepted += s.person_count;
-        self.counts.rejected += s.correctable_count + s.error_count;
-        self.counts.unsubscribed += s.cannot_add_to_list_count;
-        self.counts.batches_done += 1;
-        for e in &activity.activity_errors {
-            let reason = e
-                .as_str()
-                .map(str::to_owned)
-                .or_else(|| e.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-                .unwrap_or_else(|| e.to_string());
-            self.skip("", "", "rejected", "", reason);
-        }
-        let ok = activity.state == "completed";
-        if !ok {
-            self.partial.push(format!(
-                "Import batch {seq} ended as {} at Constant Contact.",
-                activity.state
-            ));
-        }
-        let outcome = serde_json::json!({
-            "state": activity.state,
-            "person_count": s.person_count,
-            "correctable_count": s.correctable_count,
-            "error_count": s.error_count,
-            "cannot_add_to_list_count": s.cannot_add_to_list_count,
-        })
-        .to_string();
-        let db = &self.ex.db;
-        let mut conn = db.pool().acquire().await?;
-        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
-        if ok {
-            let now = now_ms();
-            for chunk in contacts.chunks(1000) {
-                let sql = format!(
-                    "INSERT INTO export_ledger (export_id, profile_id, email, list_id, hash, config_hash, run_id, sent_at) VALUES {} \
-                     ON CONFLICT (export_id, profile_id) DO UPDATE SET email = excluded.email, list_id = excluded.list_id, \
-                     hash = excluded.hash, config_hash = excluded.config_hash, run_id = excluded.run_id, sent_at = excluded.sent_at",
-                    (0..chunk.len())
-                        .map(|i| {
-                            let b = i * 3 + 6;
-                            format!("($1, ${b}, ${}, $2, ${}, $3, $4, $5)", b + 1, b + 2)
-                        })
-                        .collect::<Vec<_>>()
-                        .join(",")
-                );
-                let mut q = sqlx::query(&sql)
-                    .bind(self.export.id)
-                    .bind(&self.export.list_id)
-                    .bind(&self.config_hash)
-                    .bind(self.run.id)
-                    .bind(now);
-                for c in chunk {
-                    q = q.bind(&c.profile_id).bind(&c.email).bind(&c.hash);
-                }
-                q.execute(&mut *tx).await?;
-            }
-        }
-        sqlx::query(
-            "UPDATE run_batches SET state = $1, outcome = $2 WHERE run_id = $3 AND seq = $4",
-        )
-        .bind(if ok { "done" } else { "failed" })
-        .bind(outcome)
-        .bind(self.run.id)
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        self.inflight.push_back(InFlight {
+            seq,
+            activity_id: activity.activity_id,
+            last_key: last,
+            contacts,
+            upto: upto.to_owned(),
+            counts: self.counts.clone(),
+            errors: std::mem::take(&mut self.errors),
+        });
         Ok(())
     }
 

@@ -502,12 +502,8 @@ pub(crate) async fn disable_for_connection(
     connection_name: &str,
 ) -> Result<()> {
     let reason = format!("Its connection \"{connection_name}\" was removed.");
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM exports WHERE connection_id = $1 AND removed_at IS NULL",
-    )
-    .bind(connection_id)
-    .fetch_all(&mut *conn)
-    .await?;
+    // The write first: a read before it could not be upgraded to a write
+    // if a run's writer committed in between (SQLite).
     sqlx::query(
         "UPDATE exports SET enabled = FALSE, disabled_reason = $1, updated_at = $2 WHERE connection_id = $3",
     )
@@ -515,6 +511,12 @@ pub(crate) async fn disable_for_connection(
     .bind(now_ms())
     .bind(connection_id)
     .execute(&mut *conn)
+    .await?;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM exports WHERE connection_id = $1 AND removed_at IS NULL",
+    )
+    .bind(connection_id)
+    .fetch_all(&mut *conn)
     .await?;
     for id in ids {
         crate::runs::cancel_active_in(conn, id, &reason).await?;

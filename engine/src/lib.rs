@@ -15,6 +15,7 @@ pub mod exports;
 pub mod password;
 pub mod profiles;
 pub mod runs;
+pub mod schedule;
 pub mod secrets;
 pub mod segments;
 pub mod sessions;

@@ -493,50 +493,31 @@ pub struct ContactError {
     pub reason: String,
 }
 
-/// Appends per-contact errors (numbered after those already kept).
+/// Appends per-contact errors (one statement per 500: no read before
+/// the write, so concurrent writers never conflict).
 pub async fn add_errors(db: &Db, run_id: i64, errors: &[ContactError]) -> Result<()> {
-    if errors.is_empty() {
-        return Ok(());
-    }
-    let mut conn = db.pool().acquire().await?;
-    let mut tx = conn.begin().await?;
-    let mut seq: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM run_errors WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_one(&mut *tx)
-            .await?;
     for chunk in errors.chunks(500) {
         let sql = format!(
-            "INSERT INTO run_errors (run_id, seq, profile_id, email, kind, field, reason) VALUES {}",
+            "INSERT INTO run_errors (run_id, profile_id, email, kind, field, reason) VALUES {}",
             (0..chunk.len())
                 .map(|i| {
-                    let b = i * 6 + 2;
-                    format!(
-                        "($1, ${b}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5
-                    )
+                    let b = i * 5 + 2;
+                    format!("($1, ${b}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
                 })
                 .collect::<Vec<_>>()
                 .join(",")
         );
         let mut q = sqlx::query(&sql).bind(run_id);
         for e in chunk {
-            seq += 1;
             q = q
-                .bind(seq)
                 .bind(&e.profile_id)
                 .bind(&e.email)
                 .bind(&e.kind)
                 .bind(&e.field)
                 .bind(&e.reason);
         }
-        q.execute(&mut *tx).await?;
+        q.execute(db.pool()).await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -563,7 +544,7 @@ pub async fn errors(
         .fetch_one(db.pool())
         .await?;
     let rows = sqlx::query(
-        "SELECT profile_id, email, kind, field, reason FROM run_errors WHERE run_id = $1 ORDER BY seq LIMIT $2 OFFSET $3",
+        "SELECT profile_id, email, kind, field, reason FROM run_errors WHERE run_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
     )
     .bind(run_id)
     .bind(limit)

@@ -84,15 +84,16 @@ CREATE TABLE run_batches (
 
 -- Per-contact problems of a run (skips and rejections), downloadable.
 CREATE TABLE run_errors (
+    -- Increasing: a run's errors read back in the order they were found.
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     run_id BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    seq BIGINT NOT NULL,
     profile_id TEXT NOT NULL,
     email TEXT NOT NULL,
     kind TEXT NOT NULL,
     field TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
+    reason TEXT NOT NULL
 );
+CREATE INDEX run_errors_by_run ON run_errors (run_id, id);
 
 -- What an export last sent for each profile: a hash of the mapped fields,
 -- so an unchanged contact is not sent again.

@@ -84,15 +84,16 @@ CREATE TABLE run_batches (
 
 -- Per-contact problems of a run (skips and rejections), downloadable.
 CREATE TABLE run_errors (
+    -- Increasing: a run's errors read back in the order they were found.
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    seq BIGINT NOT NULL,
     profile_id TEXT NOT NULL,
     email TEXT NOT NULL,
     kind TEXT NOT NULL,
     field TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
+    reason TEXT NOT NULL
 );
+CREATE INDEX run_errors_by_run ON run_errors (run_id, id);
 
 -- What an export last sent for each profile: a hash of the mapped fields,
 -- so an unchanged contact is not sent again.
@@ -107,7 +108,7 @@ CREATE TABLE export_ledger (
     run_id BIGINT NOT NULL,
     sent_at BIGINT NOT NULL,
     PRIMARY KEY (export_id, profile_id)
-);
+) WITHOUT ROWID; -- rows live in the key's B-tree: one insert, not two
 
 -- Contacts Constant Contact reports as unsubscribed, per connection: never
 -- sent again (an import must not look like consent).

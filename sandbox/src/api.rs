@@ -454,6 +454,12 @@ pub async fn get_privileges() -> Response {
 }
 
 async fn json_body(req: Request) -> Result<Value, Response> {
+    let bytes = json_bytes(req).await?;
+    serde_json::from_slice(&bytes).map_err(|e| invalid(&format!("Malformed JSON: {e}")))
+}
+
+/// The raw body of a JSON request (checked to be JSON by its type).
+async fn json_bytes(req: Request) -> Result<Bytes, Response> {
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -466,10 +472,9 @@ async fn json_body(req: Request) -> Result<Value, Response> {
             "The body must be JSON (Content-Type: application/json).",
         ));
     }
-    let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_IMPORT_BYTES + 1024)
+    axum::body::to_bytes(req.into_body(), MAX_IMPORT_BYTES + 1024)
         .await
-        .map_err(|_| invalid("The request body is too large (the limit is 4 MB)."))?;
-    serde_json::from_slice(&bytes).map_err(|e| invalid(&format!("Malformed JSON: {e}")))
+        .map_err(|_| invalid("The request body is too large (the limit is 4 MB)."))
 }
 
 fn parse_list_ids(value: Option<&Value>, lists: &[List]) -> Result<Vec<Uuid>, Response> {
@@ -546,29 +551,35 @@ pub async fn import_contacts(State(shared): State<Shared>, req: Request) -> Resp
     if declared.is_some_and(|n| n >= MAX_IMPORT_BYTES) {
         return invalid("The payload must be smaller than 4 MB.");
     }
-    let body = match json_body(req).await {
+    let bytes = match json_bytes(req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    if serde_json::to_vec(&body)
-        .map(|b| b.len())
-        .unwrap_or(usize::MAX)
-        >= MAX_IMPORT_BYTES
-    {
+    // The limit is on the body as sent.
+    if bytes.len() >= MAX_IMPORT_BYTES {
         return invalid("The payload must be smaller than 4 MB.");
     }
+    let body: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return invalid(&format!("Malformed JSON: {e}")),
+    };
+    drop(bytes);
     let Some(rows) = body.get("import_data").and_then(Value::as_array) else {
         return invalid("import_data is required.");
     };
     if rows.len() > MAX_IMPORT_CONTACTS {
         return invalid("import_data can hold at most 40,000 contacts.");
     }
-    let mut inner = shared.lock();
-    let delay = inner.settings.processing_delay_ms;
-    let data = &mut inner.accounts[c.account].data;
-    let lists = match parse_list_ids(body.get("list_ids"), &data.lists) {
-        Ok(l) => l,
-        Err(r) => return r,
+    // Checked without holding the lock: other requests go on meanwhile.
+    let (delay, lists, custom_fields) = {
+        let inner = shared.lock();
+        let data = &inner.accounts[c.account].data;
+        let lists = match parse_list_ids(body.get("list_ids"), &data.lists) {
+            Ok(l) => l,
+            Err(r) => return r,
+        };
+        let names: Vec<String> = data.custom_fields.iter().map(|f| f.name.clone()).collect();
+        (inner.settings.processing_delay_ms, lists, names)
     };
     let mut incoming = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
@@ -593,7 +604,7 @@ pub async fn import_contacts(State(shared): State<Shared>, req: Request) -> Resp
                 ));
             }
             if let Some(name) = key.strip_prefix("cf:") {
-                if !data.custom_fields.iter().any(|f| f.name == name) {
+                if !custom_fields.iter().any(|f| f == name) {
                     return invalid(&format!(
                         "import_data[{i}]: custom field {name} does not exist."
                     ));
@@ -610,6 +621,8 @@ pub async fn import_contacts(State(shared): State<Shared>, req: Request) -> Resp
         }
         incoming.push(Incoming { email, fields });
     }
+    let mut inner = shared.lock();
+    let data = &mut inner.accounts[c.account].data;
     if let Some(r) = queue_full(data) {
         return r;
     }

@@ -81,10 +81,18 @@ pub enum ExportCommand {
         /// Send every contact, not only new and changed ones.
         #[arg(long)]
         full: bool,
+        /// Print only the finished run, as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Plan a run without sending anything: adds, updates, removals,
     /// skips, API calls and the expected duration.
-    DryRun { id: i64 },
+    DryRun {
+        id: i64,
+        /// Print only the finished run, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,7 +233,7 @@ fn read_password() -> anyhow::Result<String> {
 async fn export(config: &Config, command: ExportCommand) -> anyhow::Result<()> {
     use engine::runs::{self, Mode, Status, Trigger};
     let db = crate::open_database(config).await?;
-    let (id, mode) = match command {
+    let (id, mode, json) = match command {
         ExportCommand::List => {
             let latest = runs::latest(&db).await?;
             for e in engine::exports::list(&db).await? {
@@ -247,11 +255,21 @@ async fn export(config: &Config, command: ExportCommand) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        ExportCommand::Run { id, full } => (id, if full { Mode::Full } else { Mode::Incremental }),
-        ExportCommand::DryRun { id } => (id, Mode::DryRun),
+        ExportCommand::Run { id, full, json } => {
+            (id, if full { Mode::Full } else { Mode::Incremental }, json)
+        }
+        ExportCommand::DryRun { id, json } => (id, Mode::DryRun, json),
+    };
+    let say = |line: String| {
+        if !json {
+            println!("{line}");
+        }
     };
     let run = runs::trigger(&db, id, Trigger::Cli, mode, None).await?;
-    println!("Run #{} queued for export {}.", run.id, run.export_name);
+    say(format!(
+        "Run #{} queued for export {}.",
+        run.id, run.export_name
+    ));
     let executor = crate::executor(config, db.clone())?;
     let mine = runs::claim_run(&db, run.id, &executor.worker, executor.settings.lease_ms).await?;
     let work = {
@@ -265,7 +283,9 @@ async fn export(config: &Config, command: ExportCommand) -> anyhow::Result<()> {
         })
     };
     if !mine {
-        println!("A server's worker took the run; following it.");
+        say(String::from(
+            "A server's worker took the run; following it.",
+        ));
     }
     let mut last = String::new();
     let done = loop {
@@ -285,7 +305,7 @@ async fn export(config: &Config, command: ExportCommand) -> anyhow::Result<()> {
             now.counts.skipped()
         );
         if line != last {
-            println!("  {line}");
+            say(format!("  {line}"));
             last = line;
         }
         if !now.status.is_active() {
@@ -295,6 +315,22 @@ async fn export(config: &Config, command: ExportCommand) -> anyhow::Result<()> {
     };
     work.await??;
     let c = &done.counts;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "run": done.id,
+                "status": done.status.as_str(),
+                "message": done.message,
+                "total": done.total,
+                "counts": c,
+            })
+        );
+        return match done.status {
+            Status::Succeeded | Status::PartiallySucceeded => Ok(()),
+            other => bail!("the run ended {}", other.as_str()),
+        };
+    }
     println!(
         "Run #{} {}: {}",
         done.id,

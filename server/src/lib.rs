@@ -213,8 +213,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         engine::demo::generate(&db, config.demo_profiles_on_empty, 42).await?;
     }
     let app = router(&config, db.clone()).await?;
-    let (stop_workers, workers) = start_workers(&config, db)?;
+    let (stop_workers, workers) = start_workers(&config, db.clone())?;
     tracing::info!(workers = workers.len(), "export workers started");
+    // Every process ticks; one of them fires each scheduled slot.
+    tokio::spawn(engine::schedule::run(
+        db,
+        std::time::Duration::from_secs(20),
+        stop_workers.subscribe(),
+    ));
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("could not listen on {}", config.addr))?;

@@ -11,6 +11,8 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(
             EnvFilter::try_new(&cli.config.log).unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        // Logs go to stderr: stdout is the commands' output (JSON with --json).
+        .with_writer(std::io::stderr)
         .init();
     match cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -24,7 +24,12 @@ commands:
   test          fmt, clippy, Rust tests on SQLite (and PostgreSQL when
                 TEST_POSTGRES_URL is set), then Playwright in Chromium
   e2e           only the Playwright suite (builds first)
-  setup         install what the build needs (wasm target, npm packages)";
+  setup         install what the build needs (wasm target, npm packages)
+  bench [--profiles N]
+                the export benchmark against the sandbox (default 1,000,000
+                profiles); writes target/bench/export.json";
+
+mod bench;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,6 +39,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("e2e") => build(false).and_then(|server| end_to_end(&server)),
         Some("setup") => setup(),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

@@ -195,7 +195,7 @@ fn ExportsPage(is_admin: bool) -> impl IntoView {
                                 </tr>
                             </thead>
                             <tbody>
-                                {p.exports.into_iter().map(|e| view! { <ExportLine e run remove is_admin/> }).collect_view()}
+                                {p.exports.into_iter().map(|e| view! { <ExportLine e run remove is_admin next=p.next_refresh.clone()/> }).collect_view()}
                             </tbody>
                         </table>
                     }.into_any(),
@@ -211,6 +211,7 @@ fn ExportLine(
     run: ServerAction<RunExport>,
     remove: ServerAction<RemoveExport>,
     is_admin: bool,
+    next: Option<String>,
 ) -> impl IntoView {
     let id = e.id;
     let confirming = RwSignal::new(false);
@@ -232,7 +233,10 @@ fn ExportLine(
                 <p class="font-mono text-xs text-slate-500">{e.list_id.clone()}</p>
             </td>
             <td class="px-4 py-2">{e.segments.join(", ")}</td>
-            <td class="px-4 py-2">{if e.on_schedule { "On scheduled refresh" } else { "On demand only" }}</td>
+            <td class="px-4 py-2">
+                {if e.on_schedule { "On scheduled refresh" } else { "On demand only" }}
+                {next.filter(|_| e.on_schedule && e.enabled).map(|n| view! { <p class="text-xs text-slate-500">{format!("Next: {n}")}</p> })}
+            </td>
             <td class="px-4 py-2">
                 {match e.last_run.clone() {
                     Some(r) => view! { <RunSummary run=r/> }.into_any(),

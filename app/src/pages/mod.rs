@@ -7,5 +7,6 @@ pub mod login;
 pub mod not_found;
 pub mod segments;
 pub mod setup;
+pub mod system;
 pub mod upload;
 pub mod users;

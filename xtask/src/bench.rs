@@ -1,0 +1,427 @@
+//! `cargo xtask bench [--profiles N]`: the export benchmark.
+//!
+//! Builds the release server and sandbox, generates N demo profiles into a
+//! fresh SQLite database, connects to the sandbox (rate limit on) through
+//! its sign-in page like a browser would, saves an export of the
+//! "Everyone with an email" segment, then times, each as its own `server
+//! export` process:
+//! - the floor: a dry run (stream, map, validate, hash and serialise every
+//!   row into import batches, no network writes);
+//! - the full export, with the process's peak RSS;
+//! - a re-run with nothing changed.
+//!
+//! It also times a CSV import of N rows (issue 5's target). Results are
+//! printed and written to `target/bench/export.json`; at 1,000,000
+//! profiles the targets are checked and a miss fails the command.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::{build_server, root, target_dir, KillOnDrop};
+
+const CLIENT: &str = "segment-export-demo";
+const SECRET: &str = "demo-client-secret";
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+struct Env {
+    server: PathBuf,
+    data: PathBuf,
+    db_url: String,
+    port: u16,
+    sandbox_url: String,
+}
+
+impl Env {
+    fn server(&self) -> Command {
+        let mut c = Command::new(&self.server);
+        c.current_dir(root())
+            .env("DATABASE_URL", &self.db_url)
+            .env("DATA_DIR", &self.data)
+            .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("LEPTOS_SITE_ROOT", target_dir().join("site"))
+            .env("CC_CLIENT_ID", CLIENT)
+            .env("CC_CLIENT_SECRET", SECRET)
+            .env("CC_SANDBOX_URL", &self.sandbox_url)
+            .env(
+                "CC_REDIRECT_URL",
+                format!(
+                    "http://127.0.0.1:{}/oauth/constant-contact/callback",
+                    self.port
+                ),
+            )
+            .env("WORKERS", "0")
+            .env("DEMO_PROFILES_ON_EMPTY", "0")
+            .env("RUST_LOG", "warn");
+        c
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// Peak resident set size of a running process, in MB (VmHWM).
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Runs a command to the end; returns its stdout, the seconds it took and
+/// its peak RSS.
+fn timed(mut cmd: Command, what: &str) -> Result<(String, f64, f64)> {
+    eprintln!("==> {what}");
+    let started = Instant::now();
+    let mut child: Child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start {what}"))?;
+    let pid = child.id();
+    let mut peak: f64 = 0.0;
+    loop {
+        if let Some(mb) = peak_rss_mb(pid) {
+            peak = peak.max(mb);
+        }
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("{what} failed ({})", out.status);
+    }
+    Ok((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        seconds,
+        peak,
+    ))
+}
+
+fn wait_for(url: &str) -> Result<()> {
+    for _ in 0..300 {
+        if reqwest::blocking::get(url).is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{url} did not come up")
+}
+
+/// Calls a server function and returns its JSON answer.
+fn call(
+    http: &reqwest::blocking::Client,
+    env: &Env,
+    f: &str,
+    form: &[(&str, &str)],
+) -> Result<Value> {
+    let res = http.post(env.url(&format!("/api/{f}"))).form(form).send()?;
+    let status = res.status();
+    let text = res.text()?;
+    if !status.is_success() {
+        bail!("{f}: {status} {text}");
+    }
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Plays the admin's browser: first admin, connection through the
+/// sandbox's sign-in page, a list, and the export. Returns the export id.
+fn set_up_export(env: &Env) -> Result<i64> {
+    let http = reqwest::blocking::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let pw = "bench password 1";
+    call(
+        &http,
+        env,
+        "create_first_admin",
+        &[
+            ("email", "bench@example.com"),
+            ("password", pw),
+            ("confirm_password", pw),
+        ],
+    )?;
+    let url: String = serde_json::from_value(call(
+        &http,
+        env,
+        "start_connect",
+        &[
+            ("display_name", "Bench"),
+            ("usable_by", "admins"),
+            ("agree", "on"),
+        ],
+    )?)?;
+    let (base, query) = url.split_once('?').context("authorization URL")?;
+    let mut form: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    form.extend([
+        ("username".to_owned(), "demo@example.com".to_owned()),
+        ("password".to_owned(), "demo-password".to_owned()),
+        ("decision".to_owned(), "allow".to_owned()),
+    ]);
+    let consent = http.post(base).form(&form).send()?;
+    let back = consent
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .context("no redirect from the consent page")?
+        .to_owned();
+    http.get(&back).send()?;
+    call(&http, env, "add_export_user", &[])?;
+    let connection = call(
+        &http,
+        env,
+        "save_connection",
+        &[("display_name", "Bench"), ("usable_by", "admins")],
+    )?;
+    let cid = connection["id"]
+        .as_i64()
+        .context("connection id")?
+        .to_string();
+    let list = call(
+        &http,
+        env,
+        "create_connection_list",
+        &[("connection_id", &cid), ("name", "Benchmark")],
+    )?;
+    let segments = call(
+        &http,
+        env,
+        "list_segments",
+        &[("search", "Everyone with an email")],
+    )?;
+    let segment = segments[0]["id"].as_i64().context("demo segment")?;
+    let export = json!({
+        "name": "Benchmark",
+        "connection_id": cid.parse::<i64>()?,
+        "list_id": list["list_id"],
+        "mapping": [
+            { "source": "email", "target": "email" },
+            { "source": "first_name", "target": "first_name" },
+            { "source": "last_name", "target": "last_name" }
+        ],
+        "segment_ids": [segment],
+        "on_schedule": false,
+        "remove_left": false,
+        "removal_limit_pct": 20
+    });
+    let id = call(
+        &http,
+        env,
+        "save_export",
+        &[("export", &export.to_string())],
+    )?;
+    id.as_i64().context("export id")
+}
+
+/// A CSV of `n` profiles, written in a streaming way.
+fn write_csv(path: &Path, n: u64) -> Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(w, "id,email,first_name,last_name,country,lifetime_value")?;
+    for i in 0..n {
+        writeln!(
+            w,
+            "C{i:08},person{i}@example.com,First{i},Last{i},{},{}",
+            ["HU", "DE", "AT", "US"][(i % 4) as usize],
+            i % 5000
+        )?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+pub fn bench(args: &[String]) -> Result<()> {
+    let profiles: u64 = match args.iter().position(|a| a == "--profiles") {
+        Some(i) => args
+            .get(i + 1)
+            .context("--profiles needs a number")?
+            .replace(['_', ','], "")
+            .parse()
+            .context("--profiles needs a number")?,
+        None => 1_000_000,
+    };
+    let server = build_server(true)?;
+    let work = std::env::temp_dir().join(format!("segment-export-bench-{}", std::process::id()));
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let port = free_port()?;
+    let sandbox_port = free_port()?;
+    let env = Env {
+        server: server.clone(),
+        data: work.clone(),
+        db_url: format!("sqlite://{}", work.join("bench.db").display()),
+        port,
+        sandbox_url: format!("http://127.0.0.1:{sandbox_port}"),
+    };
+    let result = run_bench(&env, profiles, sandbox_port);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
+    // The CSV import, into a database of its own.
+    let csv = env.data.join("profiles.csv");
+    write_csv(&csv, profiles)?;
+    let mut import = env.server();
+    import
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", env.data.join("import.db").display()),
+        )
+        .args(["import", "profiles"])
+        .arg(&csv)
+        .args(["--id-column", "id"]);
+    let (_, import_seconds, import_rss) =
+        timed(import, &format!("importing a CSV of {profiles} profiles"))?;
+
+    let mut demo = env.server();
+    demo.args([
+        "demo-data",
+        "--profiles",
+        &profiles.to_string(),
+        "--seed",
+        "7",
+    ]);
+    let (_, generate_seconds, _) = timed(demo, &format!("generating {profiles} demo profiles"))?;
+
+    let _sandbox = KillOnDrop(
+        Command::new(env.server.with_file_name("sandbox"))
+            .env("SANDBOX_PORT", sandbox_port.to_string())
+            .env(
+                "SANDBOX_CLIENTS",
+                format!(
+                    "{CLIENT}:{SECRET}:http://127.0.0.1:{}/oauth/constant-contact/callback",
+                    env.port
+                ),
+            )
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .context("could not start the sandbox")?,
+    );
+    wait_for(&format!("{}/_sandbox/faults", env.sandbox_url))?;
+    let mut serve = env.server();
+    let _server = KillOnDrop(serve.spawn().context("could not start the server")?);
+    wait_for(&env.url("/health"))?;
+    let export = set_up_export(env)?.to_string();
+
+    let mut floor = env.server();
+    floor.args(["export", "dry-run", &export, "--json"]);
+    let (out, floor_seconds, _) = timed(floor, "floor: stream, map and serialise (dry run)")?;
+    let plan: Value = serde_json::from_str(out.trim())?;
+
+    let mut full = env.server();
+    full.args(["export", "run", &export, "--json"]);
+    let (out, full_seconds, full_rss) = timed(full, "full export")?;
+    let full_run: Value = serde_json::from_str(out.trim())?;
+
+    let mut rerun = env.server();
+    rerun.args(["export", "run", &export, "--json"]);
+    let (out, rerun_seconds, _) = timed(rerun, "re-run with nothing changed")?;
+    let rerun_run: Value = serde_json::from_str(out.trim())?;
+
+    let sent = full_run["counts"]["sent"].as_u64().unwrap_or(0);
+    let members: Value =
+        reqwest::blocking::get(format!("{}/_sandbox/lists", env.sandbox_url))?.json()?;
+    let on_list = members["lists"][0]["members"].as_u64().unwrap_or(0);
+    let report = json!({
+        "profiles": profiles,
+        "full": {
+            "seconds": round(full_seconds),
+            "sent": sent,
+            "peak_rss_mb": round(full_rss),
+            "contacts_per_second": (sent as f64 / full_seconds).round(),
+            "api_calls": full_run["counts"]["api_calls"],
+            "status": full_run["status"],
+            "on_list": on_list,
+        },
+        "rerun": {
+            "seconds": round(rerun_seconds),
+            "sent": rerun_run["counts"]["sent"],
+            "unchanged": rerun_run["counts"]["unchanged"],
+        },
+        "floor": {
+            "seconds": round(floor_seconds),
+            "planned": plan["counts"]["adds"],
+        },
+        "ratio_to_floor": round(full_seconds / floor_seconds.max(0.001)),
+        "import": {
+            "rows": profiles,
+            "seconds": round(import_seconds),
+            "peak_rss_mb": round(import_rss),
+        },
+        "generate": { "seconds": round(generate_seconds) },
+    });
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("export.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    println!("written to {}", dir.join("export.json").display());
+
+    let mut misses = Vec::new();
+    if profiles >= 1_000_000 {
+        let rerun_sent = rerun_run["counts"]["sent"].as_u64().unwrap_or(u64::MAX);
+        for (ok, what) in [
+            (
+                full_seconds <= 60.0,
+                format!("full export {full_seconds:.1} s (target ≤ 60 s)"),
+            ),
+            (
+                full_seconds <= 2.0 * floor_seconds,
+                format!(
+                    "full export {:.2}× the floor (target ≤ 2×)",
+                    full_seconds / floor_seconds
+                ),
+            ),
+            (
+                full_rss <= 256.0,
+                format!("peak RSS {full_rss:.0} MB (target ≤ 256 MB)"),
+            ),
+            (
+                rerun_seconds <= 10.0,
+                format!("re-run {rerun_seconds:.1} s (target ≤ 10 s)"),
+            ),
+            (
+                rerun_sent == 0,
+                format!("re-run sent {rerun_sent} (target 0)"),
+            ),
+            (
+                import_seconds <= 60.0,
+                format!("CSV import {import_seconds:.1} s (target ≤ 60 s)"),
+            ),
+        ] {
+            println!("{} {what}", if ok { "met " } else { "MISS" });
+            if !ok {
+                misses.push(what);
+            }
+        }
+    }
+    if sent == 0 || on_list != sent {
+        bail!("the export sent {sent} contacts but the list has {on_list}");
+    }
+    if !misses.is_empty() {
+        bail!("benchmark targets missed: {}", misses.join("; "));
+    }
+    Ok(())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
