@@ -157,7 +157,7 @@ fn email_key(normalized: &str) -> u128 {
 }
 
 /// The digest of what is sent for a contact.
-fn contact_hash(contact: &[(String, String)]) -> String {
+fn contact_hash(contact: &[(&str, &str)]) -> String {
     let mut h = Sha256::new();
     for (k, v) in contact {
         h.update(k.as_bytes());
@@ -297,7 +297,11 @@ struct Sent {
 /// yet: sent by this attempt, or by an earlier one that stopped.
 struct InFlight {
     seq: i64,
+    /// The send, still going on beside the stream (this attempt's batches).
+    posting: Option<tokio::task::JoinHandle<Posted>>,
     activity_id: String,
+    /// When this attempt sent it (not known for a resumed batch).
+    sent_at: Option<Instant>,
     /// The batch's last profile.
     last_key: String,
     contacts: Vec<Sent>,
@@ -308,6 +312,9 @@ struct InFlight {
     /// Problems of the profiles up to `upto`, not written yet.
     errors: Vec<ContactError>,
 }
+
+/// What sending a batch came to: Constant Contact's answer, recorded.
+type Posted = Result<std::result::Result<Activity, CcError>>;
 
 /// A checkpoint: progress that holds up to `upto`.
 struct Checkpoint {
@@ -446,7 +453,7 @@ struct Job<'a> {
     ex: &'a Executor,
     run: Run,
     export: Export,
-    client: Option<ApiClient>,
+    client: Option<Arc<ApiClient>>,
     config_hash: String,
     counts: Counts,
     api_calls_before: u64,
@@ -460,6 +467,14 @@ struct Job<'a> {
     planned_calls: u64,
     /// Imports with Constant Contact, oldest first.
     inflight: VecDeque<InFlight>,
+    /// How long Constant Contact took per contact on the last import: the
+    /// next is first polled when it should be done (polls spend requests,
+    /// and requests are limited to 4 a second).
+    secs_per_contact: Option<f64>,
+    /// Where the time went: waiting for sends to be answered, waiting for
+    /// imports to finish.
+    time_sending: Duration,
+    time_waiting: Duration,
     writer: Option<(
         tokio::sync::mpsc::Sender<Write>,
         tokio::task::JoinHandle<Result<()>>,
@@ -544,6 +559,9 @@ impl Executor {
             partial: Vec::new(),
             planned_calls: 0,
             inflight: VecDeque::new(),
+            secs_per_contact: None,
+            time_sending: Duration::ZERO,
+            time_waiting: Duration::ZERO,
             writer: None,
         };
         let mut result = job.go().await;
@@ -660,7 +678,7 @@ impl Job<'_> {
 
     fn client(&self) -> &ApiClient {
         // Set in `prepare` before any use.
-        self.client.as_ref().expect("client prepared")
+        self.client.as_deref().expect("client prepared")
     }
 
     /// Turns a Constant Contact error into the run's end, and keeps the
@@ -898,10 +916,10 @@ impl Job<'_> {
             .refresh_if_expiring(Duration::from_secs(15 * 60))
             .await
         {
-            self.client = Some(client);
+            self.client = Some(Arc::new(client));
             return Err(self.cc_failed("refreshing the access token", e).await);
         }
-        self.client = Some(client);
+        self.client = Some(Arc::new(client));
         Ok(())
     }
 
@@ -1032,8 +1050,7 @@ impl Job<'_> {
         let mut last_key = checkpoint.clone();
         let mut since_checkpoint = 0u64;
         while let Some((key, attrs_json)) = members.next().await? {
-            let attrs: HashMap<String, String> =
-                serde_json::from_str(&attrs_json).unwrap_or_default();
+            let attrs = Attrs::parse(&attrs_json);
             let raw_email = attrs.get(&source).map(|s| s.trim()).unwrap_or("");
             let normalized = normalize_email(raw_email);
             let settled = key <= checkpoint;
@@ -1050,7 +1067,7 @@ impl Job<'_> {
                 }
             }
             self.counts.read += 1;
-            let mut classify = || -> Option<ImportContact> {
+            let mut classify = || -> Option<()> {
                 if raw_email.is_empty() {
                     self.counts.skipped_no_email += 1;
                     self.skip(&key, "", "no_email", &source, format!("{source} is empty"));
@@ -1091,32 +1108,27 @@ impl Job<'_> {
                     );
                     return None;
                 }
-                let mut contact = ImportContact::new(raw_email);
-                for m in &mapping {
-                    if m.target == "email" {
-                        continue;
-                    }
-                    if let Some(v) = attrs
-                        .get(&m.source)
-                        .map(|v| v.trim())
-                        .filter(|v| !v.is_empty())
-                    {
-                        contact = contact.set(m.target.clone(), v.to_owned());
-                    }
-                }
-                if let Err(r) = BatchBuilder::validate(&key, &contact) {
-                    self.counts.skipped_invalid_value += 1;
-                    self.skip(&key, raw_email, "invalid_value", &r.field, r.reason);
-                    return None;
-                }
-                Some(contact)
+                Some(())
             };
-            let Some(contact) = classify() else {
+            if classify().is_none() {
                 last_key = key;
                 since_checkpoint += 1;
                 continue;
-            };
-            let hash = contact_hash(&contact_fields(&contact, &mapping));
+            }
+            // The values this export sends, in mapping order (empty when
+            // missing): what the ledger compares.
+            let values: Vec<(&str, &str)> = mapping
+                .iter()
+                .map(|m| {
+                    let v = if m.target == "email" {
+                        raw_email
+                    } else {
+                        attrs.get(&m.source).map(str::trim).unwrap_or("")
+                    };
+                    (m.target.as_str(), v)
+                })
+                .collect();
+            let hash = contact_hash(&values);
             let before = ledger.lookup(&key).await?;
             let is_update = before.is_some();
             if !full
@@ -1136,6 +1148,19 @@ impl Job<'_> {
                     since_checkpoint = 0;
                     self.save("sending", None, Some(&last_key)).await?;
                 }
+                continue;
+            }
+            let mut contact = ImportContact::new(raw_email);
+            for (target, v) in &values {
+                if *target != "email" && !v.is_empty() {
+                    contact = contact.set(*target, *v);
+                }
+            }
+            if let Err(r) = BatchBuilder::validate(&key, &contact) {
+                self.counts.skipped_invalid_value += 1;
+                self.skip(&key, raw_email, "invalid_value", &r.field, r.reason);
+                last_key = key;
+                since_checkpoint += 1;
                 continue;
             }
             let sent = Sent {
@@ -1183,7 +1208,18 @@ impl Job<'_> {
         if !last_key.is_empty() {
             self.save("sending", None, Some(&last_key)).await?;
         }
-        self.close_writer().await
+        let closing = Instant::now();
+        self.close_writer().await?;
+        tracing::info!(
+            run_id = self.run.id,
+            total_ms = self.started.elapsed().as_millis() as u64,
+            sending_ms = self.time_sending.as_millis() as u64,
+            waiting_ms = self.time_waiting.as_millis() as u64,
+            writer_tail_ms = closing.elapsed().as_millis() as u64,
+            batches = self.counts.batches,
+            "run timings"
+        );
+        Ok(())
     }
 
     /// The batches an earlier attempt sent (their activity ids are known)
@@ -1205,9 +1241,11 @@ impl Job<'_> {
         let mut out = VecDeque::new();
         for r in &rows {
             out.push_back(InFlight {
+                posting: None,
                 seq: col(r, "seq")?,
                 activity_id: col::<Option<String>>(r, "activity_id")?.unwrap_or_default(),
                 last_key: col(r, "last_key")?,
+                sent_at: None,
                 contacts: Vec::new(),
                 upto: String::new(),
                 counts: Counts::default(),
@@ -1219,15 +1257,31 @@ impl Job<'_> {
 
     /// Polls an import until it finishes. A cancel takes effect at once:
     /// the run says that this batch is in Constant Contact's hands.
-    async fn wait_import(&self, activity_id: &str, size: usize) -> Step<Activity> {
+    async fn wait_import(
+        &self,
+        activity_id: &str,
+        size: usize,
+        not_before: Option<Instant>,
+    ) -> Step<(Activity, u32)> {
         let deadline = Instant::now() + self.ex.settings.activity_timeout;
+        // Not polled before it can be done; the lease and a cancel are
+        // still looked at every second.
+        if let Some(at) = not_before {
+            while Instant::now() < at {
+                let nap = (at - Instant::now()).min(Duration::from_secs(1));
+                tokio::time::sleep(nap).await;
+                self.beat().await?;
+            }
+        }
+        let mut polls = 0;
         loop {
+            polls += 1;
             let activity = match self.client().activity(activity_id).await {
                 Ok(a) => a,
                 Err(e) => return Err(self.cc_failed("waiting for an import", e).await),
             };
             if activity.is_finished() {
-                return Ok(activity);
+                return Ok((activity, polls));
             }
             if let Err(stop) = self.beat().await {
                 return Err(match stop {
@@ -1271,13 +1325,41 @@ impl Job<'_> {
 
     /// Waits for a batch's import and hands its outcome to the writer.
     async fn settle(&mut self, mut f: InFlight) -> Step<()> {
+        if let Some(posting) = f.posting.take() {
+            let at = Instant::now();
+            let posted = posting.await;
+            self.time_sending += at.elapsed();
+            match posted {
+                Ok(Ok(Ok(activity))) => f.activity_id = activity.activity_id,
+                Ok(Ok(Err(e))) => return Err(self.cc_failed("sending an import batch", e).await),
+                Ok(Err(e)) => return Err(Stop::Db(e)),
+                Err(e) => return Err(Stop::Db(Error::Internal(format!("sending a batch: {e}")))),
+            }
+        }
         let waiting = f.contacts.len()
             + self
                 .inflight
                 .iter()
                 .map(|x| x.contacts.len())
                 .sum::<usize>();
-        let activity = self.wait_import(&f.activity_id, waiting).await?;
+        let expected = match (f.sent_at, self.secs_per_contact) {
+            (Some(at), Some(rate)) => {
+                Some(at + Duration::from_secs_f64(rate * f.contacts.len() as f64))
+            }
+            _ => None,
+        };
+        let waited = Instant::now();
+        let (activity, polls) = self.wait_import(&f.activity_id, waiting, expected).await?;
+        self.time_waiting += waited.elapsed();
+        if let Some(at) = f.sent_at {
+            // Seen finishing (after an unfinished poll), the time is known to
+            // a poll; finished at the first look, it took at most this long.
+            let rate = at.elapsed().as_secs_f64() * 0.9 / f.contacts.len().max(1) as f64;
+            self.secs_per_contact = match self.secs_per_contact {
+                Some(old) if polls <= 1 => Some(old.min(rate)),
+                _ => Some(rate),
+            };
+        }
         let s = &activity.status;
         self.counts.sent += f.contacts.len() as u64;
         self.counts.accepted += s.person_count;
@@ -1399,27 +1481,36 @@ impl Job<'_> {
         .bind(now_ms())
         .execute(self.ex.db.pool())
         .await?;
-        let activity = match self.client().import(&batch).await {
-            Ok(a) => a,
-            Err(e) => {
-                sqlx::query("UPDATE run_batches SET state = 'failed', outcome = $1 WHERE run_id = $2 AND seq = $3")
-                    .bind(e.to_string())
-                    .bind(self.run.id)
+        // Sent beside the stream: the next batch is read meanwhile. The
+        // answer (the activity id) is recorded as soon as it comes.
+        let posting = {
+            let client = self.client.clone();
+            let (db, run_id) = (self.ex.db.clone(), self.run.id);
+            tokio::spawn(async move {
+                let Some(client) = client else {
+                    return Err(Error::Internal(String::from("no client")));
+                };
+                let imported = client.import(&batch).await;
+                let (state, activity_id, outcome) = match &imported {
+                    Ok(a) => ("sent", Some(a.activity_id.clone()), None),
+                    Err(e) => ("failed", None, Some(e.to_string())),
+                };
+                sqlx::query("UPDATE run_batches SET state = $1, activity_id = $2, outcome = $3 WHERE run_id = $4 AND seq = $5")
+                    .bind(state)
+                    .bind(activity_id)
+                    .bind(outcome)
+                    .bind(run_id)
                     .bind(seq)
-                    .execute(self.ex.db.pool())
+                    .execute(db.pool())
                     .await?;
-                return Err(self.cc_failed("sending an import batch", e).await);
-            }
+                Ok(imported)
+            })
         };
-        sqlx::query("UPDATE run_batches SET state = 'sent', activity_id = $1 WHERE run_id = $2 AND seq = $3")
-            .bind(&activity.activity_id)
-            .bind(self.run.id)
-            .bind(seq)
-            .execute(self.ex.db.pool())
-            .await?;
         self.inflight.push_back(InFlight {
             seq,
-            activity_id: activity.activity_id,
+            posting: Some(posting),
+            activity_id: String::new(),
+            sent_at: Some(Instant::now()),
             last_key: last,
             contacts,
             upto: upto.to_owned(),
@@ -1593,17 +1684,27 @@ fn email_of(attrs: &str, source: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The fields of a contact in mapping order (what the ledger hashes).
-fn contact_fields(contact: &ImportContact, mapping: &[exports::Mapping]) -> Vec<(String, String)> {
-    mapping
-        .iter()
-        .map(|m| {
-            (
-                m.target.clone(),
-                contact.get(&m.target).unwrap_or("").to_owned(),
-            )
-        })
-        .collect()
+/// A profile's attributes, borrowed from the stored JSON when it has no
+/// escapes (the common case: no allocation per field), else owned.
+enum Attrs<'a> {
+    Borrowed(HashMap<&'a str, &'a str>),
+    Owned(HashMap<String, String>),
+}
+
+impl<'a> Attrs<'a> {
+    fn parse(json: &'a str) -> Self {
+        match serde_json::from_str(json) {
+            Ok(m) => Attrs::Borrowed(m),
+            Err(_) => Attrs::Owned(serde_json::from_str(json).unwrap_or_default()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        match self {
+            Attrs::Borrowed(m) => m.get(key).copied(),
+            Attrs::Owned(m) => m.get(key).map(String::as_str),
+        }
+    }
 }
 
 /// 1234567 → "1,234,567".
@@ -1648,6 +1749,17 @@ mod tests {
         ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn attributes_are_borrowed_unless_escaped() {
+        let plain = Attrs::parse(r#"{"email":"a@example.com","name":"Zoë"}"#);
+        assert!(matches!(plain, Attrs::Borrowed(_)));
+        assert_eq!(plain.get("name"), Some("Zoë"));
+        let escaped = Attrs::parse(r#"{"name":"Say \"hi\""}"#);
+        assert!(matches!(escaped, Attrs::Owned(_)));
+        assert_eq!(escaped.get("name"), Some("Say \"hi\""));
+        assert_eq!(Attrs::parse("not json").get("name"), None);
     }
 
     #[test]

@@ -376,3 +376,61 @@ async fn every_exports_function_checks_the_callers_role() {
     let page = call_json(&app, &viewer, "list_exports", &[]).await;
     assert!(page["exports"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn only_admins_see_and_set_the_schedule_and_mistakes_are_named() {
+    let app = TestApp::spawn().await;
+    let admin = app.setup_admin().await;
+    let carol = app.user(&admin, "carol@example.com", "contributor").await;
+    let schedule = |zone: &str| {
+        json!({ "mode": "weekly", "times": ["06:30", "18:00"], "weekdays": [1, 4], "cron": "", "time_zone": zone })
+            .to_string()
+    };
+    for (f, form) in [
+        ("get_system", vec![]),
+        ("save_schedule", vec![("schedule", schedule("UTC"))]),
+        ("refresh_now", vec![]),
+    ] {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body) = app.call(&carol, f, &form).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{f}: {body}");
+        let (status, body) = app.call(&app.client(), f, &form).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{f}: {body}");
+    }
+    let default = call_json(&app, &admin, "get_system", &[]).await;
+    assert_eq!(default["schedule"]["mode"], "daily");
+    assert_eq!(default["next_runs"].as_array().unwrap().len(), 5);
+
+    let (status, body) = app
+        .call(
+            &admin,
+            "save_schedule",
+            &[("schedule", &schedule("Mars/Olympus"))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("time_zone"), "{body}");
+    let saved = call_json(
+        &app,
+        &admin,
+        "save_schedule",
+        &[("schedule", &schedule("Europe/Budapest"))],
+    )
+    .await;
+    assert_eq!(saved["schedule"]["weekdays"], json!([1, 4]));
+    let next: Vec<String> = serde_json::from_value(saved["next_runs"].clone()).unwrap();
+    assert!(
+        next.iter()
+            .all(|t| t.ends_with("CET") || t.ends_with("CEST")),
+        "{next:?}"
+    );
+    assert!(
+        next.iter()
+            .all(|t| t.contains("06:30") || t.contains("18:00")),
+        "{next:?}"
+    );
+    let queued = call_json(&app, &admin, "refresh_now", &[]).await;
+    assert_eq!(queued, json!(0));
+    let log = engine::audit::recent(&app.db.db, 5).await.unwrap();
+    assert!(log.iter().any(|e| e.action == "schedule.update"));
+}

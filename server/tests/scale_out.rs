@@ -180,7 +180,10 @@ async fn two_processes_share_the_runs_and_a_killed_ones_runs_finish_exactly_once
             .bind(state)
             .fetch_one(t.db.pool())
         };
-        let (sent, sending) = (count("sent").await.unwrap(), count("sending").await.unwrap());
+        let (sent, sending) = (
+            count("sent").await.unwrap(),
+            count("sending").await.unwrap(),
+        );
         if sent > 0 && sending == 0 {
             break;
         }
