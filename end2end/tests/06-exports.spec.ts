@@ -136,10 +136,10 @@ test("a slow run shows live progress and can be cancelled; a removed export's qu
       }),
     },
   });
-  expect(second.ok()).toBeTruthy();
+  expect(second.ok(), await second.text()).toBeTruthy();
   const secondId = await second.json();
   const queued = await page.request.post("/api/run_export", { form: { id: String(secondId), mode: "incremental" } });
-  expect(queued.ok()).toBeTruthy();
+  expect(queued.ok(), await queued.text()).toBeTruthy();
   const runId = await queued.json();
   await open(page, "/data/exports");
   const secondRow = page.getByTestId("export-row").filter({ hasText: "Second" });

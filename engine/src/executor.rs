@@ -61,7 +61,10 @@ impl Default for Settings {
             max_profiles: 1_000_000,
             page_size: 5_000,
             batch_contacts: crate::constant_contact::batch::MAX_CONTACTS,
-            poll_every: Duration::from_millis(250),
+            // Constant Contact allows 4 requests a second per application,
+            // for all its runs and pages together: poll gently (the first
+            // poll waits until an import should be done anyway).
+            poll_every: Duration::from_secs(1),
             activity_timeout: Duration::from_secs(30 * 60),
             lease_ms: 30_000,
             checkpoint_every: 20_000,

@@ -355,6 +355,23 @@ fn name_taken(e: sqlx::Error) -> Error {
     }
 }
 
+async fn write_segments(
+    conn: &mut sqlx::AnyConnection,
+    id: i64,
+    segment_ids: &[i64],
+) -> Result<()> {
+    for s in segment_ids {
+        sqlx::query(
+            "INSERT INTO export_segments (export_id, segment_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(s)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 fn may_change(actor: &User, export: &Export) -> Result<()> {
     if actor.role < Role::Contributor {
         return Err(Error::Conflict(String::from(
@@ -395,15 +412,7 @@ pub async fn create(db: &Db, actor: &User, input: &ExportInput) -> Result<Export
     .fetch_one(&mut *tx)
     .await
     .map_err(name_taken)?;
-    for s in &input.segment_ids {
-        sqlx::query(
-            "INSERT INTO export_segments (export_id, segment_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(s)
-        .execute(&mut *tx)
-        .await?;
-    }
+    write_segments(&mut tx, id, &input.segment_ids).await?;
     audit::record(
         &mut tx,
         Some(actor),
@@ -450,15 +459,7 @@ pub async fn update(db: &Db, actor: &User, id: i64, input: &ExportInput) -> Resu
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    for s in &input.segment_ids {
-        sqlx::query(
-            "INSERT INTO export_segments (export_id, segment_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(s)
-        .execute(&mut *tx)
-        .await?;
-    }
+    write_segments(&mut tx, id, &input.segment_ids).await?;
     audit::record(
         &mut tx,
         Some(actor),

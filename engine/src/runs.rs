@@ -372,6 +372,17 @@ pub async fn claim(db: &Db, worker: &str, lease_ms: i64) -> Result<Option<i64>> 
                      ORDER BY id LIMIT 1{lock}) \
          RETURNING id"
     );
+    // An idle worker only reads: no write lock is taken every poll (on
+    // SQLite a write, even one that changes nothing, holds the one lock).
+    let claimable: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE status = 'queued' OR (status = 'running' AND lease_until < $1) LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(db.pool())
+    .await?;
+    if claimable.is_none() {
+        return Ok(None);
+    }
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
     let id: Option<i64> = sqlx::query_scalar(&sql)

@@ -428,30 +428,17 @@ async fn every_connections_function_checks_the_callers_role() {
         ("reauthenticate_connection", vec![("id", &id)], 3),
         ("test_connection", vec![("id", &id)], 3),
     ];
-    for (function, form, needed) in &functions {
-        for (client, level, who) in [
-            (&anonymous, 0u8, "anonymous"),
-            (&viewer, 1, "viewer"),
-            (&contributor, 2, "contributor"),
-            (&admin, 3, "admin"),
-        ] {
-            let (status, body) = app.call(client, function, form).await;
-            if level >= *needed {
-                assert!(
-                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
-                    "{function} as {who}: {status} {body}"
-                );
-            } else if level == 0 {
-                assert_eq!(
-                    status,
-                    StatusCode::UNAUTHORIZED,
-                    "{function} as {who}: {body}"
-                );
-            } else {
-                assert_eq!(status, StatusCode::FORBIDDEN, "{function} as {who}: {body}");
-            }
-        }
-    }
+    common::assert_role_matrix(
+        &app,
+        &common::Callers {
+            anonymous: &anonymous,
+            viewer: &viewer,
+            contributor: &contributor,
+            admin: &admin,
+        },
+        &functions,
+    )
+    .await;
     // Contributors see the shared connection by name and type only.
     let (_, body) = app.call(&contributor, "usable_connections", &[]).await;
     let list: Value = serde_json::from_str(&body).unwrap();

@@ -305,30 +305,17 @@ async fn every_exports_function_checks_the_callers_role() {
         ("cancel_run", vec![("id", "999999")], 2),
         ("remove_export", vec![("id", "999999")], 2),
     ];
-    for (function, form, needed) in &functions {
-        for (client, level, who) in [
-            (&anonymous, 0u8, "anonymous"),
-            (&viewer, 1, "viewer"),
-            (&carol, 2, "contributor"),
-            (&admin, 3, "admin"),
-        ] {
-            let (status, body) = app.call(client, function, form).await;
-            if level >= *needed {
-                assert!(
-                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
-                    "{function} as {who}: {status} {body}"
-                );
-            } else if level == 0 {
-                assert_eq!(
-                    status,
-                    StatusCode::UNAUTHORIZED,
-                    "{function} as {who}: {body}"
-                );
-            } else {
-                assert_eq!(status, StatusCode::FORBIDDEN, "{function} as {who}: {body}");
-            }
-        }
-    }
+    common::assert_role_matrix(
+        &app,
+        &common::Callers {
+            anonymous: &anonymous,
+            viewer: &viewer,
+            contributor: &carol,
+            admin: &admin,
+        },
+        &functions,
+    )
+    .await;
 
     // Another contributor may not run, change or remove Carol's export;
     // an admin may.

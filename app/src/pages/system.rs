@@ -41,10 +41,16 @@ const ZONES: [&str; 12] = [
 fn SystemPage() -> impl IntoView {
     let save = ServerAction::<SaveSchedule>::new();
     let refresh = ServerAction::<RefreshNow>::new();
-    let system = Resource::new(
-        move || (save.version().get(), refresh.version().get()),
-        |_| get_system(),
-    );
+    // Read again after a successful save or refresh only: a refused save
+    // keeps what the admin typed.
+    let saved = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        if matches!(save.value().get(), Some(Ok(_))) || matches!(refresh.value().get(), Some(Ok(_)))
+        {
+            saved.update(|n| *n += 1);
+        }
+    });
+    let system = Resource::new(move || saved.get(), |_| get_system());
     view! {
         <Title text="System · Segment Export"/>
         <h1 class="text-2xl font-semibold">"System"</h1>

@@ -267,3 +267,45 @@ pub async fn add_connection(app: &TestApp, admin: &Client, name: &str) -> Value 
     assert_eq!(status, StatusCode::OK, "{body}");
     serde_json::from_str(&body).unwrap()
 }
+
+/// A server function, its form, and the lowest role level it serves.
+pub type Gated<'a> = (&'a str, Vec<(&'a str, &'a str)>, u8);
+
+/// The signed-in clients of a role matrix: anonymous, viewer, contributor
+/// and admin, in that order (levels 0 to 3).
+pub struct Callers<'a> {
+    pub anonymous: &'a Client,
+    pub viewer: &'a Client,
+    pub contributor: &'a Client,
+    pub admin: &'a Client,
+}
+
+/// Calls every function as each caller: callers at or above the function's
+/// level (1 viewer, 2 contributor, 3 admin) are let through, lower ones get
+/// 403, and anonymous callers get 401.
+pub async fn assert_role_matrix(app: &TestApp, callers: &Callers<'_>, functions: &[Gated<'_>]) {
+    for (function, form, needed) in functions {
+        for (client, level, who) in [
+            (callers.anonymous, 0u8, "anonymous"),
+            (callers.viewer, 1, "viewer"),
+            (callers.contributor, 2, "contributor"),
+            (callers.admin, 3, "admin"),
+        ] {
+            let (status, body) = app.call(client, function, form).await;
+            if level >= *needed {
+                assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{function} as {who}: {status} {body}"
+                );
+            } else if level == 0 {
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{function} as {who}: {body}"
+                );
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{function} as {who}: {body}");
+            }
+        }
+    }
+}
