@@ -92,7 +92,7 @@ async fn client(sb: &Running) -> ApiClient {
         .unwrap()
         .with_interval(Duration::ZERO)
         .with_retry(RetryPolicy {
-            max_attempts: 8,
+            max_attempts: 20,
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(40),
         })

@@ -81,7 +81,7 @@ fn settings() -> Settings {
         checkpoint_every: 5,
         api_interval: Some(Duration::ZERO),
         retry: Some(RetryPolicy {
-            max_attempts: 10,
+            max_attempts: 20,
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(40),
         }),
