@@ -942,9 +942,12 @@ impl Job<'_> {
         let mut members = Members::new(self.ex.db.clone(), ids, self.ex.settings.page_size);
         let mut seen = HashSet::new();
         while let Some((_, attrs)) = members.next().await? {
-            let email = email_of(&attrs, &source);
+            let email = Attrs::parse(&attrs)
+                .get(&source)
+                .map(normalize_email)
+                .unwrap_or_default();
             if !email.is_empty() {
-                seen.insert(email_key(&normalize_email(&email)));
+                seen.insert(email_key(&email));
             }
         }
         let n = seen.len() as u64;
@@ -1057,9 +1060,8 @@ impl Job<'_> {
             let raw_email = attrs.get(&source).map(|s| s.trim()).unwrap_or("");
             let normalized = normalize_email(raw_email);
             let settled = key <= checkpoint;
-            let duplicate = !normalized.is_empty()
-                && is_valid_email(raw_email)
-                && !seen.insert(email_key(&normalized));
+            let valid = is_valid_email(raw_email);
+            let duplicate = !normalized.is_empty() && valid && !seen.insert(email_key(&normalized));
             if settled {
                 continue;
             }
@@ -1076,7 +1078,7 @@ impl Job<'_> {
                     self.skip(&key, "", "no_email", &source, format!("{source} is empty"));
                     return None;
                 }
-                if !is_valid_email(raw_email) {
+                if !valid {
                     self.counts.skipped_invalid_email += 1;
                     self.skip(
                         &key,
@@ -1677,14 +1679,6 @@ impl Job<'_> {
         c.eta_seconds =
             read_seconds + c.batches * 2 + (self.planned_calls as f64 * 0.26).ceil() as u64;
     }
-}
-
-/// The value of the email field, trimmed.
-fn email_of(attrs: &str, source: &str) -> String {
-    serde_json::from_str::<HashMap<String, String>>(attrs)
-        .ok()
-        .and_then(|m| m.get(source).map(|s| s.trim().to_owned()))
-        .unwrap_or_default()
 }
 
 /// A profile's attributes, borrowed from the stored JSON when it has no
