@@ -135,7 +135,7 @@ pub async fn preview_rule(rule: String) -> Result<i64, AppError> {
         call.require(Role::Contributor).await?;
         let rule = convert::parse_rule(&rule)?;
         rule.validate()?;
-        Ok(engine::segments::evaluate(call.db(), &rule).await?.len() as i64)
+        Ok(engine::segments::count_matching(call.db(), &rule).await?)
     })
     .await
 }

@@ -48,3 +48,27 @@ test("a contributor creates a rule segment, sees the live count, then its member
   await expect(page.getByRole("heading", { name: /^First \d+ members$/ })).toBeVisible();
   await shot(page, "05-segment-detail");
 });
+
+test("a contributor imports a static segment from a list of ids", async ({ page }) => {
+  await signIn(page, contributor);
+  await open(page, "/data/segments");
+  await page.getByLabel("Segment name").fill("Trade show leads");
+  await page.getByLabel("Ids file").setInputFiles({
+    name: "leads.csv",
+    mimeType: "text/csv",
+    buffer: Buffer.from("profile_id\nP0000001\nP0000002\n\"P0000003\"\nnot-a-profile\n"),
+  });
+  await page.getByRole("button", { name: "Import segment" }).click();
+  const report = page.getByRole("status").filter({ hasText: "now has" });
+  await expect(report).toContainText("Trade show leads now has 3 members (4 ids read).");
+  await expect(report).toContainText("1 ids are not profiles and were skipped: not-a-profile");
+  await shot(page, "05-static-segment-import");
+  // The list shows it at once; its page lists the members.
+  const row = page.getByRole("row").filter({ hasText: "Trade show leads" });
+  await expect(row).toContainText("Static list");
+  await expect(row.getByRole("cell").nth(2)).toHaveText("3");
+  await report.getByRole("link", { name: "Trade show leads" }).click();
+  await expect(page.getByRole("heading", { name: "Trade show leads" })).toBeVisible();
+  await expect(page.getByTestId("member-count")).toHaveText("3");
+  await expect(page.getByRole("cell", { name: "P0000003" })).toBeVisible();
+});

@@ -32,6 +32,12 @@ pub struct CcApp {
 }
 
 impl CcApp {
+    /// Names the application for pacing: Constant Contact's limits are
+    /// per API key.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.endpoints.api_base, self.client_id)
+    }
+
     pub fn oauth(&self) -> Result<OAuthClient> {
         OAuthClient::new(
             &self.endpoints,
@@ -394,7 +400,11 @@ pub async fn save(
 /// An API client for a stored connection; refreshed tokens are stored.
 pub async fn api_client(db: &Db, cipher: &Cipher, app: &CcApp, id: i64) -> Result<ApiClient> {
     let tokens = connections::tokens(db, cipher, id).await?;
-    ApiClient::new(app.endpoints.clone(), tokens, Some(app.oauth()?)).map_err(cc_error)
+    Ok(
+        ApiClient::new(app.endpoints.clone(), tokens, Some(app.oauth()?))
+            .map_err(cc_error)?
+            .for_application(&app.key()),
+    )
 }
 
 /// Persists tokens a client refreshed, and records `NeedsReauthentication`.

@@ -53,7 +53,7 @@ impl ImportReport {
 }
 
 /// Skips a UTF-8 byte order mark, if the input starts with one.
-fn skip_bom<R: Read>(reader: R) -> Result<BufReader<R>> {
+pub(crate) fn skip_bom<R: Read>(reader: R) -> Result<BufReader<R>> {
     let mut buffered = BufReader::with_capacity(256 * 1024, reader);
     let start = buffered.fill_buf()?;
     if start.starts_with(&[0xEF, 0xBB, 0xBF]) {
@@ -202,43 +202,75 @@ pub async fn upsert(db: &Db, batch: Vec<(String, BTreeMap<String, String>)>) -> 
             }
         }
     }
+    let now = now_ms();
+    let attributes = |fields: &BTreeMap<String, String>| {
+        serde_json::to_string(fields).map_err(|e| Error::Internal(e.to_string()))
+    };
+    let values = |n: usize| {
+        (0..n)
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
-    let placeholders: Vec<String> = (1..=order.len()).map(|i| format!("${i}")).collect();
-    let select_sql = format!(
-        "SELECT id, attributes FROM profiles WHERE id IN ({})",
-        placeholders.join(",")
-    );
-    let mut select = sqlx::query(&select_sql);
-    for id in &order {
-        select = select.bind(id);
-    }
-    for row in select.fetch_all(&mut *tx).await? {
-        let id: String = col(&row, "id")?;
-        let stored: String = col(&row, "attributes")?;
-        let stored: BTreeMap<String, String> = serde_json::from_str(&stored).unwrap_or_default();
-        if let Some(new) = merged.get_mut(&id) {
-            let mut all = stored;
-            all.extend(std::mem::take(new));
-            *new = all;
-        }
-    }
-    let now = now_ms();
-    let values: Vec<String> = (0..order.len())
-        .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-        .collect();
+    // New profiles first, as they are. Writing before reading matters on
+    // SQLite: a transaction that reads first and then writes fails at once
+    // ("database is locked") if another writer committed in between, while
+    // one that writes first waits for the lock.
     let insert_sql = format!(
         "INSERT INTO profiles (id, attributes, updated_at) VALUES {} \
-         ON CONFLICT (id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at",
-        values.join(",")
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+        values(order.len())
     );
-    let mut insert = sqlx::query(&insert_sql);
+    let mut insert = sqlx::query_scalar::<_, String>(&insert_sql);
     for id in &order {
-        let attributes =
-            serde_json::to_string(&merged[id]).map_err(|e| Error::Internal(e.to_string()))?;
-        insert = insert.bind(id.clone()).bind(attributes).bind(now);
+        insert = insert
+            .bind(id.clone())
+            .bind(attributes(&merged[id])?)
+            .bind(now);
     }
-    insert.execute(&mut *tx).await?;
+    let inserted: std::collections::HashSet<String> =
+        insert.fetch_all(&mut *tx).await?.into_iter().collect();
+    // Existing ones: the file's fields over the stored ones.
+    let existing: Vec<&String> = order.iter().filter(|id| !inserted.contains(*id)).collect();
+    if !existing.is_empty() {
+        let select_sql = format!(
+            "SELECT id, attributes FROM profiles WHERE id IN ({})",
+            (1..=existing.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut select = sqlx::query(&select_sql);
+        for id in &existing {
+            select = select.bind(*id);
+        }
+        for row in select.fetch_all(&mut *tx).await? {
+            let id: String = col(&row, "id")?;
+            let stored: String = col(&row, "attributes")?;
+            let stored: BTreeMap<String, String> =
+                serde_json::from_str(&stored).unwrap_or_default();
+            if let Some(new) = merged.get_mut(&id) {
+                let mut all = stored;
+                all.extend(std::mem::take(new));
+                *new = all;
+            }
+        }
+        let update_sql = format!(
+            "INSERT INTO profiles (id, attributes, updated_at) VALUES {} \
+             ON CONFLICT (id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at",
+            values(existing.len())
+        );
+        let mut update = sqlx::query(&update_sql);
+        for id in &existing {
+            update = update
+                .bind((*id).clone())
+                .bind(attributes(&merged[*id])?)
+                .bind(now);
+        }
+        update.execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     Ok(rows)
 }
@@ -309,9 +341,9 @@ pub async fn refresh_catalogue(db: &Db) -> Result<()> {
     }
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
-    sqlx::query("DELETE FROM profile_fields")
-        .execute(&mut *tx)
-        .await?;
+    // Upserts, then the fields no profile has any more: concurrent
+    // imports each write a whole catalogue without colliding on a name.
+    let names: Vec<String> = stats.keys().cloned().collect();
     for (name, s) in stats {
         let kind = if s.filled == 0 {
             "text"
@@ -326,10 +358,25 @@ pub async fn refresh_catalogue(db: &Db) -> Result<()> {
         } else {
             "text"
         };
-        sqlx::query("INSERT INTO profile_fields (name, kind, filled) VALUES ($1, $2, $3)")
+        sqlx::query(
+            "INSERT INTO profile_fields (name, kind, filled) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, filled = excluded.filled",
+        )
+        .bind(name)
+        .bind(kind)
+        .bind(s.filled)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let stale: Vec<String> = sqlx::query_scalar("SELECT name FROM profile_fields")
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .filter(|n: &String| names.binary_search(n).is_err())
+        .collect();
+    for name in stale {
+        sqlx::query("DELETE FROM profile_fields WHERE name = $1")
             .bind(name)
-            .bind(kind)
-            .bind(s.filled)
             .execute(&mut *tx)
             .await?;
     }

@@ -233,6 +233,47 @@ pub async fn create_rule(db: &Db, name: &str, description: &str, rule: &Rule) ->
     get(db, id).await?.ok_or(Error::NotFound("The segment"))
 }
 
+/// Reads a static segment's profile ids from CSV: the first column of each
+/// row (quoted or not; UTF-8, with or without a byte order mark). A first
+/// row that names the column `id` or `profile_id` is a header and skipped;
+/// blank rows are skipped.
+pub fn read_ids<R: std::io::Read>(input: R) -> Result<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(crate::profiles::skip_bom(input)?);
+    let mut record = csv::ByteRecord::new();
+    let mut ids = Vec::new();
+    let mut first = true;
+    loop {
+        let line = reader.position().line();
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                return Err(Error::invalid(
+                    "file",
+                    format!("Line {line} could not be read: {e}"),
+                ))
+            }
+        }
+        let raw = record.get(0).unwrap_or_default();
+        let Ok(id) = std::str::from_utf8(raw) else {
+            return Err(Error::invalid(
+                "file",
+                format!("Line {line} is not valid UTF-8."),
+            ));
+        };
+        let id = id.trim();
+        let header = first && ["id", "profile_id"].contains(&id.to_lowercase().as_str());
+        first = false;
+        if !header && !id.is_empty() {
+            ids.push(id.to_owned());
+        }
+    }
+    Ok(ids)
+}
+
 /// Creates (or, for an existing static segment, replaces) a static segment
 /// from profile ids. Returns the segment and the ids that are no profile.
 pub async fn import_static(
@@ -282,25 +323,112 @@ pub async fn import_static(
             }
         }
     }
-    store_members(db, id, known).await?;
+    store_members(db, id, NewMembers::List(Some(known))).await?;
     Ok((
         get(db, id).await?.ok_or(Error::NotFound("The segment"))?,
         unknown,
     ))
 }
 
-/// The profile ids a rule selects now, in key order (nothing stored).
-pub async fn evaluate(db: &Db, rule: &Rule) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut rows = sqlx::query("SELECT id, attributes FROM profiles ORDER BY id").fetch(db.pool());
-    while let Some(row) = rows.try_next().await? {
-        let text: String = col(&row, "attributes")?;
-        let attrs: BTreeMap<String, String> = serde_json::from_str(&text).unwrap_or_default();
-        if rule.matches(&attrs) {
-            out.push(col(&row, "id")?);
+/// Profiles read per query when evaluating a rule, and members read per
+/// query when comparing with the stored ones.
+const READ_PAGE: i64 = 5_000;
+
+/// The members a refresh stores, produced page by page in key order.
+enum NewMembers<'a> {
+    /// The profiles a rule selects, read in pages after `after`.
+    Rule {
+        rule: &'a Rule,
+        after: String,
+        done: bool,
+    },
+    /// An imported list (sorted, unique), given whole.
+    List(Option<Vec<String>>),
+}
+
+impl NewMembers<'_> {
+    /// The next non-empty page, or `None` at the end.
+    async fn next_page(&mut self, db: &Db) -> Result<Option<Vec<String>>> {
+        match self {
+            NewMembers::List(list) => Ok(list.take().filter(|l| !l.is_empty())),
+            NewMembers::Rule { rule, after, done } => {
+                while !*done {
+                    let rows = sqlx::query(
+                        "SELECT id, attributes FROM profiles WHERE id > $1 ORDER BY id LIMIT $2",
+                    )
+                    .bind(after.as_str())
+                    .bind(READ_PAGE)
+                    .fetch_all(db.pool())
+                    .await?;
+                    *done = (rows.len() as i64) < READ_PAGE;
+                    let mut page = Vec::new();
+                    for row in &rows {
+                        let id: String = col(row, "id")?;
+                        let text: String = col(row, "attributes")?;
+                        let attrs: BTreeMap<String, String> =
+                            serde_json::from_str(&text).unwrap_or_default();
+                        if rule.matches(&attrs) {
+                            page.push(id.clone());
+                        }
+                        *after = id;
+                    }
+                    if !page.is_empty() {
+                        return Ok(Some(page));
+                    }
+                }
+                Ok(None)
+            }
         }
     }
+}
+
+/// One side of the comparison: a page and a position in it.
+#[derive(Default)]
+struct Cursor {
+    page: std::collections::VecDeque<String>,
+    done: bool,
+}
+
+impl Cursor {
+    fn fill(&mut self, page: Option<Vec<String>>) {
+        match page {
+            Some(p) if !p.is_empty() => self.page.extend(p),
+            _ => self.done = true,
+        }
+    }
+
+    fn wants_page(&self) -> bool {
+        self.page.is_empty() && !self.done
+    }
+}
+
+/// The profile ids a rule selects now, in key order (nothing stored).
+/// It holds them all: for tests and small sets; [`count_matching`] counts.
+pub async fn evaluate(db: &Db, rule: &Rule) -> Result<Vec<String>> {
+    let mut members = NewMembers::Rule {
+        rule,
+        after: String::new(),
+        done: false,
+    };
+    let mut out = Vec::new();
+    while let Some(page) = members.next_page(db).await? {
+        out.extend(page);
+    }
     Ok(out)
+}
+
+/// How many profiles a rule selects now (streamed; nothing stored).
+pub async fn count_matching(db: &Db, rule: &Rule) -> Result<i64> {
+    let mut members = NewMembers::Rule {
+        rule,
+        after: String::new(),
+        done: false,
+    };
+    let mut n = 0;
+    while let Some(page) = members.next_page(db).await? {
+        n += page.len() as i64;
+    }
+    Ok(n)
 }
 
 /// Re-evaluates a rule segment (a static one keeps its list) and records
@@ -308,109 +436,143 @@ pub async fn evaluate(db: &Db, rule: &Rule) -> Result<Vec<String>> {
 pub async fn refresh(db: &Db, id: i64) -> Result<Segment> {
     let segment = get(db, id).await?.ok_or(Error::NotFound("The segment"))?;
     if let (Kind::Rule, Some(rule)) = (segment.kind, &segment.rule) {
-        let members = evaluate(db, rule).await?;
+        let members = NewMembers::Rule {
+            rule,
+            after: String::new(),
+            done: false,
+        };
         store_members(db, id, members).await?;
     }
     get(db, id).await?.ok_or(Error::NotFound("The segment"))
 }
 
-/// Replaces the stored members with `new` (sorted, unique) and writes the
-/// difference as this refresh's changes, in one transaction.
-async fn store_members(db: &Db, id: i64, mut new: Vec<String>) -> Result<()> {
-    new.sort_unstable();
-    new.dedup();
-    let old: Vec<String> = sqlx::query_scalar(
-        "SELECT profile_id FROM segment_members WHERE segment_id = $1 ORDER BY profile_id",
-    )
-    .bind(id)
-    .fetch_all(db.pool())
-    .await?;
-    let (mut entered, mut left) = (Vec::new(), Vec::new());
-    let (mut i, mut j) = (0, 0);
-    while i < new.len() || j < old.len() {
-        match (new.get(i), old.get(j)) {
-            (Some(a), Some(b)) if a == b => {
-                i += 1;
-                j += 1;
-            }
-            (Some(a), Some(b)) if a < b => {
-                entered.push(a.clone());
-                i += 1;
-            }
-            (Some(_), Some(b)) => {
-                left.push(b.clone());
-                j += 1;
-            }
-            (Some(a), None) => {
-                entered.push(a.clone());
-                i += 1;
-            }
-            (None, Some(b)) => {
-                left.push(b.clone());
-                j += 1;
-            }
-            (None, None) => break,
-        }
+/// What a refresh changed, written in batches inside its transaction.
+struct Changes {
+    segment: i64,
+    refresh_no: i64,
+    at: i64,
+    entered: Vec<String>,
+    left: Vec<String>,
+}
+
+impl Changes {
+    fn full(&self) -> bool {
+        self.entered.len() >= WRITE_BATCH || self.left.len() >= WRITE_BATCH
     }
+
+    async fn write(&mut self, tx: &mut sqlx::AnyConnection) -> Result<()> {
+        let (id, refresh_no, now) = (self.segment, self.refresh_no, self.at);
+        for chunk in self.left.chunks(WRITE_BATCH) {
+            let sql = format!(
+                "DELETE FROM segment_members WHERE segment_id = $1 AND profile_id IN ({})",
+                (2..=chunk.len() + 1)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let mut q = sqlx::query(&sql).bind(id);
+            for p in chunk {
+                q = q.bind(p);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in self.entered.chunks(WRITE_BATCH) {
+            let sql = format!(
+                "INSERT INTO segment_members (segment_id, profile_id) VALUES {}",
+                (0..chunk.len())
+                    .map(|i| format!("($1, ${})", i + 2))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let mut q = sqlx::query(&sql).bind(id);
+            for p in chunk {
+                q = q.bind(p);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for (change, ids) in [("entered", &self.entered), ("left", &self.left)] {
+            for chunk in ids.chunks(WRITE_BATCH) {
+                let sql = format!(
+                    "INSERT INTO segment_changes (segment_id, refresh_no, change, profile_id, at) VALUES {}",
+                    (0..chunk.len()).map(|i| format!("($1, $2, $3, ${}, $4)", i + 5)).collect::<Vec<_>>().join(",")
+                );
+                let mut q = sqlx::query(&sql)
+                    .bind(id)
+                    .bind(refresh_no)
+                    .bind(change)
+                    .bind(now);
+                for p in chunk {
+                    q = q.bind(p);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        self.entered.clear();
+        self.left.clear();
+        Ok(())
+    }
+}
+
+/// Replaces the stored members with `new` and writes the difference as
+/// this refresh's changes, in one transaction. Both sides are read page by
+/// page in key order and merged, so memory stays bounded at any size; the
+/// stored members are read outside the transaction, which sees them as
+/// they were until it commits.
+async fn store_members(db: &Db, id: i64, mut new: NewMembers<'_>) -> Result<()> {
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
+    // A write first: SQLite takes its write lock here (waiting for it),
+    // and PostgreSQL locks the segment's row against a concurrent refresh.
     let refresh_no: i64 = sqlx::query_scalar(
         "UPDATE segments SET refresh_no = refresh_no + 1 WHERE id = $1 RETURNING refresh_no",
     )
     .bind(id)
     .fetch_one(&mut *tx)
     .await?;
-    let now = now_ms();
-    for chunk in left.chunks(WRITE_BATCH) {
-        let sql = format!(
-            "DELETE FROM segment_members WHERE segment_id = $1 AND profile_id IN ({})",
-            (2..=chunk.len() + 1)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        let mut q = sqlx::query(&sql).bind(id);
-        for p in chunk {
-            q = q.bind(p);
+    let mut changes = Changes {
+        segment: id,
+        refresh_no,
+        at: now_ms(),
+        entered: Vec::new(),
+        left: Vec::new(),
+    };
+    let (mut fresh, mut old) = (Cursor::default(), Cursor::default());
+    let mut old_after = String::new();
+    let mut count: i64 = 0;
+    loop {
+        if fresh.wants_page() {
+            fresh.fill(new.next_page(db).await?);
         }
-        q.execute(&mut *tx).await?;
-    }
-    for chunk in entered.chunks(WRITE_BATCH) {
-        let sql = format!(
-            "INSERT INTO segment_members (segment_id, profile_id) VALUES {}",
-            (0..chunk.len())
-                .map(|i| format!("($1, ${})", i + 2))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        let mut q = sqlx::query(&sql).bind(id);
-        for p in chunk {
-            q = q.bind(p);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    for (change, ids) in [("entered", &entered), ("left", &left)] {
-        for chunk in ids.chunks(WRITE_BATCH) {
-            let sql = format!(
-                "INSERT INTO segment_changes (segment_id, refresh_no, change, profile_id, at) VALUES {}",
-                (0..chunk.len()).map(|i| format!("($1, $2, $3, ${}, $4)", i + 5)).collect::<Vec<_>>().join(",")
-            );
-            let mut q = sqlx::query(&sql)
-                .bind(id)
-                .bind(refresh_no)
-                .bind(change)
-                .bind(now);
-            for p in chunk {
-                q = q.bind(p);
+        if old.wants_page() {
+            let page = members_after(db, id, &old_after, READ_PAGE).await?;
+            if let Some(last) = page.last() {
+                old_after.clone_from(last);
             }
-            q.execute(&mut *tx).await?;
+            old.fill(Some(page));
+        }
+        match (fresh.page.front(), old.page.front()) {
+            (None, None) => break,
+            (Some(a), Some(b)) if a == b => {
+                count += 1;
+                fresh.page.pop_front();
+                old.page.pop_front();
+            }
+            (Some(a), b) if b.is_none_or(|b| a < b) => {
+                count += 1;
+                changes.entered.extend(fresh.page.pop_front());
+            }
+            _ => changes.left.extend(old.page.pop_front()),
+        }
+        if changes.full() {
+            changes.write(&mut tx).await?;
         }
     }
+    changes.write(&mut tx).await?;
     sqlx::query(
         "UPDATE segments SET member_count = $1, refreshed_at = $2, updated_at = $2 WHERE id = $3",
     )
-    .bind(new.len() as i64)
-    .bind(now)
+    .bind(count)
+    .bind(changes.at)
     .bind(id)
     .execute(&mut *tx)
     .await?;

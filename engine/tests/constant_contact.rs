@@ -447,6 +447,56 @@ async fn pacing_keeps_under_four_requests_a_second() {
     );
 }
 
+/// The limit is per application: two connections of one application share
+/// its 4 requests a second, and its daily count.
+#[tokio::test]
+async fn clients_of_one_application_share_its_pace() {
+    let sb = start(Config {
+        processing_delay_ms: 5,
+        ..Config::default()
+    })
+    .await;
+    let no_retry = RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    };
+    let burst = |clients: Vec<Arc<ApiClient>>| async move {
+        let calls: Vec<_> = clients
+            .iter()
+            .flat_map(|api| (0..5).map(move |_| api.clone()))
+            .map(|api| tokio::spawn(async move { api.privileges().await }))
+            .collect();
+        let mut throttled = 0;
+        for c in calls {
+            if c.await.unwrap().is_err() {
+                throttled += 1;
+            }
+        }
+        throttled
+    };
+    let mut shared = Vec::new();
+    let mut alone = Vec::new();
+    for _ in 0..2 {
+        let api = || async {
+            ApiClient::new(
+                Endpoints::at(&sb.url()),
+                sign_in(&sb).await,
+                Some(oauth(&sb)),
+            )
+            .unwrap()
+            .with_retry(no_retry)
+        };
+        shared.push(Arc::new(api().await.for_application(&sb.url())));
+        alone.push(Arc::new(api().await));
+    }
+    assert_eq!(burst(shared.clone()).await, 0, "one application, one pace");
+    assert_eq!(shared[0].requests_today(), 10);
+    assert_eq!(shared[1].requests_today(), 10);
+    // Paced apart, the two go twice as fast as the limit allows.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(burst(alone).await > 0, "the sandbox throttles 8 a second");
+}
+
 #[tokio::test]
 async fn removals_and_contact_lookups_read_back_what_happened() {
     let sb = start(fast()).await;

@@ -138,3 +138,36 @@ async fn a_large_file_streams_through_in_batches() {
     assert_eq!((r.rows, r.imported), (5_000, 5_000));
     assert_eq!(profiles::count(&t.db).await.unwrap(), 5_000);
 }
+
+/// Imports that overlap in time (two uploads, an upload and the CLI) all
+/// succeed, on SQLite too, and the later values win per field.
+#[tokio::test]
+async fn concurrent_imports_of_overlapping_profiles_all_succeed() {
+    let t = TestDb::new().await;
+    let file = |k: u32| {
+        let mut csv = format!("id,email,source{k}\n");
+        for i in 0..3_000u32 {
+            csv.push_str(&format!("p{:05},u{i}@example.com,{k}\n", i + k * 1_000));
+        }
+        csv
+    };
+    let imports: Vec<_> = (0..4u32)
+        .map(|k| {
+            let db = t.db.clone();
+            let csv = file(k);
+            tokio::spawn(async move { profiles::import_csv(&db, csv.as_bytes(), "id").await })
+        })
+        .collect();
+    for import in imports {
+        let report = import.await.unwrap().unwrap();
+        assert_eq!((report.imported, report.rejected), (3_000, 0));
+    }
+    assert_eq!(profiles::count(&t.db).await.unwrap(), 6_000);
+    // p02500 was in files 0, 1 and 2: it has each file's own field.
+    let p = profiles::get(&t.db, "p02500").await.unwrap().unwrap();
+    for k in 0..3 {
+        assert_eq!(p.get(&format!("source{k}")), Some(&k.to_string()), "{p:?}");
+    }
+    let fields = profiles::fields(&t.db).await.unwrap();
+    assert_eq!(fields.len(), 5, "{fields:?}");
+}

@@ -279,3 +279,79 @@ async fn a_rule_segment_can_be_edited_and_its_members_previewed_with_fill_rates(
     assert_eq!(rates["email"], 3);
     assert_eq!(rates["signup_date"], 3);
 }
+
+/// A refresh compares the new and the stored members page by page; across
+/// many pages (5,000 each) it keeps the right members and changes.
+#[tokio::test]
+async fn refreshes_across_many_pages_record_exact_changes() {
+    let t = TestDb::new().await;
+    let mut csv = String::from("id,n\n");
+    for i in 0..12_345u32 {
+        csv.push_str(&format!("p{i:05},{i}\n"));
+    }
+    profiles::import_csv(&t.db, csv.as_bytes(), "id")
+        .await
+        .unwrap();
+    let rule = |field_op: Op, value: &str| Rule {
+        matching: Match::All,
+        conditions: vec![cond("n", field_op, value)],
+    };
+    // First the profiles 3,000..=11,000, then 0..=6,999.
+    let s = segments::create_rule(&t.db, "Window", "", &rule(Op::Ge, "3000"))
+        .await
+        .unwrap();
+    let s = segments::update_rule(
+        &t.db,
+        s.id,
+        "Window",
+        "",
+        &Rule {
+            matching: Match::All,
+            conditions: vec![cond("n", Op::Ge, "3000"), cond("n", Op::Le, "11000")],
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.member_count, 8_001);
+    let s = segments::update_rule(&t.db, s.id, "Window", "", &rule(Op::Lt, "7000"))
+        .await
+        .unwrap();
+    assert_eq!(s.member_count, 7_000);
+    assert_eq!(
+        segments::count_matching(&t.db, &rule(Op::Lt, "7000"))
+            .await
+            .unwrap(),
+        7_000
+    );
+    let key = |i: u32| format!("p{i:05}");
+    let (entered, left) = segments::changes(&t.db, s.id, 3).await.unwrap();
+    assert_eq!(entered, (0..3_000).map(key).collect::<Vec<_>>());
+    assert_eq!(left, (7_000..=11_000).map(key).collect::<Vec<_>>());
+    let mut members = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = segments::members_after(&t.db, s.id, &after, 4_000)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.clone();
+        members.extend(page);
+    }
+    assert_eq!(members, (0..7_000).map(key).collect::<Vec<_>>());
+}
+
+#[test]
+fn id_files_give_the_first_column_without_header_bom_or_blank_rows() {
+    let file = "\u{feff}profile_id,note\n\"p 1\",x\n\np2\n  p3  ,\"a,b\"\n";
+    assert_eq!(
+        segments::read_ids(file.as_bytes()).unwrap(),
+        ["p 1", "p2", "p3"]
+    );
+    // No header: the first row is an id.
+    assert_eq!(
+        segments::read_ids("p9\np8".as_bytes()).unwrap(),
+        ["p9", "p8"]
+    );
+    let err = segments::read_ids(&b"id\np1\n\xff\xfe\n"[..]).unwrap_err();
+    assert!(err.to_string().contains("Line 3"), "{err}");
+}

@@ -147,23 +147,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: ImportCommand::Segment { name, file },
         } => {
             let db = crate::open_database(&cli.config).await?;
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("could not read {} as UTF-8 text", file.display()))?;
-            let ids: Vec<String> = text
-                .lines()
-                .map(|l| {
-                    l.trim_start_matches('\u{feff}')
-                        .split(',')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .trim_matches('"')
-                        .to_owned()
-                })
-                .enumerate()
-                .filter(|(i, id)| !(*i == 0 && (id == "id" || id == "profile_id")))
-                .map(|(_, id)| id)
-                .collect();
+            let input = std::fs::File::open(&file)
+                .with_context(|| format!("could not open {}", file.display()))?;
+            let ids = engine::segments::read_ids(input)?;
             let (segment, unknown) = engine::segments::import_static(&db, &name, ids).await?;
             println!(
                 "Segment {} now has {} members.",

@@ -99,11 +99,11 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
         .route("/health", get(health).with_state(db))
         .route(
             "/data/import/profiles",
-            axum::routing::post(upload::import_profiles)
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    upload::MAX_UPLOAD_BYTES,
-                ))
-                .with_state(upload_state),
+            axum::routing::post(upload::import_profiles).with_state(upload_state.clone()),
+        )
+        .route(
+            "/data/import/segment",
+            axum::routing::post(upload::import_segment).with_state(upload_state),
         )
         .route(
             "/runs/{id}/errors.csv",

@@ -1,31 +1,47 @@
-//! `POST /data/import/profiles?id_column=…`: a CSV file as the request
-//! body (the browser sends it with XMLHttpRequest, for upload progress).
-//! Admins and contributors only; the answer is the import report as JSON.
+//! Uploads from the browser (sent with XMLHttpRequest, for upload
+//! progress), for admins and contributors; each answers its report as JSON.
+//!
+//! - `POST /data/import/profiles?id_column=…`: a profiles CSV.
+//! - `POST /data/import/segment?name=…`: a CSV of profile ids, which
+//!   creates or replaces a static segment.
+//!
+//! The body is streamed to an anonymous temporary file as it arrives and
+//! imported from there, so an upload of any size holds only a buffer.
 
 use std::collections::HashMap;
+use std::io::{BufReader, Seek, SeekFrom};
 
 use app::ssr::{AppState, USER_ID_KEY};
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use engine::users::{self, Role};
+use engine::users::{self, Role, User};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tower_sessions::Session;
 
-/// Larger files go through `server import profiles`, which streams.
-pub const MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
+/// The largest upload accepted (the file is spooled to disk, not memory).
+pub const MAX_UPLOAD_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Unknown ids listed in a static segment's report (all are counted).
+const UNKNOWN_SHOWN: usize = 20;
 
 fn message(status: StatusCode, text: &str) -> Response {
     (status, Json(serde_json::json!({ "error": text }))).into_response()
 }
 
-pub async fn import_profiles(
-    State(state): State<AppState>,
-    session: Session,
-    Query(q): Query<HashMap<String, String>>,
-    body: Bytes,
-) -> Response {
+fn server_error(e: &dyn std::fmt::Debug) -> Response {
+    tracing::error!(error = ?e, "upload failed");
+    message(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong on the server. Please try again.",
+    )
+}
+
+/// The signed-in, active admin or contributor.
+async fn uploader(state: &AppState, session: &Session) -> Result<User, Response> {
     let user_id: Option<i64> = session.get(USER_ID_KEY).await.ok().flatten();
     let user = match user_id {
         Some(id) => users::get_user(&state.db, id)
@@ -36,21 +52,78 @@ pub async fn import_profiles(
         None => None,
     };
     let Some(user) = user else {
-        return message(StatusCode::UNAUTHORIZED, "Please sign in to continue.");
+        return Err(message(
+            StatusCode::UNAUTHORIZED,
+            "Please sign in to continue.",
+        ));
     };
     if !user.role.allows(Role::Contributor) {
-        return message(
+        return Err(message(
             StatusCode::FORBIDDEN,
             "You do not have permission to do this.",
-        );
+        ));
     }
+    Ok(user)
+}
+
+/// Writes the body to an anonymous temporary file and rewinds it.
+async fn spool(body: Body) -> Result<BufReader<std::fs::File>, Response> {
+    let file = tempfile::tempfile().map_err(|e| server_error(&e))?;
+    let mut out = tokio::fs::File::from_std(file);
+    let mut stream = body.into_data_stream();
+    let mut size: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            message(
+                StatusCode::BAD_REQUEST,
+                "The upload was interrupted; nothing was imported. Please try again.",
+            )
+        })?;
+        size += chunk.len() as u64;
+        if size > MAX_UPLOAD_BYTES {
+            return Err(message(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The file is larger than 4 GiB; use `server import` on the server instead.",
+            ));
+        }
+        out.write_all(&chunk).await.map_err(|e| server_error(&e))?;
+    }
+    out.flush().await.map_err(|e| server_error(&e))?;
+    let mut file = out.into_std().await;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| server_error(&e))?;
+    Ok(BufReader::with_capacity(256 * 1024, file))
+}
+
+fn engine_error(e: engine::Error) -> Response {
+    if e.is_internal() {
+        server_error(&e)
+    } else {
+        message(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string())
+    }
+}
+
+pub async fn import_profiles(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<HashMap<String, String>>,
+    body: Body,
+) -> Response {
+    let user = match uploader(&state, &session).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
     let id_column = q
         .get("id_column")
         .map(String::as_str)
         .unwrap_or("id")
         .trim()
         .to_owned();
-    match engine::profiles::import_csv(&state.db, body.as_ref(), &id_column).await {
+    let file = match spool(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match engine::profiles::import_csv(&state.db, file, &id_column).await {
         Ok(report) => {
             tracing::info!(
                 user_id = user.id,
@@ -60,13 +133,48 @@ pub async fn import_profiles(
             );
             Json(report).into_response()
         }
-        Err(e) if e.is_internal() => {
-            tracing::error!(error = ?e, "profile upload failed");
-            message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong on the server. Please try again.",
-            )
+        Err(e) => engine_error(e),
+    }
+}
+
+pub async fn import_segment(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<HashMap<String, String>>,
+    body: Body,
+) -> Response {
+    let user = match uploader(&state, &session).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let name = q.get("name").map(String::as_str).unwrap_or("").to_owned();
+    let file = match spool(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let ids = match engine::segments::read_ids(file) {
+        Ok(ids) => ids,
+        Err(e) => return engine_error(e),
+    };
+    let read = ids.len();
+    match engine::segments::import_static(&state.db, &name, ids).await {
+        Ok((segment, unknown)) => {
+            tracing::info!(
+                user_id = user.id,
+                segment_id = segment.id,
+                members = segment.member_count,
+                "static segment imported from the browser"
+            );
+            Json(serde_json::json!({
+                "id": segment.id,
+                "name": segment.name,
+                "ids": read,
+                "members": segment.member_count,
+                "unknown": unknown.len(),
+                "unknown_ids": unknown.iter().take(UNKNOWN_SHOWN).collect::<Vec<_>>(),
+            }))
+            .into_response()
         }
-        Err(e) => message(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        Err(e) => engine_error(e),
     }
 }

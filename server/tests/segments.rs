@@ -161,3 +161,101 @@ async fn uploading_profiles_is_for_contributors_and_admins_and_reports_by_line()
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.text().await.unwrap().contains("no column"));
 }
+
+#[tokio::test]
+async fn a_static_segment_is_uploaded_as_a_list_of_ids_and_replaced_by_name() {
+    let app = TestApp::spawn().await;
+    let admin = app.setup_admin().await;
+    let viewer = app.user(&admin, "viewer@example.com", "viewer").await;
+    let contributor = app
+        .user(&admin, "contributor@example.com", "contributor")
+        .await;
+    let mut people = String::from("id,email\n");
+    for i in 0..2_000 {
+        people.push_str(&format!("p{i:04},p{i}@example.com\n"));
+    }
+    engine::profiles::import_csv(&app.db.db, people.as_bytes(), "id")
+        .await
+        .unwrap();
+    let upload = |client: reqwest::Client, name: &str, body: String| {
+        let url = app.url(&format!(
+            "/data/import/segment?name={}",
+            form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+        ));
+        async move {
+            client
+                .post(url)
+                .header("content-type", "text/csv")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let mut ids = String::from("\u{feff}profile_id\n");
+    for i in (0..2_000).step_by(2) {
+        ids.push_str(&format!("p{i:04}\n"));
+    }
+    ids.push_str("ghost-1\n\"ghost-2\"\n\n");
+    assert_eq!(
+        upload(app.client(), "Even", ids.clone()).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        upload(viewer, "Even", ids.clone()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert!(engine::segments::list(&app.db.db, "")
+        .await
+        .unwrap()
+        .is_empty());
+
+    let res = upload(contributor.clone(), "Even & odd", ids).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let report: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(report["name"], "Even & odd");
+    assert_eq!(report["ids"], 1_002);
+    assert_eq!(report["members"], 1_000);
+    assert_eq!(report["unknown"], 2);
+    assert_eq!(
+        report["unknown_ids"],
+        serde_json::json!(["ghost-1", "ghost-2"])
+    );
+    let id = report["id"].as_i64().unwrap();
+    let segment = engine::segments::get(&app.db.db, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(segment.kind, engine::segments::Kind::Static);
+
+    // The same name (any case) replaces the members and records the change.
+    let res = upload(admin.clone(), "even & ODD", String::from("p0001\np0002\n")).await;
+    let report: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        (report["id"].as_i64(), report["members"].as_i64()),
+        (Some(id), Some(2))
+    );
+    let (entered, left) = engine::segments::changes(&app.db.db, id, 2).await.unwrap();
+    assert_eq!(entered, ["p0001"]);
+    assert_eq!(left.len(), 999);
+
+    // Clear errors, and nothing is created.
+    let res = upload(admin.clone(), " ", String::from("p0001\n")).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = admin
+        .post(app.url("/data/import/segment?name=Broken"))
+        .body(b"id\np0001\n\xff\n".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("Line 3 is not valid UTF-8"));
+    assert!(engine::segments::by_name(&app.db.db, "Broken")
+        .await
+        .unwrap()
+        .is_none());
+}

@@ -9,7 +9,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::components::{field_error, form_error, ErrorBanner};
 use crate::model::{ConditionInput, FieldView, Role, RuleInput, SegmentDetail, UserView, OPS};
-use crate::pages::upload::ProfileUpload;
+use crate::pages::upload::{ProfileUpload, SegmentUpload};
 use crate::segments_api::{
     get_segment, list_segments, preview_rule, profile_fields, CreateSegment, RefreshSegment,
     UpdateSegment,
@@ -55,7 +55,7 @@ fn SegmentsPage(can_manage: bool) -> impl IntoView {
                     Err(e) => view! { <ErrorBanner error=e/> }.into_any(),
                     Ok(list) if list.is_empty() => view! {
                         <p class="mt-6 rounded-lg bg-white p-6 text-sm text-slate-600 shadow-sm">
-                            "No segments. Import profiles (server import profiles) or generate demo data (server demo-data), then create a segment."
+                            "No segments yet. Import profiles below (or generate demo data with server demo-data), then create a rule segment or import a static one."
                         </p>
                     }.into_any(),
                     Ok(list) => view! {
@@ -88,6 +88,7 @@ fn SegmentsPage(can_manage: bool) -> impl IntoView {
         </Transition>
         <Show when=move || can_manage>
             <ProfileUpload on_done=move |_| imports.update(|n| *n += 1)/>
+            <SegmentUpload on_done=move |_| imports.update(|n| *n += 1)/>
         </Show>
     }
 }

@@ -1,6 +1,9 @@
-//! Upload a profiles CSV with a progress bar, and show the import report.
+//! Uploads with a progress bar: a profiles CSV (with its import report)
+//! and a static segment's CSV of profile ids.
 
 use leptos::prelude::*;
+use leptos_router::components::A;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 /// The report the server answers with (`engine::profiles::ImportReport`).
@@ -18,27 +21,65 @@ pub struct RowError {
     pub reason: String,
 }
 
+/// What the server answers for a static segment's list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SegmentReport {
+    pub id: i64,
+    pub name: String,
+    /// Ids read from the file.
+    pub ids: u64,
+    pub members: i64,
+    /// Ids that are no profile (skipped), and the first of them.
+    pub unknown: u64,
+    pub unknown_ids: Vec<String>,
+}
+
 // Only the browser moves past `Idle`.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
+enum State<T> {
     Idle,
     Uploading(u32),
     Importing,
-    Done(Report),
+    Done(T),
     Failed(String),
+}
+
+impl<T> State<T> {
+    fn busy(&self) -> bool {
+        matches!(self, State::Uploading(_) | State::Importing)
+    }
+}
+
+/// Progress, or the failure; `done` renders the report.
+fn progress<T>(state: State<T>, done: impl FnOnce(T) -> AnyView) -> AnyView {
+    match state {
+        State::Idle => ().into_any(),
+        State::Uploading(p) => view! {
+            <label class="block text-sm">"Uploading"
+                <progress class="ml-2 align-middle" max="100" value=p.to_string() aria-label="Upload progress">{format!("{p}%")}</progress>
+            </label>
+        }.into_any(),
+        State::Importing => view! { <p role="status" class="text-sm">"Importing…"</p> }.into_any(),
+        State::Failed(m) => view! { <p role="alert" class="rounded border border-red-300 bg-red-50 px-3 py-2 text-sm text-red-800">{m}</p> }.into_any(),
+        State::Done(r) => done(r),
+    }
 }
 
 #[component]
 pub fn ProfileUpload(#[prop(into)] on_done: Callback<()>) -> impl IntoView {
     let file_input = NodeRef::<leptos::html::Input>::new();
     let id_column = RwSignal::new(String::from("id"));
-    let state = RwSignal::new(State::Idle);
+    let state = RwSignal::new(State::<Report>::Idle);
     let start = move |_| {
         let Some(input) = file_input.get() else {
             return;
         };
-        send(input, id_column.get_untracked(), state, on_done);
+        let url = format!(
+            "/data/import/profiles?id_column={}",
+            encode(&id_column.get_untracked())
+        );
+        send(input, url, state, on_done);
     };
     view! {
         <section class="mt-8 max-w-2xl rounded-lg bg-white p-5 shadow-sm space-y-3">
@@ -51,39 +92,88 @@ pub fn ProfileUpload(#[prop(into)] on_done: Callback<()>) -> impl IntoView {
                 <input class="mt-1 block rounded border border-slate-300 px-2 py-1" bind:value=id_column/>
             </label>
             <button type="button" on:click=start
-                disabled=move || matches!(state.get(), State::Uploading(_) | State::Importing)
+                disabled=move || state.with(State::busy)
                 class="rounded bg-slate-900 px-4 py-2 text-sm font-medium text-white hover:bg-slate-700 disabled:opacity-50">
                 "Upload"
             </button>
-            {move || match state.get() {
-                State::Idle => ().into_any(),
-                State::Uploading(p) => view! {
-                    <label class="block text-sm">"Uploading"
-                        <progress class="ml-2 align-middle" max="100" value=p.to_string() aria-label="Upload progress">{format!("{p}%")}</progress>
-                    </label>
-                }.into_any(),
-                State::Importing => view! { <p role="status" class="text-sm">"Importing…"</p> }.into_any(),
-                State::Failed(m) => view! { <p role="alert" class="rounded border border-red-300 bg-red-50 px-3 py-2 text-sm text-red-800">{m}</p> }.into_any(),
-                State::Done(r) => view! {
-                    <div role="status" class="text-sm">
-                        <p class="font-medium">{format!("Imported {} of {} rows; {} rejected.", r.imported, r.rows, r.rejected)}</p>
-                        <ul class="mt-1 list-disc pl-5 text-slate-700">
-                            {r.errors.into_iter().map(|e| view! { <li>{format!("Line {}: {}", e.line, e.reason)}</li> }).collect_view()}
-                        </ul>
-                    </div>
-                }.into_any(),
-            }}
+            {move || progress(state.get(), |r| view! {
+                <div role="status" class="text-sm">
+                    <p class="font-medium">{format!("Imported {} of {} rows; {} rejected.", r.imported, r.rows, r.rejected)}</p>
+                    <ul class="mt-1 list-disc pl-5 text-slate-700">
+                        {r.errors.into_iter().map(|e| view! { <li>{format!("Line {}: {}", e.line, e.reason)}</li> }).collect_view()}
+                    </ul>
+                </div>
+            }.into_any())}
         </section>
     }
 }
 
+/// A static segment from a CSV of profile ids: a new name creates it, the
+/// name of an existing static segment replaces its members.
+#[component]
+pub fn SegmentUpload(#[prop(into)] on_done: Callback<()>) -> impl IntoView {
+    let file_input = NodeRef::<leptos::html::Input>::new();
+    let name = RwSignal::new(String::new());
+    let state = RwSignal::new(State::<SegmentReport>::Idle);
+    let start = move |_| {
+        let Some(input) = file_input.get() else {
+            return;
+        };
+        if name.with_untracked(|n| n.trim().is_empty()) {
+            state.set(State::Failed(String::from("Give the segment a name.")));
+            return;
+        }
+        let url = format!(
+            "/data/import/segment?name={}",
+            encode(name.get_untracked().trim())
+        );
+        send(input, url, state, on_done);
+    };
+    view! {
+        <section class="mt-8 max-w-2xl rounded-lg bg-white p-5 shadow-sm space-y-3">
+            <h2 class="font-semibold">"Import a static segment"</h2>
+            <p class="text-sm text-slate-600">"A CSV file of profile ids, one per row, in the first column (a header row named id or profile_id is skipped). The name of an existing static segment replaces its members; who entered and who left is recorded."</p>
+            <label class="block text-sm font-medium text-slate-700">"Segment name"
+                <input class="mt-1 block w-full max-w-sm rounded border border-slate-300 px-2 py-1" bind:value=name/>
+            </label>
+            <label class="block text-sm font-medium text-slate-700">"Ids file"
+                <input type="file" accept=".csv,.txt,text/csv,text/plain" node_ref=file_input class="mt-1 block text-sm"/>
+            </label>
+            <button type="button" on:click=start
+                disabled=move || state.with(State::busy)
+                class="rounded bg-slate-900 px-4 py-2 text-sm font-medium text-white hover:bg-slate-700 disabled:opacity-50">
+                "Import segment"
+            </button>
+            {move || progress(state.get(), |r| view! {
+                <div role="status" class="text-sm">
+                    <p class="font-medium">
+                        <A href=format!("/data/segments/{}", r.id) attr:class="underline">{r.name.clone()}</A>
+                        {format!(" now has {} members ({} ids read).", r.members, r.ids)}
+                    </p>
+                    {(r.unknown > 0).then(|| view! {
+                        <p class="mt-1 text-amber-800">{format!(
+                            "{} ids are not profiles and were skipped: {}{}",
+                            r.unknown,
+                            r.unknown_ids.join(", "),
+                            if r.unknown as usize > r.unknown_ids.len() { ", …" } else { "" },
+                        )}</p>
+                    })}
+                </div>
+            }.into_any())}
+        </section>
+    }
+}
+
+/// Sends the chosen file to `url`, reporting progress into `state`.
 #[cfg(feature = "hydrate")]
-fn send(
+fn send<T>(
     input: web_sys::HtmlInputElement,
-    id_column: String,
-    state: RwSignal<State>,
+    url: String,
+    state: RwSignal<State<T>>,
     on_done: Callback<()>,
-) {
+) where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
     use wasm_bindgen::closure::Closure;
     use wasm_bindgen::JsCast;
 
@@ -94,10 +184,6 @@ fn send(
     let Ok(xhr) = web_sys::XmlHttpRequest::new() else {
         return;
     };
-    let url = format!(
-        "/data/import/profiles?id_column={}",
-        js_sys_encode(&id_column)
-    );
     if xhr.open("POST", &url).is_err() {
         return;
     }
@@ -123,7 +209,7 @@ fn send(
         let status = request.status().unwrap_or(0);
         let text = request.response_text().ok().flatten().unwrap_or_default();
         if status == 200 {
-            match serde_json::from_str::<Report>(&text) {
+            match serde_json::from_str::<T>(&text) {
                 Ok(r) => {
                     state.set(State::Done(r));
                     on_done.run(());
@@ -147,8 +233,8 @@ fn send(
     }
 }
 
-#[cfg(feature = "hydrate")]
-fn js_sys_encode(s: &str) -> String {
+/// Percent-encodes a query value.
+fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -161,4 +247,8 @@ fn js_sys_encode(s: &str) -> String {
 
 /// On the server the button never runs; this keeps the types in step.
 #[cfg(not(feature = "hydrate"))]
-fn send<T>(_input: T, _id_column: String, _state: RwSignal<State>, _on_done: Callback<()>) {}
+fn send<I, T>(_input: I, _url: String, _state: RwSignal<State<T>>, _on_done: Callback<()>)
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
+}

@@ -1,9 +1,8 @@
 //! The v3 API calls the product makes, with pacing (at most 4 requests a
-//! second per connection), a daily request count, retries with
+//! second per application, see [`super::pacer`]), a daily request count, retries with
 //! exponential backoff and jitter for retryable errors, and one token
 //! refresh on a 401.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::batch::Batch;
+use super::pacer::Pacer;
 use super::{CcError, Endpoints, OAuthClient, Tokens};
 
 /// Constant Contact allows 4 requests a second; spacing them a little
@@ -196,10 +196,9 @@ pub struct ApiClient {
     tokens: Mutex<Tokens>,
     on_refresh: Option<OnRefresh>,
     retry: RetryPolicy,
-    next_slot: Mutex<Instant>,
-    interval: Duration,
-    day: AtomicI64,
-    requests_today: AtomicU64,
+    pacer: Arc<Pacer>,
+    /// The application whose pacer this client shares, if any.
+    application: Option<String>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -208,10 +207,6 @@ impl std::fmt::Debug for ApiClient {
             .field("api_base", &self.endpoints.api_base)
             .finish_non_exhaustive()
     }
-}
-
-fn utc_day() -> i64 {
-    crate::time::now_ms().div_euclid(86_400_000)
 }
 
 impl ApiClient {
@@ -233,10 +228,8 @@ impl ApiClient {
             tokens: Mutex::new(tokens),
             on_refresh: None,
             retry: RetryPolicy::default(),
-            next_slot: Mutex::new(Instant::now()),
-            interval: MIN_INTERVAL,
-            day: AtomicI64::new(utc_day()),
-            requests_today: AtomicU64::new(0),
+            pacer: Pacer::new(MIN_INTERVAL),
+            application: None,
         })
     }
 
@@ -252,7 +245,18 @@ impl ApiClient {
 
     /// Spacing between requests (default [`MIN_INTERVAL`]).
     pub fn with_interval(mut self, interval: Duration) -> Self {
-        self.interval = interval;
+        self.pacer = match &self.application {
+            Some(app) => Pacer::shared(app, interval),
+            None => Pacer::new(interval),
+        };
+        self
+    }
+
+    /// Shares pacing and the daily count with every client of the same
+    /// Constant Contact application (API key) in this process.
+    pub fn for_application(mut self, app: &str) -> Self {
+        self.pacer = Pacer::shared(app, self.pacer.interval());
+        self.application = Some(app.to_owned());
         self
     }
 
@@ -261,33 +265,15 @@ impl ApiClient {
         self.tokens.lock().await.clone()
     }
 
-    /// Requests sent today (UTC) by this client, to plan against the
-    /// daily quota.
+    /// Requests sent today (UTC) by this client's application (or by
+    /// this client, when it paces alone), to plan against the daily quota.
     pub fn requests_today(&self) -> u64 {
-        if self.day.load(Ordering::Relaxed) != utc_day() {
-            return 0;
-        }
-        self.requests_today.load(Ordering::Relaxed)
+        self.pacer.requests_today()
     }
 
     /// Requests left of the daily quota, as far as this client knows.
     pub fn quota_left(&self) -> u64 {
         DAILY_QUOTA.saturating_sub(self.requests_today())
-    }
-
-    async fn pace(&self) {
-        let at = {
-            let mut next = self.next_slot.lock().await;
-            let at = (*next).max(Instant::now());
-            *next = at + self.interval;
-            at
-        };
-        tokio::time::sleep_until(at).await;
-        let today = utc_day();
-        if self.day.swap(today, Ordering::Relaxed) != today {
-            self.requests_today.store(0, Ordering::Relaxed);
-        }
-        self.requests_today.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Refreshes the tokens now when they expire within `within` (a run
@@ -342,7 +328,7 @@ impl ApiClient {
         }
         loop {
             attempt += 1;
-            self.pace().await;
+            self.pacer.wait().await;
             let token = self.tokens.lock().await.access_token.clone();
             let mut req = self
                 .http

@@ -9,11 +9,13 @@ pub mod api;
 pub mod batch;
 pub mod error;
 pub mod oauth;
+pub mod pacer;
 
 pub use api::{ApiClient, RetryPolicy};
 pub use batch::{Batch, BatchBuilder, ImportContact, Rejection};
 pub use error::CcError;
 pub use oauth::{AuthRequest, OAuthClient, Tokens};
+pub use pacer::Pacer;
 
 /// A secret string (token, client secret) that never shows in `Debug`.
 #[derive(Clone, PartialEq, Eq)]
