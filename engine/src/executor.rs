@@ -302,6 +302,8 @@ struct InFlight {
     seq: i64,
     /// The send, still going on beside the stream (this attempt's batches).
     posting: Option<tokio::task::JoinHandle<Posted>>,
+    /// A send's answer, taken from `posting` before the batch is settled.
+    posted: Option<std::result::Result<Posted, tokio::task::JoinError>>,
     activity_id: String,
     /// When this attempt sent it (not known for a resumed batch).
     sent_at: Option<Instant>,
@@ -401,22 +403,19 @@ impl Writer {
                     "INSERT INTO export_ledger (export_id, profile_id, email, list_id, hash, config_hash, run_id, sent_at) VALUES {} \
                      ON CONFLICT (export_id, profile_id) DO UPDATE SET email = excluded.email, list_id = excluded.list_id, \
                      hash = excluded.hash, config_hash = excluded.config_hash, run_id = excluded.run_id, sent_at = excluded.sent_at",
-                    (0..chunk.len())
-                        .map(|i| {
-                            let b = i * 3 + 6;
-                            format!("($1, ${b}, ${}, $2, ${}, $3, $4, $5)", b + 1, b + 2)
-                        })
-                        .collect::<Vec<_>>()
-                        .join(",")
+                    self.db.placeholders().rows(chunk.len(), 8)
                 );
-                let mut q = sqlx::query(&sql)
-                    .bind(self.export_id)
-                    .bind(&self.list_id)
-                    .bind(&self.config_hash)
-                    .bind(self.run_id)
-                    .bind(now);
+                let mut q = sqlx::query(&sql);
                 for c in chunk {
-                    q = q.bind(&c.profile_id).bind(&c.email).bind(&c.hash);
+                    q = q
+                        .bind(self.export_id)
+                        .bind(&c.profile_id)
+                        .bind(&c.email)
+                        .bind(&self.list_id)
+                        .bind(&c.hash)
+                        .bind(&self.config_hash)
+                        .bind(self.run_id)
+                        .bind(now);
                 }
                 q.execute(&mut *tx).await?;
             }
@@ -474,6 +473,8 @@ struct Job<'a> {
     /// next is first polled when it should be done (polls spend requests,
     /// and requests are limited to 4 a second).
     secs_per_contact: Option<f64>,
+    /// Later imports seen finished while polling for an earlier one.
+    finished: HashMap<String, Activity>,
     /// Where the time went: waiting for sends to be answered, waiting for
     /// imports to finish.
     time_sending: Duration,
@@ -563,6 +564,7 @@ impl Executor {
             planned_calls: 0,
             inflight: VecDeque::new(),
             secs_per_contact: None,
+            finished: HashMap::new(),
             time_sending: Duration::ZERO,
             time_waiting: Duration::ZERO,
             writer: None,
@@ -981,14 +983,11 @@ impl Job<'_> {
         for chunk in found.chunks(500) {
             let sql = format!(
                 "INSERT INTO suppressions (connection_id, email, at) VALUES {} ON CONFLICT DO NOTHING",
-                (0..chunk.len())
-                    .map(|i| format!("($1, ${}, $2)", i + 3))
-                    .collect::<Vec<_>>()
-                    .join(",")
+                self.ex.db.placeholders().rows(chunk.len(), 3)
             );
-            let mut q = sqlx::query(&sql).bind(conn_id).bind(now);
+            let mut q = sqlx::query(&sql);
             for e in chunk {
-                q = q.bind(e);
+                q = q.bind(conn_id).bind(e).bind(now);
             }
             q.execute(self.ex.db.pool()).await?;
         }
@@ -1247,6 +1246,7 @@ impl Job<'_> {
         for r in &rows {
             out.push_back(InFlight {
                 posting: None,
+                posted: None,
                 seq: col(r, "seq")?,
                 activity_id: col::<Option<String>>(r, "activity_id")?.unwrap_or_default(),
                 last_key: col(r, "last_key")?,
@@ -1263,7 +1263,7 @@ impl Job<'_> {
     /// Polls an import until it finishes. A cancel takes effect at once:
     /// the run says that this batch is in Constant Contact's hands.
     async fn wait_import(
-        &self,
+        &mut self,
         activity_id: &str,
         size: usize,
         not_before: Option<Instant>,
@@ -1280,8 +1280,11 @@ impl Job<'_> {
         }
         let mut polls = 0;
         loop {
+            if let Some(done) = self.finished.remove(activity_id) {
+                return Ok((done, polls.max(1)));
+            }
             polls += 1;
-            let activity = match self.client().activity(activity_id).await {
+            let activity = match self.poll(activity_id).await {
                 Ok(a) => a,
                 Err(e) => return Err(self.cc_failed("waiting for an import", e).await),
             };
@@ -1312,6 +1315,55 @@ impl Job<'_> {
         }
     }
 
+    /// How an import is doing. With later imports in flight too, one
+    /// request for the account's recent activities answers for all of
+    /// them (the finished ones are kept for their turn); an import not in
+    /// that page is asked for alone.
+    async fn poll(&mut self, activity_id: &str) -> std::result::Result<Activity, CcError> {
+        self.collect_postings().await;
+        let ours: HashSet<&str> = self
+            .inflight
+            .iter()
+            .map(|f| f.activity_id.as_str())
+            .filter(|id| !id.is_empty())
+            .collect();
+        if ours.is_empty() {
+            return self.client().activity(activity_id).await;
+        }
+        let limit = (2 * ours.len() + 10) as u32;
+        let mut target = None;
+        let mut seen = Vec::new();
+        for a in self.client().recent_activities(limit).await? {
+            if a.activity_id == activity_id {
+                target = Some(a);
+            } else if a.is_finished() && ours.contains(a.activity_id.as_str()) {
+                seen.push(a);
+            }
+        }
+        for a in seen {
+            self.finished.insert(a.activity_id.clone(), a);
+        }
+        match target {
+            Some(a) => Ok(a),
+            None => self.client().activity(activity_id).await,
+        }
+    }
+
+    /// Takes the answers of sends that are done, so their activity ids
+    /// are known to [`Self::poll`].
+    async fn collect_postings(&mut self) {
+        for f in &mut self.inflight {
+            if f.posting.as_ref().is_some_and(|h| h.is_finished()) {
+                if let Some(h) = f.posting.take() {
+                    match h.await {
+                        Ok(Ok(Ok(a))) => f.activity_id = a.activity_id,
+                        other => f.posted = Some(other),
+                    }
+                }
+            }
+        }
+    }
+
     /// A batch an earlier attempt sent: every profile up to `upto` has
     /// been read again, so its contacts and checkpoint are known.
     async fn settle_resumed(&mut self, mut p: InFlight, upto: &str) -> Step<()> {
@@ -1330,10 +1382,16 @@ impl Job<'_> {
 
     /// Waits for a batch's import and hands its outcome to the writer.
     async fn settle(&mut self, mut f: InFlight) -> Step<()> {
-        if let Some(posting) = f.posting.take() {
-            let at = Instant::now();
-            let posted = posting.await;
-            self.time_sending += at.elapsed();
+        let posted = match (f.posting.take(), f.posted.take()) {
+            (Some(posting), _) => {
+                let at = Instant::now();
+                let posted = posting.await;
+                self.time_sending += at.elapsed();
+                Some(posted)
+            }
+            (None, posted) => posted,
+        };
+        if let Some(posted) = posted {
             match posted {
                 Ok(Ok(Ok(activity))) => f.activity_id = activity.activity_id,
                 Ok(Ok(Err(e))) => return Err(self.cc_failed("sending an import batch", e).await),
@@ -1514,6 +1572,7 @@ impl Job<'_> {
         self.inflight.push_back(InFlight {
             seq,
             posting: Some(posting),
+            posted: None,
             activity_id: String::new(),
             sent_at: Some(Instant::now()),
             last_key: last,

@@ -206,12 +206,6 @@ pub async fn upsert(db: &Db, batch: Vec<(String, BTreeMap<String, String>)>) -> 
     let attributes = |fields: &BTreeMap<String, String>| {
         serde_json::to_string(fields).map_err(|e| Error::Internal(e.to_string()))
     };
-    let values = |n: usize| {
-        (0..n)
-            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
     // New profiles first, as they are. Writing before reading matters on
@@ -221,7 +215,7 @@ pub async fn upsert(db: &Db, batch: Vec<(String, BTreeMap<String, String>)>) -> 
     let insert_sql = format!(
         "INSERT INTO profiles (id, attributes, updated_at) VALUES {} \
          ON CONFLICT (id) DO NOTHING RETURNING id",
-        values(order.len())
+        db.placeholders().rows(order.len(), 3)
     );
     let mut insert = sqlx::query_scalar::<_, String>(&insert_sql);
     for id in &order {
@@ -237,10 +231,7 @@ pub async fn upsert(db: &Db, batch: Vec<(String, BTreeMap<String, String>)>) -> 
     if !existing.is_empty() {
         let select_sql = format!(
             "SELECT id, attributes FROM profiles WHERE id IN ({})",
-            (1..=existing.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(",")
+            db.placeholders().list(existing.len())
         );
         let mut select = sqlx::query(&select_sql);
         for id in &existing {
@@ -260,7 +251,7 @@ pub async fn upsert(db: &Db, batch: Vec<(String, BTreeMap<String, String>)>) -> 
         let update_sql = format!(
             "INSERT INTO profiles (id, attributes, updated_at) VALUES {} \
              ON CONFLICT (id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at",
-            values(existing.len())
+            db.placeholders().rows(existing.len(), 3)
         );
         let mut update = sqlx::query(&update_sql);
         for id in &existing {

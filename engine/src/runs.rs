@@ -510,17 +510,12 @@ pub async fn add_errors(db: &Db, run_id: i64, errors: &[ContactError]) -> Result
     for chunk in errors.chunks(500) {
         let sql = format!(
             "INSERT INTO run_errors (run_id, profile_id, email, kind, field, reason) VALUES {}",
-            (0..chunk.len())
-                .map(|i| {
-                    let b = i * 5 + 2;
-                    format!("($1, ${b}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
-                })
-                .collect::<Vec<_>>()
-                .join(",")
+            db.placeholders().rows(chunk.len(), 6)
         );
-        let mut q = sqlx::query(&sql).bind(run_id);
+        let mut q = sqlx::query(&sql);
         for e in chunk {
             q = q
+                .bind(run_id)
                 .bind(&e.profile_id)
                 .bind(&e.email)
                 .bind(&e.kind)

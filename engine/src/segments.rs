@@ -304,10 +304,7 @@ pub async fn import_static(
     for chunk in wanted.chunks(WRITE_BATCH) {
         let sql = format!(
             "SELECT id FROM profiles WHERE id IN ({})",
-            (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(",")
+            db.placeholders().list(chunk.len())
         );
         let mut q = sqlx::query_scalar::<_, String>(&sql);
         for id in chunk {
@@ -460,33 +457,29 @@ impl Changes {
         self.entered.len() >= WRITE_BATCH || self.left.len() >= WRITE_BATCH
     }
 
-    async fn write(&mut self, tx: &mut sqlx::AnyConnection) -> Result<()> {
+    async fn write(&mut self, db: &Db, tx: &mut sqlx::AnyConnection) -> Result<()> {
         let (id, refresh_no, now) = (self.segment, self.refresh_no, self.at);
         for chunk in self.left.chunks(WRITE_BATCH) {
+            let mut p = db.placeholders();
             let sql = format!(
-                "DELETE FROM segment_members WHERE segment_id = $1 AND profile_id IN ({})",
-                (2..=chunk.len() + 1)
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
+                "DELETE FROM segment_members WHERE segment_id = {} AND profile_id IN ({})",
+                p.one(),
+                p.list(chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(id);
-            for p in chunk {
-                q = q.bind(p);
+            for m in chunk {
+                q = q.bind(m);
             }
             q.execute(&mut *tx).await?;
         }
         for chunk in self.entered.chunks(WRITE_BATCH) {
             let sql = format!(
                 "INSERT INTO segment_members (segment_id, profile_id) VALUES {}",
-                (0..chunk.len())
-                    .map(|i| format!("($1, ${})", i + 2))
-                    .collect::<Vec<_>>()
-                    .join(",")
+                db.placeholders().rows(chunk.len(), 2)
             );
-            let mut q = sqlx::query(&sql).bind(id);
-            for p in chunk {
-                q = q.bind(p);
+            let mut q = sqlx::query(&sql);
+            for m in chunk {
+                q = q.bind(id).bind(m);
             }
             q.execute(&mut *tx).await?;
         }
@@ -494,15 +487,11 @@ impl Changes {
             for chunk in ids.chunks(WRITE_BATCH) {
                 let sql = format!(
                     "INSERT INTO segment_changes (segment_id, refresh_no, change, profile_id, at) VALUES {}",
-                    (0..chunk.len()).map(|i| format!("($1, $2, $3, ${}, $4)", i + 5)).collect::<Vec<_>>().join(",")
+                    db.placeholders().rows(chunk.len(), 5)
                 );
-                let mut q = sqlx::query(&sql)
-                    .bind(id)
-                    .bind(refresh_no)
-                    .bind(change)
-                    .bind(now);
-                for p in chunk {
-                    q = q.bind(p);
+                let mut q = sqlx::query(&sql);
+                for m in chunk {
+                    q = q.bind(id).bind(refresh_no).bind(change).bind(m).bind(now);
                 }
                 q.execute(&mut *tx).await?;
             }
@@ -564,10 +553,10 @@ async fn store_members(db: &Db, id: i64, mut new: NewMembers<'_>) -> Result<()> 
             _ => changes.left.extend(old.page.pop_front()),
         }
         if changes.full() {
-            changes.write(&mut tx).await?;
+            changes.write(db, &mut tx).await?;
         }
     }
-    changes.write(&mut tx).await?;
+    changes.write(db, &mut tx).await?;
     sqlx::query(
         "UPDATE segments SET member_count = $1, refreshed_at = $2, updated_at = $2 WHERE id = $3",
     )

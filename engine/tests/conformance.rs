@@ -263,6 +263,13 @@ async fn client_requests_and_sandbox_responses_match_the_official_spec() {
     );
     check(
         &spec,
+        "/activities",
+        "get",
+        Part::Response("200"),
+        &get("/activities?limit=1".into()).await,
+    );
+    check(
+        &spec,
         "/contacts",
         "get",
         Part::Response("200"),

@@ -878,3 +878,44 @@ async fn the_scheduled_refresh_fires_once_per_slot_and_queues_only_exports_on_th
     assert_eq!(run.status, Status::Succeeded, "{:?}", run.message);
     assert_eq!(run.counts.sent, 40);
 }
+
+/// Imports in flight together are polled together: one request for the
+/// account's recent activities answers for all of them, so each batch does
+/// not cost a poll of its own (requests are limited to 4 a second).
+#[tokio::test]
+async fn imports_in_flight_are_polled_with_one_request() {
+    let mut w = world_with(sandbox::Config {
+        rate_per_second: 0,
+        processing_delay_ms: 300,
+        ..sandbox::Config::default()
+    })
+    .await;
+    w.ex.settings.poll_every = Duration::from_secs(1);
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let run = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(run.status, Status::Succeeded, "{:?}", run.message);
+    assert_eq!(run.counts.batches_done, 4);
+    let log = sandbox_get(&w.sb, "/_sandbox/requests").await;
+    let polls: Vec<String> = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "GET")
+        .filter_map(|r| r["path"].as_str())
+        .filter(|p| p.starts_with("/v3/activities"))
+        .map(str::to_owned)
+        .collect();
+    let alone = polls
+        .iter()
+        .filter(|p| p.starts_with("/v3/activities/"))
+        .count();
+    // The first poll finds the first import still processing; the next,
+    // a second later, finds all four done. Polled one by one, that would
+    // be at least five requests.
+    assert!(polls.len() <= 3, "{polls:?}");
+    assert!(alone <= 1, "{polls:?}");
+    assert_eq!(w.members().await.len(), 40);
+}

@@ -775,6 +775,59 @@ pub async fn get_activity(
     }
 }
 
+/// `GET /v3/activities?limit=&state=`: the account's activities, newest
+/// first, a page at a time (`limit` 1–500, default 50).
+pub async fn get_activities(
+    State(shared): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
+) -> Response {
+    let Some(c) = caller(req.extensions()) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    if let Err(r) = require_scope(&c, "contact_data") {
+        return r;
+    }
+    let (limit, offset) = match (limit_from(&q, 50, 500), offset_from(q.get("cursor"))) {
+        (Ok(l), Ok(o)) => (l, o),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let state = q.get("state").map(String::as_str);
+    let wanted = match state {
+        None => None,
+        Some("processing") => Some(Some(ActivityState::Processing)),
+        Some("completed") => Some(Some(ActivityState::Completed)),
+        // The sandbox never cancels, fails or times out an activity.
+        Some("cancelled" | "failed" | "timed_out") => Some(None),
+        Some(_) => {
+            return invalid(
+                "state must be one of processing, completed, cancelled, failed, timed_out.",
+            )
+        }
+    };
+    let inner = shared.lock();
+    let data = &inner.accounts[c.account].data;
+    let found: Vec<&Activity> = data
+        .activity_order
+        .iter()
+        .rev()
+        .filter_map(|id| data.activities.get(id))
+        .filter(|a| wanted.is_none_or(|w| w == Some(a.state)))
+        .collect();
+    let page: Vec<Value> = found
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|a| activity_json(a))
+        .collect();
+    let mut body = json!({ "activities": page });
+    if offset + limit < found.len() {
+        let state = state.map(|s| format!("&state={s}")).unwrap_or_default();
+        body["_links"] = json!({ "next": { "href": format!("/v3/activities?cursor={}&limit={limit}{state}", cursor(offset + limit)) } });
+    }
+    Json(body).into_response()
+}
+
 /// `POST /v3/activities/remove_list_memberships`.
 pub async fn remove_memberships(State(shared): State<Shared>, req: Request) -> Response {
     let Some(c) = caller(req.extensions()) else {

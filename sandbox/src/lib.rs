@@ -35,6 +35,7 @@ pub fn router(shared: Shared) -> Router {
             "/activities/remove_list_memberships",
             post(api::remove_memberships),
         )
+        .route("/activities", get(api::get_activities))
         .route("/activities/{activity_id}", get(api::get_activity))
         .route("/contacts", get(api::get_contacts))
         .route_layer(middleware::from_fn_with_state(shared.clone(), api::gate));

@@ -664,3 +664,78 @@ async fn injected_faults_answer_as_configured() {
         .collect();
     assert_eq!(statuses, [503, 200, 200]);
 }
+
+#[tokio::test]
+async fn activities_are_listed_newest_first_by_state_and_page() {
+    let sb = start(Config {
+        rate_per_second: 0,
+        processing_delay_ms: 400,
+        ..Config::default()
+    })
+    .await;
+    let at = signed_in(&sb).await;
+    let list: Value = http()
+        .post(format!("{}/v3/contact_lists", sb.url()))
+        .bearer_auth(&at)
+        .json(&json!({ "name": "Customers" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let activity: Value = http()
+            .post(format!("{}/v3/activities/contacts_json_import", sb.url()))
+            .bearer_auth(&at)
+            .json(&json!({
+                "import_data": [{ "email": format!("p{i}@example.com") }],
+                "list_ids": [list["list_id"]],
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(activity["activity_id"].as_str().unwrap().to_owned());
+    }
+    let get = |query: &str| {
+        let url = format!("{}/v3/activities{query}", sb.url());
+        let at = at.clone();
+        async move {
+            let res = http().get(url).bearer_auth(at).send().await.unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let listed = |page: &Value| -> Vec<String> {
+        page["activities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["activity_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, all) = get("").await;
+    assert_eq!(status, StatusCode::OK);
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(listed(&all), newest_first);
+    assert!(all["_links"]["next"].is_null());
+    // Nothing is done yet: none is completed.
+    assert!(listed(&get("?state=completed").await.1).is_empty());
+
+    let (_, first) = get("?limit=2").await;
+    assert_eq!(listed(&first), newest_first[..2]);
+    let next = first["_links"]["next"]["href"].as_str().unwrap();
+    let (_, rest) = get(next.trim_start_matches("/v3/activities")).await;
+    assert_eq!(listed(&rest), newest_first[2..]);
+
+    for bad in ["?limit=0", "?limit=501", "?state=done"] {
+        assert_eq!(get(bad).await.0, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let (_, done) = get("?state=completed").await;
+    assert_eq!(listed(&done), newest_first);
+    assert_eq!(done["activities"][0]["status"]["person_count"], 1);
+}

@@ -76,9 +76,29 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Runs a command to the end; returns its stdout, the seconds it took and
-/// its peak RSS.
-fn timed(mut cmd: Command, what: &str) -> Result<(String, f64, f64)> {
+/// CPU time (user + system) a running process has used, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    // utime and stime are fields 14 and 15, in clock ticks (100 a second).
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// What a timed command came to.
+struct Timed {
+    stdout: String,
+    seconds: f64,
+    peak_rss_mb: f64,
+    /// CPU seconds, as last seen before it ended.
+    cpu_seconds: f64,
+}
+
+/// Runs a command to the end; returns its stdout, the seconds it took,
+/// its peak RSS and its CPU time.
+fn timed(mut cmd: Command, what: &str) -> Result<Timed> {
     eprintln!("==> {what}");
     let started = Instant::now();
     let mut child: Child = cmd
@@ -87,9 +107,13 @@ fn timed(mut cmd: Command, what: &str) -> Result<(String, f64, f64)> {
         .with_context(|| format!("could not start {what}"))?;
     let pid = child.id();
     let mut peak: f64 = 0.0;
+    let mut cpu: f64 = 0.0;
     loop {
         if let Some(mb) = peak_rss_mb(pid) {
             peak = peak.max(mb);
+        }
+        if let Some(c) = cpu_seconds(pid) {
+            cpu = cpu.max(c);
         }
         if child.try_wait()?.is_some() {
             break;
@@ -101,11 +125,12 @@ fn timed(mut cmd: Command, what: &str) -> Result<(String, f64, f64)> {
     if !out.status.success() {
         bail!("{what} failed ({})", out.status);
     }
-    Ok((
-        String::from_utf8_lossy(&out.stdout).into_owned(),
+    Ok(Timed {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         seconds,
-        peak,
-    ))
+        peak_rss_mb: peak,
+        cpu_seconds: cpu,
+    })
 }
 
 fn wait_for(url: &str) -> Result<()> {
@@ -135,8 +160,9 @@ fn call(
 }
 
 /// Plays the admin's browser: first admin, connection through the
-/// sandbox's sign-in page, a list, and the export. Returns the export id.
-fn set_up_export(env: &Env) -> Result<i64> {
+/// sandbox's sign-in page, a list, and the export. Returns the export id
+/// and the signed-in client.
+fn set_up_export(env: &Env) -> Result<(i64, reqwest::blocking::Client)> {
     let http = reqwest::blocking::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -223,7 +249,7 @@ fn set_up_export(env: &Env) -> Result<i64> {
         "save_export",
         &[("export", &export.to_string())],
     )?;
-    id.as_i64().context("export id")
+    Ok((id.as_i64().context("export id")?, http))
 }
 
 /// A CSV of `n` profiles, written in a streaming way.
@@ -286,8 +312,7 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
         .args(["import", "profiles"])
         .arg(&csv)
         .args(["--id-column", "id"]);
-    let (_, import_seconds, import_rss) =
-        timed(import, &format!("importing a CSV of {profiles} profiles"))?;
+    let import = timed(import, &format!("importing a CSV of {profiles} profiles"))?;
 
     let mut demo = env.server();
     demo.args([
@@ -297,9 +322,9 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
         "--seed",
         "7",
     ]);
-    let (_, generate_seconds, _) = timed(demo, &format!("generating {profiles} demo profiles"))?;
+    let generate = timed(demo, &format!("generating {profiles} demo profiles"))?;
 
-    let _sandbox = KillOnDrop(
+    let sandbox = KillOnDrop(
         Command::new(env.server.with_file_name("sandbox"))
             .env("SANDBOX_PORT", sandbox_port.to_string())
             .env(
@@ -313,26 +338,66 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
             .spawn()
             .context("could not start the sandbox")?,
     );
+    let sandbox_cpu = || cpu_seconds(sandbox.0.id()).unwrap_or(0.0);
     wait_for(&format!("{}/_sandbox/faults", env.sandbox_url))?;
     let mut serve = env.server();
-    let _server = KillOnDrop(serve.spawn().context("could not start the server")?);
+    let server = KillOnDrop(serve.spawn().context("could not start the server")?);
     wait_for(&env.url("/health"))?;
-    let export = set_up_export(env)?.to_string();
+    let (export, http) = set_up_export(env)?;
+    let export = export.to_string();
 
     let mut floor = env.server();
     floor.args(["export", "dry-run", &export, "--json"]);
-    let (out, floor_seconds, _) = timed(floor, "floor: stream, map and serialise (dry run)")?;
-    let plan: Value = serde_json::from_str(out.trim())?;
+    let floor = timed(floor, "floor: stream, map and serialise (dry run)")?;
+    let plan: Value = serde_json::from_str(floor.stdout.trim())?;
 
-    let mut full = env.server();
+    let mut full = match std::env::var("BENCH_PERF") {
+        Ok(out) => {
+            let mut c = Command::new("perf");
+            c.args(["record", "-F", "999", "-o", &out, "--"])
+                .arg(&env.server)
+                .current_dir(root());
+            for (k, v) in env.server().get_envs() {
+                if let Some(v) = v {
+                    c.env(k, v);
+                }
+            }
+            c
+        }
+        Err(_) => env.server(),
+    };
     full.args(["export", "run", &export, "--json"]);
-    let (out, full_seconds, full_rss) = timed(full, "full export")?;
-    let full_run: Value = serde_json::from_str(out.trim())?;
+    let sandbox_before = sandbox_cpu();
+    let full = timed(full, "full export")?;
+    let full_sandbox_cpu = sandbox_cpu() - sandbox_before;
+    let full_run: Value = serde_json::from_str(full.stdout.trim())?;
 
     let mut rerun = env.server();
     rerun.args(["export", "run", &export, "--json"]);
-    let (out, rerun_seconds, _) = timed(rerun, "re-run with nothing changed")?;
-    let rerun_run: Value = serde_json::from_str(out.trim())?;
+    let rerun = timed(rerun, "re-run with nothing changed")?;
+    let rerun_run: Value = serde_json::from_str(rerun.stdout.trim())?;
+
+    // The same CSV uploaded through the browser's endpoint, to the running
+    // server: the body is streamed to disk, so its memory stays flat.
+    eprintln!("==> uploading the CSV of {profiles} profiles over HTTP");
+    let rss_before_upload = peak_rss_mb(server.0.id()).unwrap_or(0.0);
+    let started = Instant::now();
+    let res = http
+        .post(env.url("/data/import/profiles?id_column=id"))
+        .header("content-type", "text/csv")
+        .body(reqwest::blocking::Body::new(std::fs::File::open(&csv)?))
+        .timeout(Duration::from_secs(600))
+        .send()?;
+    let upload_seconds = started.elapsed().as_secs_f64();
+    let upload_status = res.status();
+    let upload_report: Value = res.json()?;
+    if !upload_status.is_success() {
+        bail!("the upload failed: {upload_status} {upload_report}");
+    }
+    let upload_rss = peak_rss_mb(server.0.id()).unwrap_or(0.0);
+    let (import_seconds, import_rss) = (import.seconds, import.peak_rss_mb);
+    let (floor_seconds, full_seconds, full_rss) = (floor.seconds, full.seconds, full.peak_rss_mb);
+    let rerun_seconds = rerun.seconds;
 
     let sent = full_run["counts"]["sent"].as_u64().unwrap_or(0);
     let members: Value =
@@ -348,6 +413,8 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
             "api_calls": full_run["counts"]["api_calls"],
             "status": full_run["status"],
             "on_list": on_list,
+            "cpu_seconds": round(full.cpu_seconds),
+            "sandbox_cpu_seconds": round(full_sandbox_cpu),
         },
         "rerun": {
             "seconds": round(rerun_seconds),
@@ -357,6 +424,7 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
         "floor": {
             "seconds": round(floor_seconds),
             "planned": plan["counts"]["adds"],
+            "cpu_seconds": round(floor.cpu_seconds),
         },
         "ratio_to_floor": round(full_seconds / floor_seconds.max(0.001)),
         "import": {
@@ -364,7 +432,14 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
             "seconds": round(import_seconds),
             "peak_rss_mb": round(import_rss),
         },
-        "generate": { "seconds": round(generate_seconds) },
+        "upload": {
+            "rows": upload_report["rows"],
+            "imported": upload_report["imported"],
+            "seconds": round(upload_seconds),
+            "server_peak_rss_mb_before": round(rss_before_upload),
+            "server_peak_rss_mb_after": round(upload_rss),
+        },
+        "generate": { "seconds": round(generate.seconds) },
     });
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
@@ -405,6 +480,10 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
             (
                 import_seconds <= 60.0,
                 format!("CSV import {import_seconds:.1} s (target ≤ 60 s)"),
+            ),
+            (
+                upload_rss <= 256.0,
+                format!("server peak RSS {upload_rss:.0} MB after the upload (target ≤ 256 MB)"),
             ),
         ] {
             println!("{} {what}", if ok { "met " } else { "MISS" });

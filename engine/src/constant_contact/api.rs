@@ -117,6 +117,12 @@ pub struct Activity {
     pub status: ActivityStatus,
 }
 
+#[derive(Deserialize)]
+struct ActivitiesPage {
+    #[serde(default)]
+    activities: Vec<Activity>,
+}
+
 impl Activity {
     /// `completed`, `cancelled`, `failed` or `timed_out`.
     pub fn is_finished(&self) -> bool {
@@ -453,6 +459,15 @@ impl ApiClient {
     pub async fn activity(&self, activity_id: &str) -> Result<Activity, CcError> {
         self.get_json(&self.url(&format!("/activities/{activity_id}")))
             .await
+    }
+
+    /// The account's most recent activities (`limit`, 1 to 500), newest
+    /// first: one request tells how several imports are doing.
+    pub async fn recent_activities(&self, limit: u32) -> Result<Vec<Activity>, CcError> {
+        let page: ActivitiesPage = self
+            .get_json(&self.url(&format!("/activities?limit={}", limit.clamp(1, 500))))
+            .await?;
+        Ok(page.activities)
     }
 
     /// Polls an activity every `every` until it finishes or `timeout` passes.
