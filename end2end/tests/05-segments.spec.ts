@@ -70,5 +70,6 @@ test("a contributor imports a static segment from a list of ids", async ({ page 
   await report.getByRole("link", { name: "Trade show leads" }).click();
   await expect(page.getByRole("heading", { name: "Trade show leads" })).toBeVisible();
   await expect(page.getByTestId("member-count")).toHaveText("3");
+  await expect(page.getByRole("definition").filter({ hasText: "Imported from leads.csv" })).toBeVisible();
   await expect(page.getByRole("cell", { name: "P0000003" })).toBeVisible();
 });

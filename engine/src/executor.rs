@@ -735,7 +735,7 @@ impl Job<'_> {
     fn count_calls(&mut self) {
         if let Some(client) = &self.client {
             self.counts.api_calls =
-                self.api_calls_before + client.requests_today() + self.planned_calls;
+                self.api_calls_before + client.requests_sent() + self.planned_calls;
             self.counts.quota_left = client.quota_left();
         }
     }
@@ -1729,14 +1729,19 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// A dry run's API calls and duration estimates: per batch the import
-    /// and about four polls; removals were counted when planned.
+    /// A dry run's API calls and duration estimates (removals were
+    /// counted when planned).
     fn plan_estimate(&mut self) {
         let c = &mut self.counts;
-        self.planned_calls += c.batches * 5;
-        let read_seconds = self.started.elapsed().as_secs();
-        c.eta_seconds =
-            read_seconds + c.batches * 2 + (self.planned_calls as f64 * 0.26).ceil() as u64;
+        // An import and, polled together with the others in flight, about
+        // one status request.
+        self.planned_calls += c.batches * 2;
+        let read_seconds = self.started.elapsed().as_secs_f64();
+        // Reading and sending overlap; requests go out 4 a second; the
+        // last import takes a moment to finish.
+        let calls_seconds = self.planned_calls as f64 * 0.26;
+        let last_import = if c.batches > 0 { 2.0 } else { 0.0 };
+        c.eta_seconds = (read_seconds.max(calls_seconds) + last_import).ceil() as u64;
     }
 }
 

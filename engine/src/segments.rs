@@ -275,22 +275,47 @@ pub fn read_ids<R: std::io::Read>(input: R) -> Result<Vec<String>> {
 }
 
 /// Creates (or, for an existing static segment, replaces) a static segment
-/// from profile ids. Returns the segment and the ids that are no profile.
+/// from profile ids; `source` names where they came from (a file name, or
+/// empty), and becomes the description. Returns the segment and the ids
+/// that are no profile.
 pub async fn import_static(
     db: &Db,
     name: &str,
+    source: &str,
     ids: Vec<String>,
 ) -> Result<(Segment, Vec<String>)> {
+    // Only a file's own name, never a path of the machine it came from.
+    let source: String = source
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    let description = if source.is_empty() {
+        String::from("Imported list of profile ids")
+    } else {
+        format!("Imported from {source}")
+    };
     let existing = by_name(db, name).await?;
     let id = match existing {
-        Some(s) if s.kind == Kind::Static => s.id,
+        Some(s) if s.kind == Kind::Static => {
+            sqlx::query("UPDATE segments SET description = $1 WHERE id = $2")
+                .bind(&description)
+                .bind(s.id)
+                .execute(db.pool())
+                .await?;
+            s.id
+        }
         Some(_) => {
             return Err(Error::invalid(
                 "name",
                 "A rule segment already has this name.",
             ))
         }
-        None => insert(db, name, "Imported list of profile ids", Kind::Static, None).await?,
+        None => insert(db, name, &description, Kind::Static, None).await?,
     };
     let mut wanted: Vec<String> = ids
         .into_iter()

@@ -492,6 +492,7 @@ async fn clients_of_one_application_share_its_pace() {
     assert_eq!(burst(shared.clone()).await, 0, "one application, one pace");
     assert_eq!(shared[0].requests_today(), 10);
     assert_eq!(shared[1].requests_today(), 10);
+    assert_eq!(shared[0].requests_sent(), 5, "each knows its own");
     // Paced apart, the two go twice as fast as the limit allows.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(burst(alone).await > 0, "the sandbox throttles 8 a second");

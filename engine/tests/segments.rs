@@ -154,6 +154,7 @@ async fn static_segments_keep_known_ids_and_report_the_rest() {
     let (s, unknown) = segments::import_static(
         &t.db,
         "VIPs",
+        "/home/ann/Downloads/vips.csv",
         vec!["p03".into(), "p01".into(), "nope".into(), "p01".into()],
     )
     .await
@@ -161,9 +162,11 @@ async fn static_segments_keep_known_ids_and_report_the_rest() {
     assert_eq!(s.kind, Kind::Static);
     assert_eq!(unknown, ["nope"]);
     assert_eq!(ids(&t, s.id).await, ["p01", "p03"]);
-    let (s, _) = segments::import_static(&t.db, "vips", vec!["p02".into()])
+    assert_eq!(s.description, "Imported from vips.csv");
+    let (s, _) = segments::import_static(&t.db, "vips", "", vec!["p02".into()])
         .await
         .unwrap();
+    assert_eq!(s.description, "Imported list of profile ids");
     assert_eq!(ids(&t, s.id).await, ["p02"]);
     assert_eq!(
         segments::changes(&t.db, s.id, 2).await.unwrap(),

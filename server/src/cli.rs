@@ -150,7 +150,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let input = std::fs::File::open(&file)
                 .with_context(|| format!("could not open {}", file.display()))?;
             let ids = engine::segments::read_ids(input)?;
-            let (segment, unknown) = engine::segments::import_static(&db, &name, ids).await?;
+            let source = file
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let (segment, unknown) =
+                engine::segments::import_static(&db, &name, &source, ids).await?;
             println!(
                 "Segment {} now has {} members.",
                 segment.name, segment.member_count

@@ -2,8 +2,9 @@
 //! progress), for admins and contributors; each answers its report as JSON.
 //!
 //! - `POST /data/import/profiles?id_column=…`: a profiles CSV.
-//! - `POST /data/import/segment?name=…`: a CSV of profile ids, which
-//!   creates or replaces a static segment.
+//! - `POST /data/import/segment?name=…&file=…`: a CSV of profile ids,
+//!   which creates or replaces a static segment (`file`, the uploaded
+//!   file's name, describes where it came from).
 //!
 //! The body is streamed to an anonymous temporary file as it arrives and
 //! imported from there, so an upload of any size holds only a buffer.
@@ -148,6 +149,7 @@ pub async fn import_segment(
         Err(r) => return r,
     };
     let name = q.get("name").map(String::as_str).unwrap_or("").to_owned();
+    let source = q.get("file").map(String::as_str).unwrap_or("").to_owned();
     let file = match spool(body).await {
         Ok(f) => f,
         Err(r) => return r,
@@ -157,7 +159,7 @@ pub async fn import_segment(
         Err(e) => return engine_error(e),
     };
     let read = ids.len();
-    match engine::segments::import_static(&state.db, &name, ids).await {
+    match engine::segments::import_static(&state.db, &name, &source, ids).await {
         Ok((segment, unknown)) => {
             tracing::info!(
                 user_id = user.id,

@@ -179,7 +179,7 @@ async fn a_static_segment_is_uploaded_as_a_list_of_ids_and_replaced_by_name() {
         .unwrap();
     let upload = |client: reqwest::Client, name: &str, body: String| {
         let url = app.url(&format!(
-            "/data/import/segment?name={}",
+            "/data/import/segment?name={}&file=leads.csv",
             form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
         ));
         async move {
@@ -227,6 +227,7 @@ async fn a_static_segment_is_uploaded_as_a_list_of_ids_and_replaced_by_name() {
         .unwrap()
         .unwrap();
     assert_eq!(segment.kind, engine::segments::Kind::Static);
+    assert_eq!(segment.description, "Imported from leads.csv");
 
     // The same name (any case) replaces the members and records the change.
     let res = upload(admin.clone(), "even & ODD", String::from("p0001\np0002\n")).await;

@@ -308,7 +308,7 @@ fn SegmentBody(
         <dl class="mt-4 grid max-w-xl grid-cols-[10rem_1fr] gap-y-1 rounded-lg bg-white p-5 text-sm shadow-sm">
             <dt class="text-slate-500">"Kind"</dt><dd>{if s.kind == "rule" { "Rule" } else { "Static list" }}</dd>
             <dt class="text-slate-500">{if s.kind == "rule" { "Rule" } else { "Source" }}</dt>
-            <dd>{s.rule_text.clone().unwrap_or_else(|| String::from("Imported list of profile ids"))}</dd>
+            <dd>{s.rule_text.clone().unwrap_or_else(|| s.description.clone())}</dd>
             <dt class="text-slate-500">"Members"</dt><dd data-testid="member-count">{s.member_count}</dd>
             <dt class="text-slate-500">"Last refreshed"</dt><dd>{s.refreshed.clone().unwrap_or_else(|| String::from("Never"))}</dd>
         </dl>

@@ -124,8 +124,9 @@ pub fn SegmentUpload(#[prop(into)] on_done: Callback<()>) -> impl IntoView {
             return;
         }
         let url = format!(
-            "/data/import/segment?name={}",
-            encode(name.get_untracked().trim())
+            "/data/import/segment?name={}&file={}",
+            encode(name.get_untracked().trim()),
+            encode(&file_name(&input))
         );
         send(input, url, state, on_done);
     };
@@ -231,6 +232,21 @@ fn send<T>(
     if xhr.send_with_opt_blob(Some(&file)).is_err() {
         state.set(State::Failed(String::from("The upload could not start.")));
     }
+}
+
+/// The chosen file's name (empty on the server, or with none chosen).
+#[cfg(feature = "hydrate")]
+fn file_name(input: &web_sys::HtmlInputElement) -> String {
+    input
+        .files()
+        .and_then(|f| f.get(0))
+        .map(|f| f.name())
+        .unwrap_or_default()
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn file_name<I>(_input: &I) -> String {
+    String::new()
 }
 
 /// Percent-encodes a query value.

@@ -205,6 +205,8 @@ pub struct ApiClient {
     pacer: Arc<Pacer>,
     /// The application whose pacer this client shares, if any.
     application: Option<String>,
+    /// Requests this client sent (its application's may be more).
+    sent: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -236,6 +238,7 @@ impl ApiClient {
             retry: RetryPolicy::default(),
             pacer: Pacer::new(MIN_INTERVAL),
             application: None,
+            sent: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -275,6 +278,11 @@ impl ApiClient {
     /// this client, when it paces alone), to plan against the daily quota.
     pub fn requests_today(&self) -> u64 {
         self.pacer.requests_today()
+    }
+
+    /// Requests this client has sent (a run's own API calls).
+    pub fn requests_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests left of the daily quota, as far as this client knows.
@@ -335,6 +343,7 @@ impl ApiClient {
         loop {
             attempt += 1;
             self.pacer.wait().await;
+            self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let token = self.tokens.lock().await.access_token.clone();
             let mut req = self
                 .http
