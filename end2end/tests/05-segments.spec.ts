@@ -61,7 +61,7 @@ test("a contributor imports a static segment from a list of ids", async ({ page 
   await page.getByRole("button", { name: "Import segment" }).click();
   const report = page.getByRole("status").filter({ hasText: "now has" });
   await expect(report).toContainText("Trade show leads now has 3 members (4 ids read).");
-  await expect(report).toContainText("1 ids are not profiles and were skipped: not-a-profile");
+  await expect(report).toContainText("1 id is not a profile and was skipped: not-a-profile");
   await shot(page, "05-static-segment-import");
   // The list shows it at once; its page lists the members.
   const row = page.getByRole("row").filter({ hasText: "Trade show leads" });

@@ -23,3 +23,16 @@ proptest! {
         })?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A static segment's id file: any bytes give ids or a clear error.
+    #[test]
+    fn id_files_of_arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2_000)) {
+        match engine::segments::read_ids(body.as_slice()) {
+            Ok(ids) => prop_assert!(ids.iter().all(|id| !id.is_empty() && id.trim() == id)),
+            Err(e) => prop_assert!(e.to_string().contains("Line"), "{e}"),
+        }
+    }
+}

@@ -231,6 +231,15 @@ fn offset_from(cursor: Option<&String>) -> Result<usize, Response> {
     }
 }
 
+/// A page's `limit` and the offset its `cursor` stands for.
+fn paging(
+    q: &HashMap<String, String>,
+    default: usize,
+    max: usize,
+) -> Result<(usize, usize), Response> {
+    Ok((limit_from(q, default, max)?, offset_from(q.get("cursor"))?))
+}
+
 fn limit_from(q: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, Response> {
     match q.get("limit") {
         None => Ok(default),
@@ -416,9 +425,9 @@ pub async fn get_custom_fields(
     if let Err(r) = require_scope(&c, "contact_data") {
         return r;
     }
-    let (limit, offset) = match (limit_from(&q, 50, 100), offset_from(q.get("cursor"))) {
-        (Ok(l), Ok(o)) => (l, o),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (limit, offset) = match paging(&q, 50, 100) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let inner = shared.lock();
     let fields = &inner.accounts[c.account].data.custom_fields;
@@ -788,9 +797,9 @@ pub async fn get_activities(
     if let Err(r) = require_scope(&c, "contact_data") {
         return r;
     }
-    let (limit, offset) = match (limit_from(&q, 50, 500), offset_from(q.get("cursor"))) {
-        (Ok(l), Ok(o)) => (l, o),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (limit, offset) = match paging(&q, 50, 500) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let state = q.get("state").map(String::as_str);
     let wanted = match state {
@@ -986,9 +995,9 @@ pub async fn get_contacts(
     if let Err(r) = require_scope(&c, "contact_data") {
         return r;
     }
-    let (limit, offset) = match (limit_from(&q, 50, 500), offset_from(q.get("cursor"))) {
-        (Ok(l), Ok(o)) => (l, o),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (limit, offset) = match paging(&q, 50, 500) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let lists: Vec<Uuid> = q
         .get("lists")

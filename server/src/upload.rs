@@ -96,6 +96,16 @@ async fn spool(body: Body) -> Result<BufReader<std::fs::File>, Response> {
     Ok(BufReader::with_capacity(256 * 1024, file))
 }
 
+/// The uploader, and the body spooled to disk.
+async fn accept(
+    state: &AppState,
+    session: &Session,
+    body: Body,
+) -> Result<(User, BufReader<std::fs::File>), Response> {
+    let user = uploader(state, session).await?;
+    Ok((user, spool(body).await?))
+}
+
 fn engine_error(e: engine::Error) -> Response {
     if e.is_internal() {
         server_error(&e)
@@ -110,21 +120,12 @@ pub async fn import_profiles(
     Query(q): Query<HashMap<String, String>>,
     body: Body,
 ) -> Response {
-    let user = match uploader(&state, &session).await {
-        Ok(u) => u,
+    let (user, file) = match accept(&state, &session, body).await {
+        Ok(accepted) => accepted,
         Err(r) => return r,
     };
-    let id_column = q
-        .get("id_column")
-        .map(String::as_str)
-        .unwrap_or("id")
-        .trim()
-        .to_owned();
-    let file = match spool(body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    match engine::profiles::import_csv(&state.db, file, &id_column).await {
+    let id_column = q.get("id_column").map_or("id", |c| c.trim());
+    match engine::profiles::import_csv(&state.db, file, id_column).await {
         Ok(report) => {
             tracing::info!(
                 user_id = user.id,
@@ -144,22 +145,18 @@ pub async fn import_segment(
     Query(q): Query<HashMap<String, String>>,
     body: Body,
 ) -> Response {
-    let user = match uploader(&state, &session).await {
-        Ok(u) => u,
+    let (user, file) = match accept(&state, &session, body).await {
+        Ok(accepted) => accepted,
         Err(r) => return r,
     };
-    let name = q.get("name").map(String::as_str).unwrap_or("").to_owned();
-    let source = q.get("file").map(String::as_str).unwrap_or("").to_owned();
-    let file = match spool(body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let name = q.get("name").map_or("", String::as_str);
+    let source = q.get("file").map_or("", String::as_str);
     let ids = match engine::segments::read_ids(file) {
         Ok(ids) => ids,
         Err(e) => return engine_error(e),
     };
     let read = ids.len();
-    match engine::segments::import_static(&state.db, &name, &source, ids).await {
+    match engine::segments::import_static(&state.db, name, source, ids).await {
         Ok((segment, unknown)) => {
             tracing::info!(
                 user_id = user.id,

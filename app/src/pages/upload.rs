@@ -149,12 +149,16 @@ pub fn SegmentUpload(#[prop(into)] on_done: Callback<()>) -> impl IntoView {
                 <div role="status" class="text-sm">
                     <p class="font-medium">
                         <A href=format!("/data/segments/{}", r.id) attr:class="underline">{r.name.clone()}</A>
-                        {format!(" now has {} members ({} ids read).", r.members, r.ids)}
+                        {format!(" now has {} ({} read).", plural(r.members as u64, "member"), plural(r.ids, "id"))}
                     </p>
                     {(r.unknown > 0).then(|| view! {
                         <p class="mt-1 text-amber-800">{format!(
-                            "{} ids are not profiles and were skipped: {}{}",
-                            r.unknown,
+                            "{}: {}{}",
+                            if r.unknown == 1 {
+                                String::from("1 id is not a profile and was skipped")
+                            } else {
+                                format!("{} ids are not profiles and were skipped", r.unknown)
+                            },
                             r.unknown_ids.join(", "),
                             if r.unknown as usize > r.unknown_ids.len() { ", …" } else { "" },
                         )}</p>
@@ -247,6 +251,15 @@ fn file_name(input: &web_sys::HtmlInputElement) -> String {
 #[cfg(not(feature = "hydrate"))]
 fn file_name<I>(_input: &I) -> String {
     String::new()
+}
+
+/// "1 member", "3 members".
+fn plural(n: u64, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
 }
 
 /// Percent-encodes a query value.
