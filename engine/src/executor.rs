@@ -475,6 +475,10 @@ struct Job<'a> {
     secs_per_contact: Option<f64>,
     /// Later imports seen finished while polling for an earlier one.
     finished: HashMap<String, Activity>,
+    /// Whether the recent-activities page has shown the imports polled
+    /// for; once it does not (another order, a busy account), imports are
+    /// polled one by one for the rest of the run.
+    poll_together: bool,
     /// Where the time went: waiting for sends to be answered, waiting for
     /// imports to finish.
     time_sending: Duration,
@@ -565,6 +569,7 @@ impl Executor {
             inflight: VecDeque::new(),
             secs_per_contact: None,
             finished: HashMap::new(),
+            poll_together: true,
             time_sending: Duration::ZERO,
             time_waiting: Duration::ZERO,
             writer: None,
@@ -1327,7 +1332,7 @@ impl Job<'_> {
             .map(|f| f.activity_id.as_str())
             .filter(|id| !id.is_empty())
             .collect();
-        if ours.is_empty() {
+        if ours.is_empty() || !self.poll_together {
             return self.client().activity(activity_id).await;
         }
         let limit = (2 * ours.len() + 10) as u32;
@@ -1345,7 +1350,10 @@ impl Job<'_> {
         }
         match target {
             Some(a) => Ok(a),
-            None => self.client().activity(activity_id).await,
+            None => {
+                self.poll_together = false;
+                self.client().activity(activity_id).await
+            }
         }
     }
 

@@ -311,22 +311,8 @@ pub async fn cancel(db: &Db, actor: &User, run_id: i64) -> Result<Run> {
         )));
     }
     let by = format!("Cancelled by {}.", actor.email);
-    sqlx::query(
-        "UPDATE runs SET status = 'cancelled', message = $1, finished_at = $2, phase = 'finished' \
-         WHERE id = $3 AND status = 'queued'",
-    )
-    .bind(&by)
-    .bind(now_ms())
-    .bind(run_id)
-    .execute(db.pool())
-    .await?;
-    sqlx::query(
-        "UPDATE runs SET cancel_requested = TRUE, message = $1 WHERE id = $2 AND status = 'running'",
-    )
-    .bind(&by)
-    .bind(run_id)
-    .execute(db.pool())
-    .await?;
+    let mut conn = db.pool().acquire().await?;
+    cancel_where(&mut conn, "id", run_id, &by).await?;
     get(db, run_id).await?.ok_or(Error::NotFound("The run"))
 }
 
@@ -336,20 +322,31 @@ pub(crate) async fn cancel_active_in(
     export_id: i64,
     reason: &str,
 ) -> Result<()> {
-    sqlx::query(
+    cancel_where(conn, "export_id", export_id, reason).await
+}
+
+/// Cancels the queued run and asks the running one to stop at its next
+/// batch, where `column` (`id` or `export_id`) is `key`.
+async fn cancel_where(
+    conn: &mut sqlx::AnyConnection,
+    column: &'static str,
+    key: i64,
+    reason: &str,
+) -> Result<()> {
+    sqlx::query(&format!(
         "UPDATE runs SET status = 'cancelled', message = $1, finished_at = $2, phase = 'finished' \
-         WHERE export_id = $3 AND status = 'queued'",
-    )
+         WHERE {column} = $3 AND status = 'queued'"
+    ))
     .bind(reason)
     .bind(now_ms())
-    .bind(export_id)
+    .bind(key)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
-        "UPDATE runs SET cancel_requested = TRUE, message = $1 WHERE export_id = $2 AND status = 'running'",
-    )
+    sqlx::query(&format!(
+        "UPDATE runs SET cancel_requested = TRUE, message = $1 WHERE {column} = $2 AND status = 'running'"
+    ))
     .bind(reason)
-    .bind(export_id)
+    .bind(key)
     .execute(&mut *conn)
     .await?;
     Ok(())
