@@ -86,9 +86,11 @@ pub struct Executor {
     pub settings: Settings,
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// A spawned task that ends with its owner: a worker that stops (or is
+/// aborted, as a crash is simulated) leaves nothing running behind it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -301,13 +303,14 @@ struct Sent {
 struct InFlight {
     seq: i64,
     /// The send, still going on beside the stream (this attempt's batches).
-    posting: Option<tokio::task::JoinHandle<Posted>>,
+    posting: Option<AbortOnDrop<Posted>>,
     /// A send's answer, taken from `posting` before the batch is settled.
     posted: Option<std::result::Result<Posted, tokio::task::JoinError>>,
     activity_id: String,
     /// When this attempt sent it (not known for a resumed batch).
     sent_at: Option<Instant>,
-    /// The batch's last profile.
+    /// The batch's first and last profiles.
+    first_key: String,
     last_key: String,
     contacts: Vec<Sent>,
     /// Every profile up to this key is settled once the batch is.
@@ -1177,9 +1180,28 @@ impl Job<'_> {
                 email: normalized,
                 hash,
             };
-            if let Some(p) = pending.front_mut() {
-                // Part of a batch already sent: not sent again.
-                p.contacts.push(sent);
+            let resent = pending.front().is_some_and(|p| key >= p.first_key);
+            if resent {
+                // Part of a batch an earlier attempt sent: not sent again.
+                // Contacts before it (of a batch whose send was never
+                // confirmed) are sent and settled first, so the checkpoint
+                // never passes one of them still on its way.
+                if !in_builder.is_empty() {
+                    let filled = std::mem::replace(
+                        &mut builder,
+                        BatchBuilder::with_limits(&list_ids, settings.batch_contacts, MAX_BYTES),
+                    );
+                    if let Some(batch) = filled.finish() {
+                        let contacts = std::mem::take(&mut in_builder);
+                        self.send_batch(batch, contacts, &last_key).await?;
+                    }
+                }
+                while !self.inflight.is_empty() {
+                    self.settle_oldest().await?;
+                }
+                if let Some(p) = pending.front_mut() {
+                    p.contacts.push(sent);
+                }
             } else {
                 match builder.push(key.clone(), &contact) {
                     Ok(Some(batch)) => {
@@ -1241,7 +1263,7 @@ impl Job<'_> {
             .execute(self.ex.db.pool())
             .await?;
         let rows = sqlx::query(
-            "SELECT seq, last_key, activity_id FROM run_batches WHERE run_id = $1 AND state = 'sent' AND kind = 'import' AND last_key > $2 ORDER BY seq",
+            "SELECT seq, first_key, last_key, activity_id FROM run_batches WHERE run_id = $1 AND state = 'sent' AND kind = 'import' AND last_key > $2 ORDER BY seq",
         )
         .bind(self.run.id)
         .bind(checkpoint)
@@ -1254,6 +1276,7 @@ impl Job<'_> {
                 posted: None,
                 seq: col(r, "seq")?,
                 activity_id: col::<Option<String>>(r, "activity_id")?.unwrap_or_default(),
+                first_key: col(r, "first_key")?,
                 last_key: col(r, "last_key")?,
                 sent_at: None,
                 contacts: Vec::new(),
@@ -1361,9 +1384,9 @@ impl Job<'_> {
     /// are known to [`Self::poll`].
     async fn collect_postings(&mut self) {
         for f in &mut self.inflight {
-            if f.posting.as_ref().is_some_and(|h| h.is_finished()) {
-                if let Some(h) = f.posting.take() {
-                    match h.await {
+            if f.posting.as_ref().is_some_and(|h| h.0.is_finished()) {
+                if let Some(mut h) = f.posting.take() {
+                    match (&mut h.0).await {
                         Ok(Ok(Ok(a))) => f.activity_id = a.activity_id,
                         other => f.posted = Some(other),
                     }
@@ -1391,9 +1414,9 @@ impl Job<'_> {
     /// Waits for a batch's import and hands its outcome to the writer.
     async fn settle(&mut self, mut f: InFlight) -> Step<()> {
         let posted = match (f.posting.take(), f.posted.take()) {
-            (Some(posting), _) => {
+            (Some(mut posting), _) => {
                 let at = Instant::now();
-                let posted = posting.await;
+                let posted = (&mut posting.0).await;
                 self.time_sending += at.elapsed();
                 Some(posted)
             }
@@ -1579,10 +1602,11 @@ impl Job<'_> {
         };
         self.inflight.push_back(InFlight {
             seq,
-            posting: Some(posting),
+            posting: Some(AbortOnDrop(posting)),
             posted: None,
             activity_id: String::new(),
             sent_at: Some(Instant::now()),
+            first_key: first,
             last_key: last,
             contacts,
             upto: upto.to_owned(),

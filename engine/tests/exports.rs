@@ -824,6 +824,67 @@ async fn a_crashed_worker_run_is_resumed_from_its_checkpoint_without_resending()
 }
 
 #[tokio::test]
+async fn a_batch_never_confirmed_is_sent_again_and_the_confirmed_ones_after_it_are_not() {
+    let w = world_with(sandbox::Config {
+        rate_per_second: 0,
+        processing_delay_ms: 200,
+        ..sandbox::Config::default()
+    })
+    .await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    // The first import is lost on the way: no answer, never processed.
+    sandbox_put(&w.sb, "/_sandbox/faults", json!({ "stall_imports": 1 })).await;
+    let run = runs::trigger(
+        &w.t.db,
+        export.id,
+        Trigger::Manual,
+        Mode::Incremental,
+        Some(&w.carol),
+    )
+    .await
+    .unwrap();
+    let ex = w.ex.clone();
+    let doomed = tokio::spawn(async move { worker::drain(&ex).await });
+    // The three batches after it are answered while it waits: crash then.
+    let db = &w.t.db;
+    let states = || async move {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, state FROM run_batches WHERE run_id = $1 ORDER BY seq")
+                .bind(run.id)
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+        rows
+    };
+    wait_until(|| async move { states().await.iter().filter(|(_, s)| s == "sent").count() == 3 })
+        .await;
+    doomed.abort();
+    let _ = doomed.await;
+    let seen: Vec<String> = states().await.into_iter().map(|(_, s)| s).collect();
+    assert_eq!(seen, ["sending", "sent", "sent", "sent"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The imports answered are done by now; the lost one never came.
+    assert_eq!(w.members().await.len(), 30);
+    let mut other = w.ex.clone();
+    other.worker = String::from("second-worker");
+    assert_eq!(worker::drain(&other).await.unwrap(), vec![run.id]);
+    let done = runs::get(&w.t.db, run.id).await.unwrap().unwrap();
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
+    assert_eq!((done.counts.sent, done.counts.batches_done), (40, 4));
+    assert_eq!(w.members().await.len(), 40);
+    let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
+    assert_eq!(stats["imported_more_than_once"], 0, "{stats}");
+    assert_eq!(stats["import_rows"], 40);
+    // The ledger knows every contact: a re-run sends nothing.
+    let again = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(again.status, Status::Succeeded, "{:?}", again.message);
+    assert_eq!(again.counts.sent, 0);
+}
+
+#[tokio::test]
 async fn the_scheduled_refresh_fires_once_per_slot_and_queues_only_exports_on_the_schedule() {
     use engine::schedule;
     let w = world().await;

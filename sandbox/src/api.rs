@@ -41,6 +41,8 @@ const MAX_LISTS_PER_CONTACT: usize = 50;
 const MAX_REMOVE_CONTACT_IDS: usize = 500;
 /// Bulk activities an account may have waiting before new ones get a 429.
 pub const MAX_QUEUED_ACTIVITIES: usize = 1_000;
+/// How long a stalled import (fault `stall_imports`) waits for nothing.
+const STALL: Duration = Duration::from_secs(600);
 
 /// 429 when the account already has too many unfinished activities.
 fn queue_full(data: &crate::state::AccountData) -> Option<Response> {
@@ -111,6 +113,21 @@ pub async fn gate(State(shared): State<Shared>, req: Request, next: Next) -> Res
         .map(|u| u.path().to_owned())
         .unwrap_or_else(|| req.uri().path().to_owned());
     let faults = shared.lock().faults;
+    if method == "POST" && path.ends_with("/activities/contacts_json_import") {
+        let stalled = {
+            let mut inner = shared.lock();
+            let left = &mut inner.faults.stall_imports;
+            *left > 0 && {
+                *left -= 1;
+                true
+            }
+        };
+        if stalled {
+            // No answer until the client gives up; nothing is processed.
+            tokio::time::sleep(STALL).await;
+            return StatusCode::GATEWAY_TIMEOUT.into_response();
+        }
+    }
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
@@ -215,6 +232,14 @@ fn caller(req_ext: &axum::http::Extensions) -> Option<Caller> {
     req_ext.get::<Caller>().cloned()
 }
 
+/// The signed-in caller, if its token carries `scope`: 401 without a
+/// caller, 403 without the scope.
+fn authorized(req_ext: &axum::http::Extensions, scope: &str) -> Result<Caller, Response> {
+    let caller = caller(req_ext).ok_or_else(|| StatusCode::UNAUTHORIZED.into_response())?;
+    require_scope(&caller, scope)?;
+    Ok(caller)
+}
+
 fn cursor(offset: usize) -> String {
     STANDARD.encode(format!("offset={offset}"))
 }
@@ -282,12 +307,10 @@ pub async fn get_lists(
     Query(q): Query<HashMap<String, String>>,
     req: Request,
 ) -> Response {
-    let Some(c) = caller(req.extensions()) else {
-        return StatusCode::UNAUTHORIZED.into_response();
+    let c = match authorized(req.extensions(), "contact_data") {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    if let Err(r) = require_scope(&c, "contact_data") {
-        return r;
-    }
     let (limit, offset, counts) = match (
         limit_from(&q, 50, 1000),
         offset_from(q.get("cursor")),
@@ -333,12 +356,10 @@ pub async fn get_list(
     Query(q): Query<HashMap<String, String>>,
     req: Request,
 ) -> Response {
-    let Some(c) = caller(req.extensions()) else {
-        return StatusCode::UNAUTHORIZED.into_response();
+    let c = match authorized(req.extensions(), "contact_data") {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    if let Err(r) = require_scope(&c, "contact_data") {
-        return r;
-    }
     let counts = match membership_mode(&q) {
         Ok(m) => m,
         Err(r) => return r,
@@ -360,12 +381,10 @@ pub async fn get_list(
 
 /// `POST /v3/contact_lists`: 201, or 409 for a name already in use.
 pub async fn create_list(State(shared): State<Shared>, req: Request) -> Response {
-    let Some(c) = caller(req.extensions()) else {
-        return StatusCode::UNAUTHORIZED.into_response();
+    let c = match authorized(req.extensions(), "contact_data") {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    if let Err(r) = require_scope(&c, "contact_data") {
-        return r;
-    }
     let body = match json_body(req).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -419,12 +438,10 @@ pub async fn get_custom_fields(
     Query(q): Query<HashMap<String, String>>,
     req: Request,
 ) -> Response {
-    let Some(c) = caller(req.extensions()) else {
-        return StatusCode::UNAUTHORIZED.into_response();
+    let c = match authorized(req.extensions(), "contact_data") {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    if let Err(r) = require_scope(&c, "contact_data") {
-        return r;
-    }
     let (limit, offset) = match paging(&q, 50, 100) {
         Ok(p) => p,
         Err(r) => return r,
@@ -546,12 +563,10 @@ struct Incoming {
 /// `POST /v3/activities/contacts_json_import`: 201 with the activity,
 /// processed in the background.
 pub async fn import_contacts(State(shared): State<Shared>, req: Request) -> Response {
-    let Some(c) = caller(req.extensions()) else {
-        return StatusCode::UNAUTHORIZED.into_response();
+    let c = match authorized(req.extensions(), "contact_data") {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    if let Err(r) = require_scope(&c, "contact_data") {
-        return r;
-    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -791,12 +806,10 @@ pub async fn get_activities(
     Query(q): Query<HashMap<String, String>>,
     req: Request,
 ) -> Response {
-    let Some(c) = caller(req.extensions()) else {
-        return StatusCode::UNAUTHORIZED.into_response();
+    let c = match authorized(req.extensions(), "contact_data") {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    if let Err(r) = require_scope(&c, "contact_data") {
-        return r;
-    }
     let (limit, offset) = match paging(&q, 50, 500) {
         Ok(p) => p,
         Err(r) => return r,
@@ -839,12 +852,10 @@ pub async fn get_activities(
 
 /// `POST /v3/activities/remove_list_memberships`.
 pub async fn remove_memberships(State(shared): State<Shared>, req: Request) -> Response {
-    let Some(c) = caller(req.extensions()) else {
-        return StatusCode::UNAUTHORIZED.into_response();
+    let c = match authorized(req.extensions(), "contact_data") {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    if let Err(r) = require_scope(&c, "contact_data") {
-        return r;
-    }
     let body = match json_body(req).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -989,12 +1000,10 @@ pub async fn get_contacts(
     Query(q): Query<HashMap<String, String>>,
     req: Request,
 ) -> Response {
-    let Some(c) = caller(req.extensions()) else {
-        return StatusCode::UNAUTHORIZED.into_response();
+    let c = match authorized(req.extensions(), "contact_data") {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    if let Err(r) = require_scope(&c, "contact_data") {
-        return r;
-    }
     let (limit, offset) = match paging(&q, 50, 500) {
         Ok(p) => p,
         Err(r) => return r,

@@ -290,6 +290,10 @@ pub struct Faults {
     pub drop: f64,
     #[serde(default)]
     pub latency_ms: u64,
+    /// The next this many contact imports are held without an answer and
+    /// never processed, as if lost on the way (counts down).
+    #[serde(default)]
+    pub stall_imports: u32,
 }
 
 /// One request as the sandbox saw it.
@@ -365,6 +369,7 @@ impl Inner {
                 p503: config.fault_503,
                 drop: config.fault_drop,
                 latency_ms: config.latency_ms,
+                stall_imports: 0,
             },
             settings: Settings {
                 rotate_refresh_tokens: config.rotate_refresh_tokens,

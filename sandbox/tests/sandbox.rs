@@ -109,6 +109,47 @@ async fn signed_in(sb: &Running) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
+/// POSTs `body` as JSON to the API path with the bearer token.
+async fn post_api(sb: &Running, at: &str, path: &str, body: &Value) -> reqwest::Response {
+    http()
+        .post(format!("{}/v3{path}", sb.url()))
+        .bearer_auth(at)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Creates a contact list and returns it.
+async fn create_list(sb: &Running, at: &str, name: &str) -> Value {
+    let res = post_api(sb, at, "/contact_lists", &json!({ "name": name })).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json().await.unwrap()
+}
+
+/// Replaces the sandbox's injected faults.
+async fn set_faults(sb: &Running, faults: Value) {
+    let res = http()
+        .put(format!("{}/_sandbox/faults", sb.url()))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+}
+
+/// GETs a sandbox inspection path and returns its JSON.
+async fn inspect(sb: &Running, path: &str) -> Value {
+    http()
+        .get(format!("{}/_sandbox{path}", sb.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_consent_page_refuses_unknown_clients_and_redirect_uris_without_redirecting() {
     let sb = start(Config::default()).await;
@@ -385,22 +426,9 @@ async fn lists_page_by_cursor_and_duplicate_names_conflict() {
     .await;
     let at = signed_in(&sb).await;
     for i in 0..5 {
-        let res = http()
-            .post(format!("{}/v3/contact_lists", sb.url()))
-            .bearer_auth(&at)
-            .json(&json!({ "name": format!("List {i}") }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::CREATED);
+        create_list(&sb, &at, &format!("List {i}")).await;
     }
-    let dup = http()
-        .post(format!("{}/v3/contact_lists", sb.url()))
-        .bearer_auth(&at)
-        .json(&json!({ "name": "list 0" }))
-        .send()
-        .await
-        .unwrap();
+    let dup = post_api(&sb, &at, "/contact_lists", &json!({ "name": "list 0" })).await;
     assert_eq!(dup.status(), StatusCode::CONFLICT);
     assert!(dup.json::<Value>().await.unwrap().is_array());
 
@@ -453,16 +481,7 @@ async fn an_import_runs_to_completion_and_keeps_unsubscribed_contacts_off_the_li
     })
     .await;
     let at = signed_in(&sb).await;
-    let list: Value = http()
-        .post(format!("{}/v3/contact_lists", sb.url()))
-        .bearer_auth(&at)
-        .json(&json!({ "name": "Customers" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = create_list(&sb, &at, "Customers").await;
     let list_id = list["list_id"].as_str().unwrap().to_owned();
     http()
         .post(format!("{}/_sandbox/custom_fields", sb.url()))
@@ -477,29 +496,23 @@ async fn an_import_runs_to_completion_and_keeps_unsubscribed_contacts_off_the_li
         .await
         .unwrap();
 
-    let unknown_cf = http()
-        .post(format!("{}/v3/activities/contacts_json_import", sb.url()))
-        .bearer_auth(&at)
-        .json(&json!({ "import_data": [{ "email": "a@example.com", "cf:shoe_size": "9" }], "list_ids": [list_id] }))
-        .send()
-        .await
-        .unwrap();
+    let unknown_cf = post_api(&sb, &at, "/activities/contacts_json_import", &json!({ "import_data": [{ "email": "a@example.com", "cf:shoe_size": "9" }], "list_ids": [list_id] })).await;
     assert_eq!(unknown_cf.status(), StatusCode::BAD_REQUEST);
 
-    let res = http()
-        .post(format!("{}/v3/activities/contacts_json_import", sb.url()))
-        .bearer_auth(&at)
-        .json(&json!({
+    let res = post_api(
+        &sb,
+        &at,
+        "/activities/contacts_json_import",
+        &json!({
             "import_data": [
                 { "email": "ann@example.com", "first_name": "Ann", "cf:Favorite_Color": "blue" },
                 { "email": "gone@example.com" },
                 { "email": "not-an-email" },
             ],
             "list_ids": [list_id],
-        }))
-        .send()
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let activity: Value = res.json().await.unwrap();
     assert_eq!(activity["state"], "initialized");
@@ -525,14 +538,7 @@ async fn an_import_runs_to_completion_and_keeps_unsubscribed_contacts_off_the_li
     assert_eq!(done["percent_done"], 100);
     assert_eq!(done["status"]["cannot_add_to_list_count"], 1);
     assert_eq!(done["status"]["correctable_count"], 1);
-    let members: Value = http()
-        .get(format!("{}/_sandbox/lists/{list_id}/members", sb.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let members = inspect(&sb, &format!("/lists/{list_id}/members")).await;
     assert_eq!(members["emails"], json!(["ann@example.com"]));
     let found: Value = http()
         .get(format!("{}/v3/contacts", sb.url()))
@@ -558,42 +564,21 @@ async fn imports_over_the_limits_are_refused() {
     })
     .await;
     let at = signed_in(&sb).await;
-    let list: Value = http()
-        .post(format!("{}/v3/contact_lists", sb.url()))
-        .bearer_auth(&at)
-        .json(&json!({ "name": "Big" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = create_list(&sb, &at, "Big").await;
     let too_many: Vec<Value> = (0..40_001)
         .map(|i| json!({ "email": format!("c{i}@example.com") }))
         .collect();
-    let res = http()
-        .post(format!("{}/v3/activities/contacts_json_import", sb.url()))
-        .bearer_auth(&at)
-        .json(&json!({ "import_data": too_many, "list_ids": [list["list_id"]] }))
-        .send()
-        .await
-        .unwrap();
+    let res = post_api(
+        &sb,
+        &at,
+        "/activities/contacts_json_import",
+        &json!({ "import_data": too_many, "list_ids": [list["list_id"]] }),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let long_name = http()
-        .post(format!("{}/v3/activities/contacts_json_import", sb.url()))
-        .bearer_auth(&at)
-        .json(&json!({ "import_data": [{ "email": "a@example.com", "first_name": "x".repeat(51) }], "list_ids": [list["list_id"]] }))
-        .send()
-        .await
-        .unwrap();
+    let long_name = post_api(&sb, &at, "/activities/contacts_json_import", &json!({ "import_data": [{ "email": "a@example.com", "first_name": "x".repeat(51) }], "list_ids": [list["list_id"]] })).await;
     assert_eq!(long_name.status(), StatusCode::BAD_REQUEST);
-    let no_list = http()
-        .post(format!("{}/v3/activities/contacts_json_import", sb.url()))
-        .bearer_auth(&at)
-        .json(&json!({ "import_data": [{ "email": "a@example.com" }], "list_ids": [uuid::Uuid::new_v4()] }))
-        .send()
-        .await
-        .unwrap();
+    let no_list = post_api(&sb, &at, "/activities/contacts_json_import", &json!({ "import_data": [{ "email": "a@example.com" }], "list_ids": [uuid::Uuid::new_v4()] })).await;
     assert_eq!(no_list.status(), StatusCode::NOT_FOUND);
 }
 
@@ -605,13 +590,7 @@ async fn injected_faults_answer_as_configured() {
     })
     .await;
     let at = signed_in(&sb).await;
-    let faults = json!({ "p503": 1.0 });
-    http()
-        .put(format!("{}/_sandbox/faults", sb.url()))
-        .json(&faults)
-        .send()
-        .await
-        .unwrap();
+    set_faults(&sb, json!({ "p503": 1.0 })).await;
     let res = http()
         .get(format!("{}/v3/account/user/privileges", sb.url()))
         .bearer_auth(&at)
@@ -619,12 +598,7 @@ async fn injected_faults_answer_as_configured() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    http()
-        .put(format!("{}/_sandbox/faults", sb.url()))
-        .json(&json!({ "drop": 1.0 }))
-        .send()
-        .await
-        .unwrap();
+    set_faults(&sb, json!({ "drop": 1.0 })).await;
     let dropped = http()
         .get(format!("{}/v3/account/user/privileges", sb.url()))
         .bearer_auth(&at)
@@ -635,12 +609,7 @@ async fn injected_faults_answer_as_configured() {
         Ok(r) => r.bytes().await.is_err(),
     };
     assert!(broke, "a dropped connection must fail on the client");
-    http()
-        .put(format!("{}/_sandbox/faults", sb.url()))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    set_faults(&sb, json!({})).await;
     let ok = http()
         .get(format!("{}/v3/account/user/privileges", sb.url()))
         .bearer_auth(&at)
@@ -648,14 +617,7 @@ async fn injected_faults_answer_as_configured() {
         .await
         .unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
-    let log: Value = http()
-        .get(format!("{}/_sandbox/requests", sb.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = inspect(&sb, "/requests").await;
     let statuses: Vec<u64> = log["requests"]
         .as_array()
         .unwrap()
@@ -674,31 +636,22 @@ async fn activities_are_listed_newest_first_by_state_and_page() {
     })
     .await;
     let at = signed_in(&sb).await;
-    let list: Value = http()
-        .post(format!("{}/v3/contact_lists", sb.url()))
-        .bearer_auth(&at)
-        .json(&json!({ "name": "Customers" }))
-        .send()
+    let list = create_list(&sb, &at, "Customers").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let activity: Value = post_api(
+            &sb,
+            &at,
+            "/activities/contacts_json_import",
+            &json!({
+                "import_data": [{ "email": format!("p{i}@example.com") }],
+                "list_ids": [list["list_id"]],
+            }),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let activity: Value = http()
-            .post(format!("{}/v3/activities/contacts_json_import", sb.url()))
-            .bearer_auth(&at)
-            .json(&json!({
-                "import_data": [{ "email": format!("p{i}@example.com") }],
-                "list_ids": [list["list_id"]],
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
         ids.push(activity["activity_id"].as_str().unwrap().to_owned());
     }
     let get = |query: &str| {
