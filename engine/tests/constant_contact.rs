@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use engine::constant_contact::{
     ApiClient, BatchBuilder, CcError, Endpoints, ImportContact, OAuthClient, RetryPolicy, Secret,
-    Tokens,
+    Tokens, MIN_INTERVAL,
 };
 use sandbox::{Config, Running};
 use serde_json::{json, Value};
@@ -96,6 +96,18 @@ async fn client(sb: &Running) -> ApiClient {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(40),
         })
+}
+
+/// An error with the sandbox's last answers: under injected faults,
+/// retries should outlast any run of them.
+async fn with_last_answers(sb: &Running, e: CcError) -> String {
+    let log = sandbox_json(sb, "/_sandbox/requests").await;
+    let requests = log["requests"].as_array().unwrap();
+    let tail: Vec<String> = requests[requests.len().saturating_sub(25)..]
+        .iter()
+        .map(|r| format!("{} {} {}", r["method"], r["path"], r["status"]))
+        .collect();
+    format!("{e:?} after:\n{}", tail.join("\n"))
 }
 
 async fn sandbox_json(sb: &Running, path: &str) -> Value {
@@ -361,12 +373,18 @@ async fn under_injected_faults_every_contact_is_imported_exactly_once() {
     batches.extend(builder.finish());
     let mut activities = Vec::new();
     for b in &batches {
-        activities.push(api.import(b).await.unwrap().activity_id);
+        match api.import(b).await {
+            Ok(a) => activities.push(a.activity_id),
+            Err(e) => panic!("{}", with_last_answers(&sb, e).await),
+        }
     }
     for id in &activities {
-        api.wait_for(id, Duration::from_millis(10), Duration::from_secs(60))
+        if let Err(e) = api
+            .wait_for(id, Duration::from_millis(10), Duration::from_secs(60))
             .await
-            .unwrap();
+        {
+            panic!("{}", with_last_answers(&sb, e).await);
+        }
     }
     plain_http()
         .put(format!("{}/_sandbox/faults", sb.url()))
@@ -489,13 +507,26 @@ async fn clients_of_one_application_share_its_pace() {
         shared.push(Arc::new(api().await.for_application(&sb.url())));
         alone.push(Arc::new(api().await));
     }
-    assert_eq!(burst(shared.clone()).await, 0, "one application, one pace");
+    // One pace: the ten requests take nine intervals at least. (Arrival
+    // jitter on a loaded machine may still bring one 429 at the sandbox,
+    // which a real client retries.)
+    let started = std::time::Instant::now();
+    let throttled = burst(shared.clone()).await;
+    assert!(
+        started.elapsed() >= MIN_INTERVAL * 9,
+        "one application, one pace"
+    );
+    assert!(throttled <= 1, "{throttled} of 10 throttled with one pace");
     assert_eq!(shared[0].requests_today(), 10);
     assert_eq!(shared[1].requests_today(), 10);
     assert_eq!(shared[0].requests_sent(), 5, "each knows its own");
     // Paced apart, the two go twice as fast as the limit allows.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(burst(alone).await > 0, "the sandbox throttles 8 a second");
+    let throttled = burst(alone).await;
+    assert!(
+        throttled >= 3,
+        "the sandbox throttles 8 a second: {throttled} of 10"
+    );
 }
 
 #[tokio::test]
