@@ -865,9 +865,10 @@ async fn a_batch_never_confirmed_is_sent_again_and_the_confirmed_ones_after_it_a
     let _ = doomed.await;
     let seen: Vec<String> = states().await.into_iter().map(|(_, s)| s).collect();
     assert_eq!(seen, ["sending", "sent", "sent", "sent"]);
+    // The imports answered finish; the lost one never came.
+    let w = &w;
+    wait_until(|| async move { w.members().await.len() == 30 }).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // The imports answered are done by now; the lost one never came.
-    assert_eq!(w.members().await.len(), 30);
     let mut other = w.ex.clone();
     other.worker = String::from("second-worker");
     assert_eq!(worker::drain(&other).await.unwrap(), vec![run.id]);
