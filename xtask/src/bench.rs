@@ -63,6 +63,28 @@ impl Env {
         c
     }
 
+    /// The server for one step of the benchmark; with `BENCH_PERF=FILE`,
+    /// the step named by `BENCH_PERF_STEP` (`full` unless set: `floor`,
+    /// `full` or `rerun`) runs under `perf record`.
+    fn step(&self, name: &str) -> Command {
+        let profiled = std::env::var("BENCH_PERF_STEP").unwrap_or_else(|_| "full".into()) == name;
+        match std::env::var("BENCH_PERF") {
+            Ok(out) if profiled => {
+                let mut c = Command::new("perf");
+                c.args(["record", "-F", "999", "-o", &out, "--"])
+                    .arg(&self.server)
+                    .current_dir(root());
+                for (k, v) in self.server().get_envs() {
+                    if let Some(v) = v {
+                        c.env(k, v);
+                    }
+                }
+                c
+            }
+            _ => self.server(),
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -346,33 +368,19 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
     let (export, http) = set_up_export(env)?;
     let export = export.to_string();
 
-    let mut floor = env.server();
+    let mut floor = env.step("floor");
     floor.args(["export", "dry-run", &export, "--json"]);
     let floor = timed(floor, "floor: stream, map and serialise (dry run)")?;
     let plan: Value = serde_json::from_str(floor.stdout.trim())?;
 
-    let mut full = match std::env::var("BENCH_PERF") {
-        Ok(out) => {
-            let mut c = Command::new("perf");
-            c.args(["record", "-F", "999", "-o", &out, "--"])
-                .arg(&env.server)
-                .current_dir(root());
-            for (k, v) in env.server().get_envs() {
-                if let Some(v) = v {
-                    c.env(k, v);
-                }
-            }
-            c
-        }
-        Err(_) => env.server(),
-    };
+    let mut full = env.step("full");
     full.args(["export", "run", &export, "--json"]);
     let sandbox_before = sandbox_cpu();
     let full = timed(full, "full export")?;
     let full_sandbox_cpu = sandbox_cpu() - sandbox_before;
     let full_run: Value = serde_json::from_str(full.stdout.trim())?;
 
-    let mut rerun = env.server();
+    let mut rerun = env.step("rerun");
     rerun.args(["export", "run", &export, "--json"]);
     let rerun = timed(rerun, "re-run with nothing changed")?;
     let rerun_run: Value = serde_json::from_str(rerun.stdout.trim())?;
