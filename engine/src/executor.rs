@@ -181,11 +181,37 @@ struct Members {
     cursors: Vec<Cursor>,
 }
 
+/// A page of a keyset query, being read beside the stream.
+type Reading<T> = AbortOnDrop<Result<Vec<T>>>;
+
 struct Cursor {
     segment_id: i64,
     after: String,
     buf: VecDeque<(String, String)>,
+    /// The next page, read while this one is used.
+    next: Option<Reading<(String, String)>>,
     done: bool,
+}
+
+/// Reads one page of a keyset query on the runtime, beside the stream.
+fn read_ahead<T, F, Fut>(read: F) -> Reading<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>>> + Send + 'static,
+{
+    AbortOnDrop(tokio::spawn(read()))
+}
+
+/// The page `next` was reading, or `read`'s if none was.
+async fn page_of<T>(
+    next: &mut Option<Reading<T>>,
+    read: impl FnOnce() -> Reading<T>,
+) -> Result<Vec<T>> {
+    let mut page = next.take().unwrap_or_else(read);
+    (&mut page.0)
+        .await
+        .map_err(|e| Error::Internal(format!("reading a page: {e}")))?
 }
 
 impl Members {
@@ -199,31 +225,45 @@ impl Members {
                     segment_id,
                     after: String::new(),
                     buf: VecDeque::new(),
+                    next: None,
                     done: false,
                 })
                 .collect(),
         }
     }
 
+    fn read(db: &Db, segment_id: i64, after: &str, page: i64) -> Reading<(String, String)> {
+        let (db, after) = (db.clone(), after.to_owned());
+        read_ahead(move || async move {
+            let rows = sqlx::query(
+                "SELECT m.profile_id, p.attributes FROM segment_members m JOIN profiles p ON p.id = m.profile_id \
+                 WHERE m.segment_id = $1 AND m.profile_id > $2 ORDER BY m.profile_id LIMIT $3",
+            )
+            .bind(segment_id)
+            .bind(&after)
+            .bind(page)
+            .fetch_all(db.pool())
+            .await?;
+            rows.iter()
+                .map(|r| Ok((col(r, "profile_id")?, col(r, "attributes")?)))
+                .collect()
+        })
+    }
+
     async fn next(&mut self) -> Result<Option<(String, String)>> {
         for c in &mut self.cursors {
             if c.buf.is_empty() && !c.done {
-                let rows = sqlx::query(
-                    "SELECT m.profile_id, p.attributes FROM segment_members m JOIN profiles p ON p.id = m.profile_id \
-                     WHERE m.segment_id = $1 AND m.profile_id > $2 ORDER BY m.profile_id LIMIT $3",
-                )
-                .bind(c.segment_id)
-                .bind(&c.after)
-                .bind(self.page)
-                .fetch_all(self.db.pool())
+                let rows = page_of(&mut c.next, || {
+                    Self::read(&self.db, c.segment_id, &c.after, self.page)
+                })
                 .await?;
                 c.done = (rows.len() as i64) < self.page;
-                for r in &rows {
-                    c.buf
-                        .push_back((col(r, "profile_id")?, col(r, "attributes")?));
-                }
+                c.buf.extend(rows);
                 if let Some((last, _)) = c.buf.back() {
                     c.after = last.clone();
+                }
+                if !c.done {
+                    c.next = Some(Self::read(&self.db, c.segment_id, &c.after, self.page));
                 }
             }
         }
@@ -251,10 +291,39 @@ struct Ledger {
     export_id: i64,
     after: String,
     buf: VecDeque<(String, String, String)>,
+    /// The next page, read while this one is used.
+    next: Option<Reading<(String, String, String)>>,
     done: bool,
 }
 
+/// Ledger rows a page.
+const LEDGER_PAGE: usize = 5000;
+
 impl Ledger {
+    fn read(&self) -> Reading<(String, String, String)> {
+        let (db, export_id, after) = (self.db.clone(), self.export_id, self.after.clone());
+        read_ahead(move || async move {
+            let rows = sqlx::query(
+                "SELECT profile_id, hash, config_hash FROM export_ledger WHERE export_id = $1 AND profile_id > $2 \
+                 ORDER BY profile_id LIMIT $3",
+            )
+            .bind(export_id)
+            .bind(&after)
+            .bind(LEDGER_PAGE as i64)
+            .fetch_all(db.pool())
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        col(r, "profile_id")?,
+                        col(r, "hash")?,
+                        col(r, "config_hash")?,
+                    ))
+                })
+                .collect()
+        })
+    }
+
     /// The stored (hash, config hash) of `key`, if it was sent before.
     async fn lookup(&mut self, key: &str) -> Result<Option<(String, String)>> {
         loop {
@@ -267,24 +336,15 @@ impl Ledger {
             if self.done {
                 return Ok(None);
             }
-            let rows = sqlx::query(
-                "SELECT profile_id, hash, config_hash FROM export_ledger WHERE export_id = $1 AND profile_id > $2 \
-                 ORDER BY profile_id LIMIT 5000",
-            )
-            .bind(self.export_id)
-            .bind(&self.after)
-            .fetch_all(self.db.pool())
-            .await?;
-            self.done = rows.len() < 5000;
-            for r in &rows {
-                self.buf.push_back((
-                    col(r, "profile_id")?,
-                    col(r, "hash")?,
-                    col(r, "config_hash")?,
-                ));
-            }
+            let mut next = self.next.take();
+            let rows = page_of(&mut next, || self.read()).await?;
+            self.done = rows.len() < LEDGER_PAGE;
+            self.buf.extend(rows);
             if let Some((k, _, _)) = self.buf.back() {
                 self.after = k.clone();
+            }
+            if !self.done {
+                self.next = Some(self.read());
             }
         }
     }
@@ -1056,6 +1116,7 @@ impl Job<'_> {
             export_id: self.export.id,
             after: checkpoint.clone(),
             buf: VecDeque::new(),
+            next: None,
             done: false,
         };
         let full = self.run.mode == Mode::Full;
