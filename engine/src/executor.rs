@@ -194,13 +194,10 @@ struct Cursor {
 }
 
 /// Reads one page of a keyset query on the runtime, beside the stream.
-fn read_ahead<T, F, Fut>(read: F) -> Reading<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<T>>> + Send + 'static,
-{
-    AbortOnDrop(tokio::spawn(read()))
+fn read_ahead<T: Send + 'static>(
+    read: impl std::future::Future<Output = Result<Vec<T>>> + Send + 'static,
+) -> Reading<T> {
+    AbortOnDrop(tokio::spawn(read))
 }
 
 /// The page `next` was reading, or `read`'s if none was.
@@ -234,7 +231,7 @@ impl Members {
 
     fn read(db: &Db, segment_id: i64, after: &str, page: i64) -> Reading<(String, String)> {
         let (db, after) = (db.clone(), after.to_owned());
-        read_ahead(move || async move {
+        read_ahead(async move {
             let rows = sqlx::query(
                 "SELECT m.profile_id, p.attributes FROM segment_members m JOIN profiles p ON p.id = m.profile_id \
                  WHERE m.segment_id = $1 AND m.profile_id > $2 ORDER BY m.profile_id LIMIT $3",
@@ -302,7 +299,7 @@ const LEDGER_PAGE: usize = 5000;
 impl Ledger {
     fn read(&self) -> Reading<(String, String, String)> {
         let (db, export_id, after) = (self.db.clone(), self.export_id, self.after.clone());
-        read_ahead(move || async move {
+        read_ahead(async move {
             let rows = sqlx::query(
                 "SELECT profile_id, hash, config_hash FROM export_ledger WHERE export_id = $1 AND profile_id > $2 \
                  ORDER BY profile_id LIMIT $3",

@@ -258,9 +258,9 @@ impl World {
         }
     }
 
-    /// Queues a run as Carol and executes every queued run.
-    async fn run(&self, export_id: i64, mode: Mode) -> runs::Run {
-        let run = runs::trigger(
+    /// Queues a run as Carol (Run now).
+    async fn queue(&self, export_id: i64, mode: Mode) -> runs::Run {
+        runs::trigger(
             &self.t.db,
             export_id,
             Trigger::Manual,
@@ -268,7 +268,12 @@ impl World {
             Some(&self.carol),
         )
         .await
-        .unwrap();
+        .unwrap()
+    }
+
+    /// Queues a run as Carol and executes every queued run.
+    async fn run(&self, export_id: i64, mode: Mode) -> runs::Run {
+        let run = self.queue(export_id, mode).await;
         worker::drain(&self.ex).await.unwrap();
         runs::get(&self.t.db, run.id).await.unwrap().unwrap()
     }
@@ -527,15 +532,7 @@ async fn one_active_run_per_export_and_cancel_and_remove_stop_it() {
     let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
         .await
         .unwrap();
-    let queued = runs::trigger(
-        &w.t.db,
-        export.id,
-        Trigger::Manual,
-        Mode::Incremental,
-        Some(&w.carol),
-    )
-    .await
-    .unwrap();
+    let queued = w.queue(export.id, Mode::Incremental).await;
     let second = runs::trigger(&w.t.db, export.id, Trigger::Cli, Mode::Incremental, None).await;
     assert!(
         matches!(&second, Err(Error::Conflict(m)) if m.contains("already queued or running")),
@@ -589,15 +586,7 @@ async fn a_running_run_is_cancelled_at_the_next_batch() {
     let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
         .await
         .unwrap();
-    let run = runs::trigger(
-        &w.t.db,
-        export.id,
-        Trigger::Manual,
-        Mode::Incremental,
-        Some(&w.carol),
-    )
-    .await
-    .unwrap();
+    let run = w.queue(export.id, Mode::Incremental).await;
     let mut ex = w.ex.clone();
     ex.settings.in_flight = 1;
     let task = tokio::spawn(async move { worker::drain(&ex).await.unwrap() });
@@ -653,15 +642,7 @@ async fn removing_the_connection_disables_its_exports() {
     let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
         .await
         .unwrap();
-    let queued = runs::trigger(
-        &w.t.db,
-        export.id,
-        Trigger::Manual,
-        Mode::Incremental,
-        Some(&w.carol),
-    )
-    .await
-    .unwrap();
+    let queued = w.queue(export.id, Mode::Incremental).await;
     assert_eq!(
         exports::names_using(&w.t.db, w.connection_id)
             .await
@@ -768,15 +749,7 @@ async fn a_crashed_worker_run_is_resumed_from_its_checkpoint_without_resending()
     let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
         .await
         .unwrap();
-    let run = runs::trigger(
-        &w.t.db,
-        export.id,
-        Trigger::Manual,
-        Mode::Incremental,
-        Some(&w.carol),
-    )
-    .await
-    .unwrap();
+    let run = w.queue(export.id, Mode::Incremental).await;
     // One batch at Constant Contact at a time, so the crash lands while a
     // sent batch is being waited for (not between its send and its record).
     let mut ex = w.ex.clone();
@@ -837,15 +810,7 @@ async fn a_batch_never_confirmed_is_sent_again_and_the_confirmed_ones_after_it_a
         .unwrap();
     // The first import is lost on the way: no answer, never processed.
     sandbox_put(&w.sb, "/_sandbox/faults", json!({ "stall_imports": 1 })).await;
-    let run = runs::trigger(
-        &w.t.db,
-        export.id,
-        Trigger::Manual,
-        Mode::Incremental,
-        Some(&w.carol),
-    )
-    .await
-    .unwrap();
+    let run = w.queue(export.id, Mode::Incremental).await;
     let ex = w.ex.clone();
     let doomed = tokio::spawn(async move { worker::drain(&ex).await });
     // The three batches after it are answered while it waits: crash then.
