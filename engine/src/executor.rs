@@ -23,9 +23,9 @@ use crate::constant_contact::api::Activity;
 use crate::constant_contact::batch::{Batch, BatchBuilder, ImportContact, MAX_BYTES};
 use crate::constant_contact::{ApiClient, CcError, RetryPolicy};
 use crate::crypto::Cipher;
-use crate::db::{col, Db};
+use crate::db::{col, Db, TypedPool};
 use crate::error::{Error, Result};
-use crate::exports::{self, hex, Export};
+use crate::exports::{self, hex, is_hex_of, Export};
 use crate::runs::{self, Beat, ContactError, Counts, Mode, Run, Status};
 use crate::time::now_ms;
 use crate::users;
@@ -70,7 +70,7 @@ impl Default for Settings {
             checkpoint_every: 20_000,
             api_interval: None,
             retry: None,
-            in_flight: 4,
+            in_flight: 8,
         }
     }
 }
@@ -162,7 +162,7 @@ fn email_key(normalized: &str) -> u128 {
 }
 
 /// The digest of what is sent for a contact.
-fn contact_hash(contact: &[(&str, &str)]) -> String {
+fn contact_hash(contact: &[(&str, &str)]) -> [u8; 16] {
     let mut h = Sha256::new();
     for (k, v) in contact {
         h.update(k.as_bytes());
@@ -170,16 +170,33 @@ fn contact_hash(contact: &[(&str, &str)]) -> String {
         h.update(v.as_bytes());
         h.update([0]);
     }
-    hex(&h.finalize()[..16])
+    let mut hash = [0; 16];
+    hash.copy_from_slice(&h.finalize()[..16]);
+    hash
+}
+
+/// A member of the export's segments, with what this export last sent
+/// for it.
+struct Member {
+    key: String,
+    attrs: String,
+    /// The ledger's (hash, config hash), if this export sent it before.
+    sent: Option<(String, String)>,
 }
 
 /// Members of several segments in key order, each profile once, with its
-/// attributes; paged, so a million members are never held at once.
+/// attributes and its ledger entry; paged, so a million members are never
+/// held at once.
 struct Members {
     db: Db,
+    export_id: i64,
     page: i64,
     cursors: Vec<Cursor>,
 }
+
+/// Sends on their way at once (waiting for the request pace or for the
+/// answer): one being sent and the next.
+const SENDS_AT_ONCE: usize = 2;
 
 /// A page of a keyset query, being read beside the stream.
 type Reading<T> = AbortOnDrop<Result<Vec<T>>>;
@@ -187,9 +204,9 @@ type Reading<T> = AbortOnDrop<Result<Vec<T>>>;
 struct Cursor {
     segment_id: i64,
     after: String,
-    buf: VecDeque<(String, String)>,
+    buf: VecDeque<Member>,
     /// The next page, read while this one is used.
-    next: Option<Reading<(String, String)>>,
+    next: Option<Reading<Member>>,
     done: bool,
 }
 
@@ -211,10 +228,24 @@ async fn page_of<T>(
         .map_err(|e| Error::Internal(format!("reading a page: {e}")))?
 }
 
+/// A page of members with their ledger entries. The ledger is joined in
+/// rather than read as a stream of its own, and the query runs on the
+/// backend's own pool: a re-run reads a million rows, and each row that
+/// crosses from SQLite's thread and through `Any` costs more than the
+/// join's lookup.
+const MEMBERS_PAGE: &str = "SELECT m.profile_id, p.attributes, l.hash, l.config_hash \
+     FROM segment_members m JOIN profiles p ON p.id = m.profile_id \
+     LEFT JOIN export_ledger l ON l.export_id = $1 AND l.profile_id = m.profile_id \
+     WHERE m.segment_id = $2 AND m.profile_id > $3 ORDER BY m.profile_id LIMIT $4";
+
+type MemberRow = (String, String, Option<String>, Option<String>);
+
 impl Members {
-    fn new(db: Db, segment_ids: &[i64], page: i64) -> Self {
+    /// Members of `segment_ids`, with the ledger of export `export_id`.
+    fn new(db: Db, export_id: i64, segment_ids: &[i64], page: i64) -> Self {
         Members {
             db,
+            export_id,
             page,
             cursors: segment_ids
                 .iter()
@@ -229,52 +260,75 @@ impl Members {
         }
     }
 
-    fn read(db: &Db, segment_id: i64, after: &str, page: i64) -> Reading<(String, String)> {
+    fn read_page(
+        db: &Db,
+        export_id: i64,
+        segment_id: i64,
+        after: &str,
+        page: i64,
+    ) -> Reading<Member> {
         let (db, after) = (db.clone(), after.to_owned());
         read_ahead(async move {
-            let rows = sqlx::query(
-                "SELECT m.profile_id, p.attributes FROM segment_members m JOIN profiles p ON p.id = m.profile_id \
-                 WHERE m.segment_id = $1 AND m.profile_id > $2 ORDER BY m.profile_id LIMIT $3",
-            )
-            .bind(segment_id)
-            .bind(&after)
-            .bind(page)
-            .fetch_all(db.pool())
-            .await?;
-            rows.iter()
-                .map(|r| Ok((col(r, "profile_id")?, col(r, "attributes")?)))
-                .collect()
+            let rows: Vec<MemberRow> = match db.typed() {
+                TypedPool::Sqlite(pool) => {
+                    sqlx::query_as(MEMBERS_PAGE)
+                        .bind(export_id)
+                        .bind(segment_id)
+                        .bind(&after)
+                        .bind(page)
+                        .fetch_all(pool)
+                        .await?
+                }
+                TypedPool::Postgres(pool) => {
+                    sqlx::query_as(MEMBERS_PAGE)
+                        .bind(export_id)
+                        .bind(segment_id)
+                        .bind(&after)
+                        .bind(page)
+                        .fetch_all(pool)
+                        .await?
+                }
+            };
+            Ok(rows
+                .into_iter()
+                .map(|(key, attrs, hash, config_hash)| Member {
+                    key,
+                    attrs,
+                    sent: hash.zip(config_hash),
+                })
+                .collect())
         })
     }
 
-    async fn next(&mut self) -> Result<Option<(String, String)>> {
+    async fn next(&mut self) -> Result<Option<Member>> {
+        let (db, export_id, page) = (&self.db, self.export_id, self.page);
         for c in &mut self.cursors {
             if c.buf.is_empty() && !c.done {
                 let rows = page_of(&mut c.next, || {
-                    Self::read(&self.db, c.segment_id, &c.after, self.page)
+                    Self::read_page(db, export_id, c.segment_id, &c.after, page)
                 })
                 .await?;
-                c.done = (rows.len() as i64) < self.page;
+                c.done = (rows.len() as i64) < page;
                 c.buf.extend(rows);
-                if let Some((last, _)) = c.buf.back() {
-                    c.after = last.clone();
+                if let Some(last) = c.buf.back() {
+                    c.after = last.key.clone();
                 }
                 if !c.done {
-                    c.next = Some(Self::read(&self.db, c.segment_id, &c.after, self.page));
+                    c.next = Some(Self::read_page(db, export_id, c.segment_id, &c.after, page));
                 }
             }
         }
         let Some(min) = self
             .cursors
             .iter()
-            .filter_map(|c| c.buf.front().map(|(k, _)| k.clone()))
+            .filter_map(|c| c.buf.front().map(|m| m.key.clone()))
             .min()
         else {
             return Ok(None);
         };
         let mut out = None;
         for c in &mut self.cursors {
-            if c.buf.front().is_some_and(|(k, _)| *k == min) {
+            if c.buf.front().is_some_and(|m| m.key == min) {
                 out = c.buf.pop_front();
             }
         }
@@ -282,77 +336,13 @@ impl Members {
     }
 }
 
-/// The export's ledger, read in key order alongside the members.
-struct Ledger {
-    db: Db,
-    export_id: i64,
-    after: String,
-    buf: VecDeque<(String, String, String)>,
-    /// The next page, read while this one is used.
-    next: Option<Reading<(String, String, String)>>,
-    done: bool,
-}
-
-/// Ledger rows a page.
-const LEDGER_PAGE: usize = 5000;
-
-impl Ledger {
-    fn read(&self) -> Reading<(String, String, String)> {
-        let (db, export_id, after) = (self.db.clone(), self.export_id, self.after.clone());
-        read_ahead(async move {
-            let rows = sqlx::query(
-                "SELECT profile_id, hash, config_hash FROM export_ledger WHERE export_id = $1 AND profile_id > $2 \
-                 ORDER BY profile_id LIMIT $3",
-            )
-            .bind(export_id)
-            .bind(&after)
-            .bind(LEDGER_PAGE as i64)
-            .fetch_all(db.pool())
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok((
-                        col(r, "profile_id")?,
-                        col(r, "hash")?,
-                        col(r, "config_hash")?,
-                    ))
-                })
-                .collect()
-        })
-    }
-
-    /// The stored (hash, config hash) of `key`, if it was sent before.
-    async fn lookup(&mut self, key: &str) -> Result<Option<(String, String)>> {
-        loop {
-            while self.buf.front().is_some_and(|(k, _, _)| k.as_str() < key) {
-                self.buf.pop_front();
-            }
-            if let Some((k, h, c)) = self.buf.front() {
-                return Ok((k == key).then(|| (h.clone(), c.clone())));
-            }
-            if self.done {
-                return Ok(None);
-            }
-            let mut next = self.next.take();
-            let rows = page_of(&mut next, || self.read()).await?;
-            self.done = rows.len() < LEDGER_PAGE;
-            self.buf.extend(rows);
-            if let Some((k, _, _)) = self.buf.back() {
-                self.after = k.clone();
-            }
-            if !self.done {
-                self.next = Some(self.read());
-            }
-        }
-    }
-}
-
 /// A contact in a batch: what the ledger records once the batch is done.
 #[derive(Clone)]
 struct Sent {
-    profile_id: String,
-    email: String,
-    hash: String,
+    profile_id: Box<str>,
+    email: Box<str>,
+    /// Of the mapped values; the ledger keeps it in hex.
+    hash: [u8; 16],
 }
 
 /// An import batch with Constant Contact whose outcome is not recorded
@@ -376,6 +366,18 @@ struct InFlight {
     counts: Counts,
     /// Problems of the profiles up to `upto`, not written yet.
     errors: Vec<ContactError>,
+}
+
+impl InFlight {
+    /// Waits for the send's answer and keeps it.
+    async fn take_posting(&mut self) {
+        if let Some(mut h) = self.posting.take() {
+            match (&mut h.0).await {
+                Ok(Ok(Ok(a))) => self.activity_id = a.activity_id,
+                other => self.posted = Some(other),
+            }
+        }
+    }
 }
 
 /// What sending a batch came to: Constant Contact's answer, recorded.
@@ -469,10 +471,10 @@ impl Writer {
                 for c in chunk {
                     q = q
                         .bind(self.export_id)
-                        .bind(&c.profile_id)
-                        .bind(&c.email)
+                        .bind(&*c.profile_id)
+                        .bind(&*c.email)
                         .bind(&self.list_id)
-                        .bind(&c.hash)
+                        .bind(hex(&c.hash))
                         .bind(&self.config_hash)
                         .bind(self.run_id)
                         .bind(now);
@@ -539,6 +541,11 @@ struct Job<'a> {
     /// for; once it does not (another order, a busy account), imports are
     /// polled one by one for the rest of the run.
     poll_together: bool,
+    /// A permit a send: a send holds its body until Constant Contact has
+    /// it, and sends wait their turn for the request pace, so the stream
+    /// (much faster than the pace) waits for a permit rather than pile up
+    /// bodies. A send that hangs holds only its own.
+    sending: Arc<tokio::sync::Semaphore>,
     /// Where the time went: waiting for sends to be answered, waiting for
     /// imports to finish.
     time_sending: Duration,
@@ -630,6 +637,7 @@ impl Executor {
             secs_per_contact: None,
             finished: HashMap::new(),
             poll_together: true,
+            sending: Arc::new(tokio::sync::Semaphore::new(SENDS_AT_ONCE)),
             time_sending: Duration::ZERO,
             time_waiting: Duration::ZERO,
             writer: None,
@@ -1006,10 +1014,15 @@ impl Job<'_> {
         }
         // Over the limit by profile: count distinct emails before refusing.
         let source = self.export.email_source().unwrap_or("email").to_owned();
-        let mut members = Members::new(self.ex.db.clone(), ids, self.ex.settings.page_size);
+        let mut members = Members::new(
+            self.ex.db.clone(),
+            self.export.id,
+            ids,
+            self.ex.settings.page_size,
+        );
         let mut seen = HashSet::new();
-        while let Some((_, attrs)) = members.next().await? {
-            let email = Attrs::parse(&attrs)
+        while let Some(member) = members.next().await? {
+            let email = Attrs::parse(&member.attrs)
                 .get(&source)
                 .map(normalize_email)
                 .unwrap_or_default();
@@ -1105,22 +1118,26 @@ impl Job<'_> {
         let mut in_builder: Vec<Sent> = Vec::new();
         let mut members = Members::new(
             self.ex.db.clone(),
+            self.export.id,
             &self.export.segment_ids,
             settings.page_size,
         );
-        let mut ledger = Ledger {
-            db: self.ex.db.clone(),
-            export_id: self.export.id,
-            after: checkpoint.clone(),
-            buf: VecDeque::new(),
-            next: None,
-            done: false,
-        };
         let full = self.run.mode == Mode::Full;
-        let mut seen: HashSet<u128> = HashSet::new();
+        // Sized once: growing it would hold the old and new tables at once.
+        let expected = self
+            .run
+            .total
+            .unwrap_or(0)
+            .clamp(0, settings.max_profiles as i64);
+        let mut seen: HashSet<u128> = HashSet::with_capacity(expected as usize);
         let mut last_key = checkpoint.clone();
         let mut since_checkpoint = 0u64;
-        while let Some((key, attrs_json)) = members.next().await? {
+        while let Some(Member {
+            key,
+            attrs: attrs_json,
+            sent: before,
+        }) = members.next().await?
+        {
             let attrs = Attrs::parse(&attrs_json);
             let raw_email = attrs.get(&source).map(|s| s.trim()).unwrap_or("");
             let normalized = normalize_email(raw_email);
@@ -1199,12 +1216,11 @@ impl Job<'_> {
                 })
                 .collect();
             let hash = contact_hash(&values);
-            let before = ledger.lookup(&key).await?;
             let is_update = before.is_some();
             if !full
                 && before
                     .as_ref()
-                    .is_some_and(|(h, c)| *h == hash && *c == self.config_hash)
+                    .is_some_and(|(h, c)| is_hex_of(h, &hash) && *c == self.config_hash)
             {
                 self.counts.unchanged += 1;
                 last_key = key;
@@ -1234,8 +1250,8 @@ impl Job<'_> {
                 continue;
             }
             let sent = Sent {
-                profile_id: key.clone(),
-                email: normalized,
+                profile_id: key.as_str().into(),
+                email: normalized.into_boxed_str(),
                 hash,
             };
             let resent = pending.front().is_some_and(|p| key >= p.first_key);
@@ -1443,12 +1459,7 @@ impl Job<'_> {
     async fn collect_postings(&mut self) {
         for f in &mut self.inflight {
             if f.posting.as_ref().is_some_and(|h| h.0.is_finished()) {
-                if let Some(mut h) = f.posting.take() {
-                    match (&mut h.0).await {
-                        Ok(Ok(Ok(a))) => f.activity_id = a.activity_id,
-                        other => f.posted = Some(other),
-                    }
-                }
+                f.take_posting().await;
             }
         }
     }
@@ -1597,7 +1608,7 @@ impl Job<'_> {
 
     /// Sends a batch (after waiting for the oldest one if enough are with
     /// Constant Contact already); it is settled later, in order.
-    async fn send_batch(&mut self, batch: Batch, contacts: Vec<Sent>, upto: &str) -> Step<()> {
+    async fn send_batch(&mut self, mut batch: Batch, contacts: Vec<Sent>, upto: &str) -> Step<()> {
         if !self.dry() {
             self.beat().await?;
         }
@@ -1608,6 +1619,19 @@ impl Job<'_> {
         while self.inflight.len() >= self.ex.settings.in_flight.max(1) {
             self.settle_oldest().await?;
         }
+        // The lease and a cancel are looked at while waiting for a turn.
+        let at = Instant::now();
+        let permit = loop {
+            let turn = Arc::clone(&self.sending).acquire_owned();
+            match tokio::time::timeout(Duration::from_secs(1), turn).await {
+                Ok(permit) => {
+                    break permit
+                        .map_err(|e| Stop::Db(Error::Internal(format!("sending a batch: {e}"))))?
+                }
+                Err(_) => self.beat().await?,
+            }
+        };
+        self.time_sending += at.elapsed();
         if self.writer.as_ref().is_some_and(|(_, h)| h.is_finished()) {
             return self.writer_failed().await;
         }
@@ -1615,11 +1639,11 @@ impl Job<'_> {
         self.next_seq += 1;
         let first = contacts
             .first()
-            .map(|s| s.profile_id.clone())
+            .map(|s| String::from(&*s.profile_id))
             .unwrap_or_default();
         let last = contacts
             .last()
-            .map(|s| s.profile_id.clone())
+            .map(|s| String::from(&*s.profile_id))
             .unwrap_or_default();
         sqlx::query(
             "INSERT INTO run_batches (run_id, seq, kind, first_key, last_key, size, state, at) \
@@ -1634,11 +1658,14 @@ impl Job<'_> {
         .execute(self.ex.db.pool())
         .await?;
         // Sent beside the stream: the next batch is read meanwhile. The
-        // answer (the activity id) is recorded as soon as it comes.
+        // answer (the activity id) is recorded as soon as it comes. Only
+        // the body goes (`contacts` has the keys).
+        batch.keys = Vec::new();
         let posting = {
             let client = self.client.clone();
             let (db, run_id) = (self.ex.db.clone(), self.run.id);
             tokio::spawn(async move {
+                let _permit = permit;
                 let Some(client) = client else {
                     return Err(Error::Internal(String::from("no client")));
                 };

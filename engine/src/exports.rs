@@ -89,7 +89,23 @@ impl Export {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Whether `text` is the lower-case hex of `bytes` (no allocation).
+pub(crate) fn is_hex_of(text: &str, bytes: &[u8]) -> bool {
+    text.len() == bytes.len() * 2
+        && text.as_bytes().chunks_exact(2).zip(bytes).all(|(pair, b)| {
+            pair[0] == HEX_DIGITS[usize::from(b >> 4)]
+                && pair[1] == HEX_DIGITS[usize::from(b & 0xf)]
+        })
 }
 
 /// The Constant Contact fields an export can map to, besides custom fields
@@ -537,6 +553,18 @@ pub async fn scheduled(db: &Db) -> Result<Vec<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lower_case_and_is_recognised_without_allocating() {
+        let bytes = [0x00, 0x0f, 0xa5, 0xff];
+        assert_eq!(hex(&bytes), "000fa5ff");
+        assert!(is_hex_of("000fa5ff", &bytes));
+        assert!(!is_hex_of("000FA5FF", &bytes));
+        assert!(!is_hex_of("000fa5fe", &bytes));
+        assert!(!is_hex_of("000fa5f", &bytes));
+        assert!(!is_hex_of("", &bytes));
+        assert!(is_hex_of("", &[]));
+    }
 
     fn input() -> ExportInput {
         ExportInput {

@@ -10,6 +10,10 @@
 //! - the full export, with the process's peak RSS;
 //! - a re-run with nothing changed.
 //!
+//! The full export can be no faster than the floor, nor than the requests
+//! it must make at Constant Contact's pace (an import per 40,000
+//! contacts, under 4 a second); its ratio is taken to the larger.
+//!
 //! It also times a CSV import of N rows (issue 5's target). Results are
 //! printed and written to `target/bench/export.json`; at 1,000,000
 //! profiles the targets are checked and a miss fails the command.
@@ -71,7 +75,7 @@ impl Env {
         match std::env::var("BENCH_PERF") {
             Ok(out) if profiled => {
                 let mut c = Command::new("perf");
-                c.args(["record", "-F", "999", "-o", &out, "--"])
+                c.args(["record", "-g", "-F", "999", "-o", &out, "--"])
                     .arg(&self.server)
                     .current_dir(root());
                 for (k, v) in self.server().get_envs() {
@@ -408,6 +412,13 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
     let rerun_seconds = rerun.seconds;
 
     let sent = full_run["counts"]["sent"].as_u64().unwrap_or(0);
+    // The requests a full export cannot do without (one read of the
+    // unsubscribed contacts, an import a batch, one poll) at Constant
+    // Contact's pace: the floor the network sets.
+    let batches = full_run["counts"]["batches"].as_u64().unwrap_or(0);
+    let pace_requests = batches + 2;
+    let pace_seconds = pace_requests as f64 * REQUEST_INTERVAL_S;
+    let bound = floor_seconds.max(pace_seconds);
     let members: Value =
         reqwest::blocking::get(format!("{}/_sandbox/lists", env.sandbox_url))?.json()?;
     let on_list = members["lists"][0]["members"].as_u64().unwrap_or(0);
@@ -428,13 +439,20 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
             "seconds": round(rerun_seconds),
             "sent": rerun_run["counts"]["sent"],
             "unchanged": rerun_run["counts"]["unchanged"],
+            "peak_rss_mb": round(rerun.peak_rss_mb),
         },
         "floor": {
             "seconds": round(floor_seconds),
             "planned": plan["counts"]["adds"],
             "cpu_seconds": round(floor.cpu_seconds),
+            "peak_rss_mb": round(floor.peak_rss_mb),
         },
         "ratio_to_floor": round(full_seconds / floor_seconds.max(0.001)),
+        "pace": {
+            "requests": pace_requests,
+            "seconds": round(pace_seconds),
+        },
+        "ratio_to_bound": round(full_seconds / bound.max(0.001)),
         "import": {
             "rows": profiles,
             "seconds": round(import_seconds),
@@ -467,10 +485,12 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
                 format!("full export {full_seconds:.1} s (target ≤ 60 s)"),
             ),
             (
-                full_seconds <= 2.0 * floor_seconds,
+                full_seconds <= 2.0 * bound,
                 format!(
-                    "full export {:.2}× the floor (target ≤ 2×)",
-                    full_seconds / floor_seconds
+                    "full export {:.2}× the floor ({floor_seconds:.1} s) and {:.2}× the request pace's \
+                     ({pace_requests} requests, {pace_seconds:.1} s) (target ≤ 2× the larger)",
+                    full_seconds / floor_seconds,
+                    full_seconds / pace_seconds.max(0.001),
                 ),
             ),
             (
@@ -508,6 +528,10 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
     }
     Ok(())
 }
+
+/// Seconds between Constant Contact requests: the engine's
+/// `constant_contact::MIN_INTERVAL` (under 4 a second).
+const REQUEST_INTERVAL_S: f64 = 0.26;
 
 fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
