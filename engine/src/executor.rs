@@ -240,6 +240,29 @@ const MEMBERS_PAGE: &str = "SELECT m.profile_id, p.attributes, l.hash, l.config_
 
 type MemberRow = (String, String, Option<String>, Option<String>);
 
+/// [`MEMBERS_PAGE`] on either backend's pool: (export id, segment id,
+/// after this key, page size).
+async fn member_rows<DB>(
+    pool: &sqlx::Pool<DB>,
+    (export_id, segment_id, after, page): (i64, i64, String, i64),
+) -> sqlx::Result<Vec<MemberRow>>
+where
+    DB: sqlx::Database,
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> MemberRow: sqlx::FromRow<'r, DB::Row>,
+{
+    sqlx::query_as(MEMBERS_PAGE)
+        .bind(export_id)
+        .bind(segment_id)
+        .bind(after)
+        .bind(page)
+        .fetch_all(pool)
+        .await
+}
+
 impl Members {
     /// Members of `segment_ids`, with the ledger of export `export_id`.
     fn new(db: Db, export_id: i64, segment_ids: &[i64], page: i64) -> Self {
@@ -269,25 +292,10 @@ impl Members {
     ) -> Reading<Member> {
         let (db, after) = (db.clone(), after.to_owned());
         read_ahead(async move {
-            let rows: Vec<MemberRow> = match db.typed() {
-                TypedPool::Sqlite(pool) => {
-                    sqlx::query_as(MEMBERS_PAGE)
-                        .bind(export_id)
-                        .bind(segment_id)
-                        .bind(&after)
-                        .bind(page)
-                        .fetch_all(pool)
-                        .await?
-                }
-                TypedPool::Postgres(pool) => {
-                    sqlx::query_as(MEMBERS_PAGE)
-                        .bind(export_id)
-                        .bind(segment_id)
-                        .bind(&after)
-                        .bind(page)
-                        .fetch_all(pool)
-                        .await?
-                }
+            let params = (export_id, segment_id, after, page);
+            let rows = match db.typed() {
+                TypedPool::Sqlite(pool) => member_rows(pool, params).await?,
+                TypedPool::Postgres(pool) => member_rows(pool, params).await?,
             };
             Ok(rows
                 .into_iter()
