@@ -543,6 +543,8 @@ struct Job<'a> {
     /// next is first polled when it should be done (polls spend requests,
     /// and requests are limited to 4 a second).
     secs_per_contact: Option<f64>,
+    /// The stream has ended: nothing more will be sent.
+    drained: bool,
     /// Later imports seen finished while polling for an earlier one.
     finished: HashMap<String, Activity>,
     /// Whether the recent-activities page has shown the imports polled
@@ -643,6 +645,7 @@ impl Executor {
             planned_calls: 0,
             inflight: VecDeque::new(),
             secs_per_contact: None,
+            drained: false,
             finished: HashMap::new(),
             poll_together: true,
             sending: Arc::new(tokio::sync::Semaphore::new(SENDS_AT_ONCE)),
@@ -1315,6 +1318,7 @@ impl Job<'_> {
             let contacts = std::mem::take(&mut in_builder);
             self.send_batch(batch, contacts, &last_key).await?;
         }
+        self.drained = true;
         while !self.inflight.is_empty() {
             self.settle_oldest().await?;
         }
@@ -1379,6 +1383,9 @@ impl Job<'_> {
         not_before: Option<Instant>,
     ) -> Step<(Activity, u32)> {
         let deadline = Instant::now() + self.ex.settings.activity_timeout;
+        if let Some(done) = self.finished.remove(activity_id) {
+            return Ok((done, 1));
+        }
         // Not polled before it can be done; the lease and a cancel are
         // still looked at every second.
         if let Some(at) = not_before {
@@ -1513,12 +1520,18 @@ impl Job<'_> {
                 .iter()
                 .map(|x| x.contacts.len())
                 .sum::<usize>();
-        let expected = match (f.sent_at, self.secs_per_contact) {
+        let expect = |x: &InFlight| match (x.sent_at, self.secs_per_contact) {
             (Some(at), Some(rate)) => {
-                Some(at + Duration::from_secs_f64(rate * f.contacts.len() as f64))
+                Some(at + Duration::from_secs_f64(rate * x.contacts.len() as f64))
             }
             _ => None,
         };
+        let mut expected = expect(&f);
+        if self.drained && self.poll_together {
+            // Nothing more to send: one poll, when the newest import should
+            // be done, answers for all of them.
+            expected = self.inflight.iter().map(expect).fold(expected, Option::max);
+        }
         let waited = Instant::now();
         let (activity, polls) = self.wait_import(&f.activity_id, waiting, expected).await?;
         self.time_waiting += waited.elapsed();
