@@ -9,7 +9,10 @@
 //! schema lives in one migration folder per backend
 //! (`migrations/sqlite`, `migrations/postgres`) because DDL differs; where
 //! a statement must differ (row locking, say) the code branches on
-//! [`Db::backend`]. Every database test runs against both backends.
+//! [`Db::backend`]. The export's member stream, a million rows a run,
+//! runs on the backend's own pool instead ([`Db::typed`]): converting
+//! each row to `Any` cost more than reading it. Every database test runs
+//! against both backends.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -62,7 +65,8 @@ impl Backend {
 }
 
 /// The backend's own pool, kept for what needs a typed pool (migrations,
-/// the session store).
+/// the session store) and for the export's member stream, the one query
+/// whose rows are too many to convert through `Any`.
 #[derive(Clone, Debug)]
 pub enum TypedPool {
     Sqlite(SqlitePool),

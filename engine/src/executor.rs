@@ -75,6 +75,10 @@ impl Default for Settings {
     }
 }
 
+/// Sends on their way at once (waiting for the request pace or for the
+/// answer): one being sent and the next.
+const SENDS_AT_ONCE: usize = 2;
+
 /// What a run needs from the process it runs in.
 #[derive(Clone)]
 pub struct Executor {
@@ -193,10 +197,6 @@ struct Members {
     page: i64,
     cursors: Vec<Cursor>,
 }
-
-/// Sends on their way at once (waiting for the request pace or for the
-/// answer): one being sent and the next.
-const SENDS_AT_ONCE: usize = 2;
 
 /// A page of a keyset query, being read beside the stream.
 type Reading<T> = AbortOnDrop<Result<Vec<T>>>;
