@@ -418,6 +418,29 @@ async fn several_segments_are_merged_each_profile_once() {
     assert_eq!(run.total, Some(40));
     assert_eq!((run.counts.read, run.counts.sent), (40, 40));
     assert_eq!(w.members().await.len(), 40);
+
+    // Each profile's ledger entry comes with it from either segment: a
+    // re-run sends nothing, and a change to a profile in both sends it once.
+    let again = w.run(export.id, Mode::Incremental).await;
+    assert_eq!((again.counts.sent, again.counts.unchanged), (0, 40));
+    profiles::upsert(
+        &w.t.db,
+        vec![profile("P020", "person20@example.com", "Changed", "Last20")],
+    )
+    .await
+    .unwrap();
+    let third = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(
+        (
+            third.counts.read,
+            third.counts.sent,
+            third.counts.updates,
+            third.counts.unchanged
+        ),
+        (40, 1, 1, 39)
+    );
+    let one = sandbox_get(&w.sb, "/_sandbox/contacts?email=person20@example.com").await;
+    assert_eq!(one["fields"]["first_name"], "Changed");
 }
 
 #[tokio::test]
