@@ -30,9 +30,9 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 /// Rows a SQLite connection's worker thread may read ahead of the task
 /// that takes them (sqlx's default is 50). SQLite runs on a thread of its
 /// own and hands rows over one by one; with room for a whole page the
-/// worker is not stopped and woken for every few rows, which took a third
-/// of a re-run's CPU in the kernel's thread switches.
-const ROW_CHANNEL: usize = 8_192;
+/// worker is not stopped and woken every few rows (a re-run took 11% less
+/// time).
+const ROW_BUFFER: usize = 8_192;
 
 /// Which database the process talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +94,7 @@ impl Db {
                     .journal_mode(SqliteJournalMode::Wal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10))
-                    .row_buffer_size(ROW_CHANNEL);
+                    .row_buffer_size(ROW_BUFFER);
                 if let Some(dir) = options.get_filename().parent() {
                     if !dir.as_os_str().is_empty() {
                         std::fs::create_dir_all(dir)?;

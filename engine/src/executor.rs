@@ -198,34 +198,16 @@ struct Members {
     cursors: Vec<Cursor>,
 }
 
-/// A page of a keyset query, being read beside the stream.
-type Reading<T> = AbortOnDrop<Result<Vec<T>>>;
+/// A page of members, being read beside the stream.
+type Reading = AbortOnDrop<Result<Vec<Member>>>;
 
 struct Cursor {
     segment_id: i64,
     after: String,
     buf: VecDeque<Member>,
     /// The next page, read while this one is used.
-    next: Option<Reading<Member>>,
+    next: Option<Reading>,
     done: bool,
-}
-
-/// Reads one page of a keyset query on the runtime, beside the stream.
-fn read_ahead<T: Send + 'static>(
-    read: impl std::future::Future<Output = Result<Vec<T>>> + Send + 'static,
-) -> Reading<T> {
-    AbortOnDrop(tokio::spawn(read))
-}
-
-/// The page `next` was reading, or `read`'s if none was.
-async fn page_of<T>(
-    next: &mut Option<Reading<T>>,
-    read: impl FnOnce() -> Reading<T>,
-) -> Result<Vec<T>> {
-    let mut page = next.take().unwrap_or_else(read);
-    (&mut page.0)
-        .await
-        .map_err(|e| Error::Internal(format!("reading a page: {e}")))?
 }
 
 /// A page of members with their ledger entries. The ledger is joined in
@@ -283,15 +265,9 @@ impl Members {
         }
     }
 
-    fn read_page(
-        db: &Db,
-        export_id: i64,
-        segment_id: i64,
-        after: &str,
-        page: i64,
-    ) -> Reading<Member> {
+    fn read_page(db: &Db, export_id: i64, segment_id: i64, after: &str, page: i64) -> Reading {
         let (db, after) = (db.clone(), after.to_owned());
-        read_ahead(async move {
+        AbortOnDrop(tokio::spawn(async move {
             let params = (export_id, segment_id, after, page);
             let rows = match db.typed() {
                 TypedPool::Sqlite(pool) => member_rows(pool, params).await?,
@@ -305,17 +281,20 @@ impl Members {
                     sent: hash.zip(config_hash),
                 })
                 .collect())
-        })
+        }))
     }
 
     async fn next(&mut self) -> Result<Option<Member>> {
         let (db, export_id, page) = (&self.db, self.export_id, self.page);
         for c in &mut self.cursors {
             if c.buf.is_empty() && !c.done {
-                let rows = page_of(&mut c.next, || {
+                // The page read ahead, or this one now.
+                let mut reading = c.next.take().unwrap_or_else(|| {
                     Self::read_page(db, export_id, c.segment_id, &c.after, page)
-                })
-                .await?;
+                });
+                let rows = (&mut reading.0)
+                    .await
+                    .map_err(|e| Error::Internal(format!("reading a page: {e}")))??;
                 c.done = (rows.len() as i64) < page;
                 c.buf.extend(rows);
                 if let Some(last) = c.buf.back() {
