@@ -64,9 +64,14 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
         if password.is_empty() {
             return Err(AppError::field("password", "Enter your password."));
         }
-        let user = engine::users::authenticate(call.db(), &email, &Password::unchecked(&password))
-            .await
-            .inspect_err(|e| tracing::info!(reason = %e, "sign-in refused"))?;
+        let user = engine::users::authenticate(
+            call.db(),
+            &email,
+            &Password::unchecked(&password),
+            &call.client(),
+        )
+        .await
+        .inspect_err(|e| tracing::info!(reason = %e, "sign-in refused"))?;
         call.start_session(user.id).await?;
         tracing::info!(user_id = user.id, "signed in");
         Ok(())

@@ -17,6 +17,12 @@ pub enum AppError {
     /// A refusal the user can act on (a conflict, a lockout, not found).
     #[error("{0}")]
     Refused(String),
+    /// The request could not be read (a missing or malformed argument).
+    #[error("The request was not understood: {0}")]
+    BadRequest(String),
+    /// Too many attempts from this client; wait and try again.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("Something went wrong on the server. Please try again; if it keeps happening, tell your administrator.")]
     Internal,
     /// The request itself failed (network, encoding).
@@ -45,7 +51,9 @@ impl AppError {
         match self {
             AppError::Unauthenticated => 401,
             AppError::Forbidden => 403,
+            AppError::BadRequest(_) => 400,
             AppError::Field { .. } => 422,
+            AppError::TooManyRequests(_) => 429,
             AppError::Refused(_) => 409,
             AppError::Internal | AppError::Transport(_) => 500,
         }
@@ -56,6 +64,20 @@ impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        // On the server, these are the caller's arguments failing to
+        // parse: a 400 with the reason, not a 500. (In the browser they
+        // would be the answer failing to parse: a transport error.)
+        #[cfg(feature = "ssr")]
+        if let ServerFnErrorErr::Args(m)
+        | ServerFnErrorErr::MissingArg(m)
+        | ServerFnErrorErr::Deserialization(m) = &value
+        {
+            let error = AppError::BadRequest(m.chars().take(200).collect());
+            if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+                response.set_status(http::StatusCode::BAD_REQUEST);
+            }
+            return error;
+        }
         AppError::Transport(value.to_string())
     }
 }

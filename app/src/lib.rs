@@ -32,6 +32,36 @@ use crate::pages::{
     segments, setup::SetupPage, system, users,
 };
 
+/// How a page title reaches the document. On the server `leptos_meta`
+/// writes the title into `<head>` as it is, unescaped, and titles carry
+/// user text (a segment's or an export's name): escape it there. In the
+/// browser the title is set through `document.title`, which takes text.
+fn title_formatter() -> impl Fn(String) -> String + Send + Sync + 'static {
+    |title| {
+        if cfg!(feature = "ssr") {
+            escape_html(&title)
+        } else {
+            title
+        }
+    }
+}
+
+/// `text` with the five characters that mean something in HTML escaped.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -55,10 +85,12 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    #[cfg(feature = "ssr")]
+    ssr::content_security_policy();
     Auth::provide();
     view! {
         <Stylesheet id="leptos" href="/pkg/segment-export.css"/>
-        <Title text="Segment Export"/>
+        <Title text="Segment Export" formatter=title_formatter()/>
         // Pages render once their data is in (`SsrMode::Async`), so a
         // signed-out visitor gets a real 302 to the sign-in page rather
         // than a page that redirects itself.

@@ -14,8 +14,7 @@ use tower_sessions::Session;
 
 use crate::error::AppError;
 
-/// The session key holding the signed-in user's id.
-pub const USER_ID_KEY: &str = "user_id";
+pub use engine::sessions::{SIGNED_IN_AT_KEY, USER_ID_KEY};
 /// A one-time message for the connections page (set by the OAuth callback).
 pub const CONNECTIONS_FLASH_KEY: &str = "connections_flash";
 
@@ -41,15 +40,23 @@ pub struct Call {
     state: Option<AppState>,
     session: Option<Session>,
     response: Option<ResponseOptions>,
+    /// The client's address as the socket saw it.
+    client: Option<std::net::IpAddr>,
 }
 
 /// Takes the call's context. Call it first thing, before any `.await`.
 pub fn call() -> Call {
     let parts = use_context::<http::request::Parts>();
+    let client = parts.as_ref().and_then(|p| {
+        p.extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+    });
     Call {
         state: use_context::<AppState>(),
         session: parts.and_then(|p| p.extensions.get::<Session>().cloned()),
         response: use_context::<ResponseOptions>(),
+        client,
     }
 }
 
@@ -74,16 +81,16 @@ impl Call {
         })
     }
 
-    /// The signed-in user, if any. A deactivated user counts as signed out.
+    /// The client's address, as a key for sign-in attempts.
+    pub fn client(&self) -> String {
+        self.client
+            .map_or_else(|| String::from("unknown"), |ip| ip.to_string())
+    }
+
+    /// The signed-in user, if any. A deactivated user, or a session from
+    /// before a deactivation, counts as signed out.
     pub async fn current_user(&self) -> Result<Option<User>, AppError> {
-        let id: Option<i64> = self
-            .session()?
-            .get(USER_ID_KEY)
-            .await
-            .map_err(session_error)?;
-        let Some(id) = id else { return Ok(None) };
-        let user = users::get_user(self.db(), id).await?;
-        Ok(user.filter(|u| u.active))
+        Ok(signed_in_user(self.db(), self.session()?).await?)
     }
 
     /// The caller, if their role allows `min`; 401 or 403 otherwise.
@@ -108,6 +115,10 @@ impl Call {
             .insert(USER_ID_KEY, user_id)
             .await
             .map_err(session_error)?;
+        session
+            .insert(SIGNED_IN_AT_KEY, engine::time::now_ms())
+            .await
+            .map_err(session_error)?;
         Ok(())
     }
 
@@ -130,7 +141,42 @@ impl Call {
     }
 }
 
+/// The user a session is signed in as, if it still may act for them; for
+/// server functions and plain routes alike.
+pub async fn signed_in_user(db: &Db, session: &Session) -> Result<Option<User>, engine::Error> {
+    let read = |e: tower_sessions::session::Error| engine::Error::Internal(e.to_string());
+    let id: Option<i64> = session.get(USER_ID_KEY).await.map_err(read)?;
+    let Some(id) = id else { return Ok(None) };
+    let at: i64 = session
+        .get(SIGNED_IN_AT_KEY)
+        .await
+        .map_err(read)?
+        .unwrap_or(0);
+    users::session_user(db, id, at).await
+}
+
 fn session_error(e: tower_sessions::session::Error) -> AppError {
     tracing::error!(error = %e, "session store failed");
     AppError::Internal
+}
+
+/// The Content-Security-Policy of a rendered page: only our own scripts,
+/// and inline ones only with this response's nonce (the hydration script
+/// and the resources serialised into the page carry it). Styles may be
+/// inline (progress bars set a width), scripts never. Everything that is
+/// not a page gets the server's stricter default.
+pub fn content_security_policy() {
+    let (Some(nonce), Some(response)) =
+        (leptos::nonce::use_nonce(), use_context::<ResponseOptions>())
+    else {
+        return;
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&policy) {
+        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+    }
 }

@@ -34,6 +34,14 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 /// time).
 const ROW_BUFFER: usize = 8_192;
 
+/// What a [`Db::lock`] serialises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Lock {
+    /// Changes to users' roles and activity (the last-admin guard).
+    Users = 0x5e6_0001,
+}
+
 /// Which database the process talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -158,6 +166,31 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Serialises the transaction on `conn` with every other one that
+    /// takes the same `lock`, until it ends: a transaction-scoped advisory
+    /// lock on PostgreSQL; on SQLite, a write first thing, which takes the
+    /// database's write lock (the others wait their turn under the busy
+    /// timeout instead of failing to upgrade a read). Checks that read
+    /// before they write (the last administrator, say) need it: under
+    /// PostgreSQL's read committed, two of them would each see the other's
+    /// row as it was.
+    pub async fn lock(&self, conn: &mut sqlx::AnyConnection, lock: Lock) -> Result<()> {
+        match self.backend {
+            Backend::Postgres => {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(lock as i64)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Backend::Sqlite => {
+                sqlx::query("UPDATE setup SET completed_at = completed_at WHERE id = -1")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Placeholders for a statement with many parameters (bulk writes,

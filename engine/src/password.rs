@@ -1,6 +1,8 @@
-//! Password hashing with Argon2id, off the async runtime.
+//! Password hashing with Argon2id, off the async runtime, a few at a time.
 
 use std::sync::OnceLock;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
@@ -65,9 +67,24 @@ fn hash_blocking(password: &str) -> Result<String> {
         .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
 }
 
+/// Hashes or checks at once at most this many passwords per process. Each
+/// takes 19 MiB (Argon2's default memory cost) and a core for a while: 200
+/// concurrent sign-ins once took the server to 1 GB. The rest wait.
+pub const MAX_CONCURRENT_HASHES: usize = 4;
+
+/// A turn at hashing.
+async fn turn() -> Result<SemaphorePermit<'static>> {
+    static TURNS: Semaphore = Semaphore::const_new(MAX_CONCURRENT_HASHES);
+    TURNS
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(format!("password hashing closed: {e}")))
+}
+
 /// Hashes a password (Argon2id, default parameters) on the blocking pool.
 pub async fn hash(password: &Password) -> Result<String> {
     let password = password.0.clone();
+    let _turn = turn().await?;
     tokio::task::spawn_blocking(move || hash_blocking(&password))
         .await
         .map_err(|e| Error::Internal(format!("hashing task failed: {e}")))?
@@ -85,9 +102,10 @@ fn dummy_hash() -> &'static str {
 
 /// Verifies `password` against `stored`, or against a dummy hash when there
 /// is no user, doing the same work either way.
-pub async fn verify(password: &Password, stored: Option<String>) -> bool {
+pub async fn verify(password: &Password, stored: Option<String>) -> Result<bool> {
     let password = password.0.clone();
-    tokio::task::spawn_blocking(move || {
+    let _turn = turn().await?;
+    let checked = tokio::task::spawn_blocking(move || {
         let known = stored.is_some();
         let hash_text = stored.unwrap_or_else(|| dummy_hash().to_owned());
         let Ok(parsed) = PasswordHash::new(&hash_text) else {
@@ -99,7 +117,8 @@ pub async fn verify(password: &Password, stored: Option<String>) -> bool {
         known && ok
     })
     .await
-    .unwrap_or(false)
+    .unwrap_or(false);
+    Ok(checked)
 }
 
 #[cfg(test)]
@@ -123,8 +142,12 @@ mod tests {
         let p = Password::parse("correct horse battery").unwrap();
         let h = hash(&p).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify(&p, Some(h.clone())).await);
-        assert!(!verify(&Password::unchecked("wrong horse battery"), Some(h)).await);
-        assert!(!verify(&p, None).await);
+        assert!(verify(&p, Some(h.clone())).await.unwrap());
+        assert!(
+            !verify(&Password::unchecked("wrong horse battery"), Some(h))
+                .await
+                .unwrap()
+        );
+        assert!(!verify(&p, None).await.unwrap());
     }
 }

@@ -6,14 +6,16 @@ use sqlx::any::AnyRow;
 use sqlx::Acquire;
 
 use crate::audit;
-use crate::db::{col, flag, Db};
+use crate::db::{col, flag, Db, Lock};
 use crate::error::{Error, Result};
 use crate::password::{self, Password};
 use crate::time::now_ms;
 
-/// Failed sign-ins allowed within [`FAILURE_WINDOW_MS`] before a lockout.
+/// Failed sign-ins allowed for one email from one client address within
+/// [`FAILURE_WINDOW_MS`]; further attempts are refused until it ends.
 pub const MAX_FAILURES: i64 = 5;
-/// The window failures are counted in, and how long a lockout lasts.
+/// The window failures are counted in (from the first), and so the
+/// longest a lockout lasts.
 pub const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
 
 /// What a user may do. Ordered: a higher role can do all a lower one can.
@@ -231,6 +233,7 @@ pub async fn get_user(db: &Db, id: i64) -> Result<Option<User>> {
 pub async fn set_role(db: &Db, actor: &User, user_id: i64, role: Role) -> Result<User> {
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
+    db.lock(&mut tx, Lock::Users).await?;
     let target = get_user_in(&mut tx, user_id)
         .await?
         .ok_or(Error::NotFound("The user"))?;
@@ -258,22 +261,35 @@ pub async fn set_role(db: &Db, actor: &User, user_id: i64, role: Role) -> Result
 }
 
 /// Deactivates or reactivates a user, refusing to deactivate the last
-/// active administrator. A deactivated user's sessions stop working at
-/// their next request.
+/// active administrator. Deactivation ends the user's sessions: they are
+/// deleted, and any signed in before now stays invalid, so reactivating
+/// the user does not revive an old cookie.
 pub async fn set_active(db: &Db, actor: &User, user_id: i64, active: bool) -> Result<User> {
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
+    // Two admins deactivating each other at once must not both pass the
+    // last-admin check.
+    db.lock(&mut tx, Lock::Users).await?;
     let target = get_user_in(&mut tx, user_id)
         .await?
         .ok_or(Error::NotFound("The user"))?;
     if !active && target.role == Role::Admin && target.active {
         ensure_another_admin(&mut tx, user_id, "deactivate").await?;
     }
-    sqlx::query("UPDATE users SET active = $1 WHERE id = $2")
-        .bind(active)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+    if active {
+        sqlx::query("UPDATE users SET active = $1 WHERE id = $2")
+            .bind(active)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+    } else {
+        sqlx::query("UPDATE users SET active = $1, sessions_valid_after = $2 WHERE id = $3")
+            .bind(active)
+            .bind(now_ms())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+    }
     let action = if active {
         "user.reactivate"
     } else {
@@ -284,7 +300,31 @@ pub async fn set_active(db: &Db, actor: &User, user_id: i64, active: bool) -> Re
         .await?
         .ok_or(Error::NotFound("The user"))?;
     tx.commit().await?;
+    if !active {
+        let ended = crate::sessions::end_all_for_user(db, user_id).await?;
+        tracing::info!(
+            user_id,
+            sessions = ended,
+            "deactivated user's sessions ended"
+        );
+    }
     Ok(updated)
+}
+
+/// True when a session that signed in at `signed_in_at` (Unix ms) may
+/// still act for `user_id`: the user exists, is active and has not been
+/// deactivated since.
+pub async fn session_user(db: &Db, user_id: i64, signed_in_at: i64) -> Result<Option<User>> {
+    let row = sqlx::query(&format!(
+        "SELECT {USER_COLUMNS}, sessions_valid_after FROM users WHERE id = $1"
+    ))
+    .bind(user_id)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let valid_after: i64 = col(&row, "sessions_valid_after")?;
+    let user = user_from_row(&row)?;
+    Ok((user.active && signed_in_at >= valid_after).then_some(user))
 }
 
 async fn get_user_in(conn: &mut sqlx::AnyConnection, id: i64) -> Result<Option<User>> {
@@ -314,21 +354,21 @@ async fn ensure_another_admin(
     Ok(())
 }
 
-/// Checks an email and password. Unknown emails and wrong passwords cost
-/// the same and get the same error; after [`MAX_FAILURES`] failures within
-/// the window, the email is locked out for the window's length.
-pub async fn authenticate(db: &Db, email: &str, password: &Password) -> Result<User> {
+/// Checks an email and password from `client` (the caller's address).
+/// Unknown emails and wrong passwords cost the same and get the same
+/// error. Each attempt is counted before its password is checked, in one
+/// statement, so parallel attempts cannot slip past the limit: after
+/// [`MAX_FAILURES`] within the window, that email is locked out for that
+/// client until the window ends. Other clients (the account's owner) can
+/// still sign in.
+pub async fn authenticate(db: &Db, email: &str, password: &Password, client: &str) -> Result<User> {
     let key = email.trim().to_lowercase();
     let now = now_ms();
-    let locked_until: Option<i64> =
-        sqlx::query_scalar("SELECT locked_until FROM sign_in_failures WHERE email = $1")
-            .bind(&key)
-            .fetch_optional(db.pool())
-            .await?
-            .flatten();
-    if let Some(until) = locked_until.filter(|&u| u > now) {
+    let (attempts, window_started_at) = count_attempt(db, &key, client, now).await?;
+    if attempts > MAX_FAILURES {
+        let until = window_started_at + FAILURE_WINDOW_MS;
         return Err(Error::LockedOut {
-            minutes: ((until - now) + 59_999) / 60_000,
+            minutes: ((until - now).max(0) + 59_999) / 60_000,
         });
     }
 
@@ -345,16 +385,16 @@ pub async fn authenticate(db: &Db, email: &str, password: &Password) -> Result<U
         ),
         None => (None, None),
     };
-    if !password::verify(password, hash).await {
-        record_failure(db, &key, now).await?;
+    if !password::verify(password, hash).await? {
         return Err(Error::InvalidCredentials);
     }
     let user = user.ok_or(Error::InvalidCredentials)?;
     if !user.active {
         return Err(Error::Deactivated);
     }
-    sqlx::query("DELETE FROM sign_in_failures WHERE email = $1")
+    sqlx::query("DELETE FROM sign_in_attempts WHERE email = $1 AND client = $2")
         .bind(&key)
+        .bind(client)
         .execute(db.pool())
         .await?;
     sqlx::query("UPDATE users SET last_sign_in_at = $1 WHERE id = $2")
@@ -368,25 +408,25 @@ pub async fn authenticate(db: &Db, email: &str, password: &Password) -> Result<U
     })
 }
 
-async fn record_failure(db: &Db, key: &str, now: i64) -> Result<()> {
-    // One statement, so concurrent failures all count: a new window starts
-    // when the old one has passed.
-    sqlx::query(
-        "INSERT INTO sign_in_failures (email, failures, window_started_at, locked_until) \
-         VALUES ($1, 1, $2, NULL) \
-         ON CONFLICT (email) DO UPDATE SET \
-           failures = CASE WHEN sign_in_failures.window_started_at < $3 THEN 1 ELSE sign_in_failures.failures + 1 END, \
-           window_started_at = CASE WHEN sign_in_failures.window_started_at < $3 THEN $2 ELSE sign_in_failures.window_started_at END, \
-           locked_until = CASE WHEN sign_in_failures.window_started_at >= $3 AND sign_in_failures.failures + 1 >= $4 THEN $5 ELSE NULL END",
+/// Counts one attempt for (email, client) and returns the attempts in the
+/// current window with its start. One statement: concurrent attempts each
+/// get their own count. A new window starts when the old one has passed.
+async fn count_attempt(db: &Db, key: &str, client: &str, now: i64) -> Result<(i64, i64)> {
+    let row = sqlx::query(
+        "INSERT INTO sign_in_attempts (email, client, attempts, window_started_at) \
+         VALUES ($1, $2, 1, $3) \
+         ON CONFLICT (email, client) DO UPDATE SET \
+           attempts = CASE WHEN sign_in_attempts.window_started_at < $4 THEN 1 ELSE sign_in_attempts.attempts + 1 END, \
+           window_started_at = CASE WHEN sign_in_attempts.window_started_at < $4 THEN $3 ELSE sign_in_attempts.window_started_at END \
+         RETURNING attempts, window_started_at",
     )
     .bind(key)
+    .bind(client)
     .bind(now)
     .bind(now - FAILURE_WINDOW_MS)
-    .bind(MAX_FAILURES)
-    .bind(now + FAILURE_WINDOW_MS)
-    .execute(db.pool())
+    .fetch_one(db.pool())
     .await?;
-    Ok(())
+    Ok((col(&row, "attempts")?, col(&row, "window_started_at")?))
 }
 
 #[cfg(test)]

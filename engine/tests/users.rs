@@ -7,6 +7,9 @@ use engine::testing::TestDb;
 use engine::users::{self, Email, Role};
 use engine::{audit, Error};
 
+/// The address sign-ins in these tests come from.
+const CLIENT: &str = "192.0.2.1";
+
 fn pw(text: &str) -> Password {
     Password::parse(text).unwrap()
 }
@@ -57,14 +60,19 @@ async fn concurrent_first_admins_make_exactly_one() {
 async fn sign_in_gives_one_message_for_unknown_email_and_wrong_password() {
     let t = TestDb::new().await;
     admin(&t).await;
-    let ok = users::authenticate(&t.db, " ROOT@example.com", &pw("first admin password"))
-        .await
-        .unwrap();
+    let ok = users::authenticate(
+        &t.db,
+        " ROOT@example.com",
+        &pw("first admin password"),
+        CLIENT,
+    )
+    .await
+    .unwrap();
     assert!(ok.last_sign_in_at.is_some());
-    let wrong = users::authenticate(&t.db, "root@example.com", &pw("not the password"))
+    let wrong = users::authenticate(&t.db, "root@example.com", &pw("not the password"), CLIENT)
         .await
         .unwrap_err();
-    let unknown = users::authenticate(&t.db, "nobody@example.com", &pw("not the password"))
+    let unknown = users::authenticate(&t.db, "nobody@example.com", &pw("not the password"), CLIENT)
         .await
         .unwrap_err();
     assert!(matches!(wrong, Error::InvalidCredentials));
@@ -76,18 +84,32 @@ async fn repeated_failures_lock_the_email_out_even_with_the_right_password() {
     let t = TestDb::new().await;
     admin(&t).await;
     for _ in 0..users::MAX_FAILURES {
-        let e = users::authenticate(&t.db, "root@example.com", &pw("wrong password!"))
+        let e = users::authenticate(&t.db, "root@example.com", &pw("wrong password!"), CLIENT)
             .await
             .unwrap_err();
         assert!(matches!(e, Error::InvalidCredentials));
     }
-    let locked = users::authenticate(&t.db, "root@example.com", &pw("first admin password"))
-        .await
-        .unwrap_err();
+    let locked = users::authenticate(
+        &t.db,
+        "root@example.com",
+        &pw("first admin password"),
+        CLIENT,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(locked, Error::LockedOut { minutes: 15 }),
         "{locked:?}"
     );
+    // The lockout holds for that client only: the owner, elsewhere, gets in.
+    users::authenticate(
+        &t.db,
+        "root@example.com",
+        &pw("first admin password"),
+        "10.0.0.9",
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -163,7 +185,7 @@ async fn a_deactivated_user_cannot_sign_in_and_changes_are_audited() {
     .await
     .unwrap();
     users::set_active(&t.db, &root, v.id, false).await.unwrap();
-    let e = users::authenticate(&t.db, "vic@example.com", &pw("vic's password"))
+    let e = users::authenticate(&t.db, "vic@example.com", &pw("vic's password"), CLIENT)
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Deactivated));
@@ -175,4 +197,121 @@ async fn a_deactivated_user_cannot_sign_in_and_changes_are_audited() {
     );
     assert_eq!(log[0].actor_email.as_deref(), Some("root@example.com"));
     assert_eq!(log[0].target, "vic@example.com");
+}
+
+#[tokio::test]
+async fn parallel_wrong_passwords_are_checked_no_more_than_the_limit() {
+    let t = TestDb::new().await;
+    admin(&t).await;
+    // 40 attempts at once, the right password among them: each is counted
+    // before it is checked, so at most MAX_FAILURES get a password check.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let db = t.db.clone();
+        tasks.push(tokio::spawn(async move {
+            let password = if i == 39 {
+                "first admin password"
+            } else {
+                "wrong password!"
+            };
+            users::authenticate(&db, "root@example.com", &pw(password), CLIENT).await
+        }));
+    }
+    let mut checked = 0;
+    let mut locked = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) | Err(Error::InvalidCredentials) => checked += 1,
+            Err(Error::LockedOut { .. }) => locked += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(
+        checked <= users::MAX_FAILURES as usize + 1,
+        "{checked} attempts were checked"
+    );
+    assert_eq!(checked + locked, 40);
+}
+
+#[tokio::test]
+async fn two_admins_deactivating_each_other_at_once_leave_one_admin() {
+    let t = TestDb::new().await;
+    let root = admin(&t).await;
+    let other = users::create_user(
+        &t.db,
+        Some(&root),
+        &Email::parse("second@example.com").unwrap(),
+        Role::Admin,
+        &pw("second admin password"),
+    )
+    .await
+    .unwrap();
+    for _ in 0..5 {
+        let (a, b) = tokio::join!(
+            users::set_active(&t.db, &root, other.id, false),
+            users::set_active(&t.db, &other, root.id, false),
+        );
+        // One wins, the other is refused with the reason (never a
+        // database error).
+        let refused = [&a, &b]
+            .iter()
+            .filter(|r| matches!(r, Err(Error::Conflict(_))))
+            .count();
+        assert!(
+            a.as_ref()
+                .err()
+                .is_none_or(|e| matches!(e, Error::Conflict(_)))
+                && b.as_ref()
+                    .err()
+                    .is_none_or(|e| matches!(e, Error::Conflict(_))),
+            "{a:?} {b:?}"
+        );
+        assert_eq!(refused, 1, "{a:?} {b:?}");
+        let admins = users::list_users(&t.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.role == Role::Admin && u.active)
+            .count();
+        assert_eq!(admins, 1);
+        // Back to two for the next round.
+        let active = users::list_users(&t.db).await.unwrap();
+        let actor = active.iter().find(|u| u.active).unwrap().clone();
+        for u in &active {
+            if !u.active {
+                users::set_active(&t.db, &actor, u.id, true).await.unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_session_from_before_a_deactivation_stays_signed_out_after_reactivation() {
+    let t = TestDb::new().await;
+    let root = admin(&t).await;
+    let v = users::create_user(
+        &t.db,
+        Some(&root),
+        &Email::parse("vic@example.com").unwrap(),
+        Role::Viewer,
+        &pw("vic's password"),
+    )
+    .await
+    .unwrap();
+    let signed_in_at = engine::time::now_ms() - 1;
+    assert!(users::session_user(&t.db, v.id, signed_in_at)
+        .await
+        .unwrap()
+        .is_some());
+    users::set_active(&t.db, &root, v.id, false).await.unwrap();
+    users::set_active(&t.db, &root, v.id, true).await.unwrap();
+    assert!(users::session_user(&t.db, v.id, signed_in_at)
+        .await
+        .unwrap()
+        .is_none());
+    let later = engine::time::now_ms() + 1;
+    assert!(users::session_user(&t.db, v.id, later)
+        .await
+        .unwrap()
+        .is_some());
 }

@@ -26,6 +26,12 @@ pub struct Config {
     #[arg(long, env = "LEPTOS_SITE_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
+    /// The address browsers use to reach this server, e.g.
+    /// `https://exports.example.com`. State-changing requests must come
+    /// from this origin. Default: `http://` and the listen address.
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// Directory holding the built site (`pkg/` with the wasm, JS and CSS).
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,
@@ -102,6 +108,7 @@ impl Config {
             data_dir,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             site_root: String::from("target/site"),
+            public_url: None,
             secret_key: None,
             session_inactivity_minutes: 60,
             secure_cookies: false,

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 mod downloads;
 mod oauth_callback;
+pub mod security;
 mod upload;
 
 use std::net::SocketAddr;
@@ -13,8 +14,8 @@ use anyhow::Context as _;
 use app::ssr::AppState;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -94,6 +95,17 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
     let download_state = state.clone();
     let context = move || provide_context(state.clone());
     let routes = generate_route_list(app::App);
+    let origins = security::Origins::new(config.public_url.as_deref(), config.addr)?;
+    let limiter = security::PasswordLimiter::default();
+    {
+        let limiter = limiter.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                limiter.shrink();
+            }
+        });
+    }
 
     let router = Router::new()
         .route("/health", get(health).with_state(db))
@@ -123,7 +135,15 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
         ))
         .with_state(options)
         .layer(sessions)
-        .layer(middleware::from_fn(same_origin_writes))
+        .layer(middleware::from_fn_with_state(
+            limiter,
+            security::limit_password_attempts,
+        ))
+        .layer(middleware::from_fn_with_state(
+            origins,
+            security::same_origin_writes,
+        ))
+        .layer(security::header_layers())
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
                 let path = req
@@ -147,31 +167,6 @@ async fn health(State(db): State<Db>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }
-}
-
-/// Refuses cross-site writes: a request that changes state and carries an
-/// `Origin` must come from this site. (Session cookies are `SameSite=Lax`
-/// as well; this is the second lock.)
-async fn same_origin_writes(req: Request, next: Next) -> Response {
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe {
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok());
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok());
-        if let Some(origin) = origin {
-            let origin_host = origin.split("://").nth(1).unwrap_or("");
-            if Some(origin_host) != host {
-                tracing::warn!(origin, "cross-origin write refused");
-                return (StatusCode::FORBIDDEN, "Cross-origin request refused.").into_response();
-            }
-        }
-    }
-    next.run(req).await
 }
 
 /// What executes runs in this process.
@@ -226,9 +221,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("could not listen on {}", config.addr))?;
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!("Segment Export is listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     // A run in progress stops here; its lease runs out and another worker
     // (or the next start) resumes it from its last checkpoint.
     let _ = stop_workers.send(true);

@@ -87,6 +87,7 @@ async fn user_create_makes_the_first_admin_then_other_users() {
         &t.db,
         "root@example.com",
         &engine::password::Password::unchecked("root password 1"),
+        "127.0.0.1",
     )
     .await
     .unwrap();

@@ -44,6 +44,7 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let callback = format!("http://{addr}/oauth/constant-contact/callback");
         let mut config = Config::for_tests(&db.url, dir.path().to_path_buf());
+        config.addr = addr;
         let mut sb_config = sandbox::Config {
             rate_per_second: 0,
             processing_delay_ms: 5,
@@ -66,7 +67,13 @@ impl TestApp {
             None
         };
         let app = server::router(&config, db.db.clone()).await.unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
         let (workers, _) = server::start_workers(&config, db.db.clone()).unwrap();
         (
             TestApp {
