@@ -8,10 +8,9 @@ use crate::model::AuditView;
 /// The newest 500 entries, newest first. Administrators only.
 #[server(endpoint = "audit_log")]
 pub async fn audit_log() -> Result<Vec<AuditView>, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        call.require(Role::Admin).await?;
+        call.allowed(engine::policy::administer).await?;
         let entries = engine::audit::recent(call.db(), 500).await?;
         Ok(entries
             .into_iter()

@@ -18,10 +18,9 @@ fn cc(call: &crate::ssr::Call) -> Result<&engine::connect::CcApp, AppError> {
 
 #[server(endpoint = "list_connections")]
 pub async fn list_connections() -> Result<ConnectionsPage, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        call.require(Role::Admin).await?;
+        call.allowed(engine::policy::administer).await?;
         let mut connections: Vec<ConnectionView> = engine::connections::list(call.db())
             .await?
             .into_iter()
@@ -48,10 +47,9 @@ pub async fn list_connections() -> Result<ConnectionsPage, AppError> {
 /// The connections the caller may use for exports (name and type only).
 #[server(endpoint = "usable_connections")]
 pub async fn usable_connections() -> Result<Vec<UsableConnection>, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let user = call.require(Role::Contributor).await?;
+        let user = call.allowed(engine::policy::create_export).await?;
         let list = engine::connections::usable_by(call.db(), user.role).await?;
         Ok(list
             .into_iter()
@@ -68,10 +66,9 @@ pub async fn usable_connections() -> Result<Vec<UsableConnection>, AppError> {
 /// The Add connection form as the session remembers it.
 #[server(endpoint = "get_connection_draft")]
 pub async fn get_connection_draft() -> Result<ConnectionDraft, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        call.require(Role::Admin).await?;
+        call.allowed(engine::policy::administer).await?;
         let draft = engine::connect::draft(call.session()?).await?;
         Ok(match draft {
             Some(d) => ConnectionDraft {
@@ -104,10 +101,9 @@ pub async fn start_connect(
     usable_by: String,
     agree: Option<String>,
 ) -> Result<String, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        call.require(Role::Admin).await?;
+        call.allowed(engine::policy::administer).await?;
         let app = cc(&call)?;
         let agreed = agree.as_deref() == Some("on") || agree.as_deref() == Some("true");
         let s = call.state();
@@ -127,10 +123,9 @@ pub async fn start_connect(
 
 #[server(endpoint = "add_export_user")]
 pub async fn add_export_user() -> Result<(), AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let me = call.require(Role::Admin).await?;
+        let me = call.allowed(engine::policy::administer).await?;
         Ok(engine::connect::add_export_user(call.session()?, &me).await?)
     })
     .await
@@ -141,10 +136,9 @@ pub async fn save_connection(
     display_name: String,
     usable_by: String,
 ) -> Result<ConnectionView, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let me = call.require(Role::Admin).await?;
+        let me = call.allowed(engine::policy::administer).await?;
         let s = call.state();
         let c = engine::connect::save(
             call.session()?,
@@ -162,10 +156,9 @@ pub async fn save_connection(
 
 #[server(endpoint = "cancel_connection")]
 pub async fn cancel_connection() -> Result<(), AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        call.require(Role::Admin).await?;
+        call.allowed(engine::policy::administer).await?;
         Ok(engine::connect::discard(call.session()?).await?)
     })
     .await
@@ -178,10 +171,9 @@ pub async fn update_connection(
     usable_by: String,
 ) -> Result<ConnectionView, AppError> {
     use engine::connections::{self, DisplayName, UsableBy};
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let me = call.require(Role::Admin).await?;
+        let me = call.allowed(engine::policy::administer).await?;
         let name = DisplayName::parse(&display_name)?;
         let usable_by = UsableBy::parse(&usable_by)?;
         Ok(connections::update(call.db(), &me, id, &name, usable_by)
@@ -194,10 +186,9 @@ pub async fn update_connection(
 /// "Re-authenticate": returns where to send the browser.
 #[server(endpoint = "reauthenticate_connection")]
 pub async fn reauthenticate_connection(id: i64) -> Result<String, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        call.require(Role::Admin).await?;
+        call.allowed(engine::policy::administer).await?;
         let app = cc(&call)?;
         let s = call.state();
         Ok(engine::connect::begin_reauth(call.session()?, &s.db, &s.cipher, app, id).await?)
@@ -208,10 +199,9 @@ pub async fn reauthenticate_connection(id: i64) -> Result<String, AppError> {
 /// "Test connection": the account's list count, or what went wrong.
 #[server(endpoint = "test_connection")]
 pub async fn test_connection(id: i64) -> Result<String, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        call.require(Role::Admin).await?;
+        call.allowed(engine::policy::administer).await?;
         let app = cc(&call)?;
         let s = call.state();
         match engine::connect::test(&s.db, &s.cipher, app, id).await? {
@@ -227,10 +217,9 @@ pub async fn test_connection(id: i64) -> Result<String, AppError> {
 /// deletes the connection here.
 #[server(endpoint = "remove_connection")]
 pub async fn remove_connection(id: i64) -> Result<String, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let me = call.require(Role::Admin).await?;
+        let me = call.allowed(engine::policy::administer).await?;
         let s = call.state();
         let removal = engine::connect::remove(&s.db, &s.cipher, s.cc.as_ref(), &me, id).await?;
         Ok(match removal.revoke_problem {

@@ -92,6 +92,7 @@ impl From<engine::Error> for AppError {
                 message,
             },
             E::NotFound(_) => AppError::Refused(e.to_string()),
+            E::Forbidden => AppError::Forbidden,
             E::InvalidCredentials
             | E::Deactivated
             | E::LockedOut { .. }

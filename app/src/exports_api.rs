@@ -16,7 +16,7 @@ mod convert {
     use engine::exports::Export;
     use engine::runs::Run;
     use engine::time::{format_ms, now_ms};
-    use engine::users::{Role, User};
+    use engine::users::User;
 
     pub fn run(r: Run) -> RunView {
         let end = r.finished_at.unwrap_or_else(now_ms);
@@ -65,9 +65,9 @@ mod convert {
         }
     }
 
-    /// An admin changes any export; a contributor their own.
+    /// Whether `user` manages the export ([`engine::policy::manage_export`]).
     pub fn may_change(user: &User, e: &Export) -> bool {
-        user.role == Role::Admin || (user.role == Role::Contributor && e.owner_id == Some(user.id))
+        engine::policy::can_manage_export(user, e.owner_id)
     }
 
     pub fn row(e: Export, segments: &[(i64, String)], last: Option<Run>, user: &User) -> ExportRow {
@@ -152,18 +152,15 @@ async fn changeable(
         .await?
         .filter(|e| e.removed_at.is_none())
         .ok_or_else(|| AppError::Refused(String::from("The export was not found.")))?;
-    if !convert::may_change(user, &export) {
-        return Err(AppError::Forbidden);
-    }
+    engine::policy::manage_export(user, export.owner_id)?;
     Ok(export)
 }
 
 #[server(endpoint = "list_exports")]
 pub async fn list_exports() -> Result<ExportsPage, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let user = call.require(Role::Viewer).await?;
+        let user = call.allowed(engine::policy::read).await?;
         let db = call.db();
         let segments = segment_names(db).await?;
         let latest = engine::runs::latest(db).await?;
@@ -183,7 +180,7 @@ pub async fn list_exports() -> Result<ExportsPage, AppError> {
             .and_then(|p| p.next_after(engine::time::now_ms()).map(|t| p.format(t)));
         Ok(ExportsPage {
             exports,
-            can_add: user.role >= Role::Contributor,
+            can_add: user.role >= engine::users::Role::Contributor,
             next_refresh,
         })
     })
@@ -192,10 +189,9 @@ pub async fn list_exports() -> Result<ExportsPage, AppError> {
 
 #[server(endpoint = "get_export")]
 pub async fn get_export(id: i64) -> Result<ExportDetail, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let user = call.require(Role::Viewer).await?;
+        let user = call.allowed(engine::policy::read).await?;
         let db = call.db();
         let export = engine::exports::get(db, id)
             .await?
@@ -215,10 +211,9 @@ pub async fn get_export(id: i64) -> Result<ExportDetail, AppError> {
 #[server(endpoint = "get_export_form")]
 pub async fn get_export_form(id: Option<i64>) -> Result<ExportForm, AppError> {
     use crate::model::{ExportInputView, FieldView, MappingView, SegmentOption};
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let user = call.require(Role::Contributor).await?;
+        let user = call.allowed(engine::policy::create_export).await?;
         let db = call.db();
         let export = match id {
             Some(id) => {
@@ -273,7 +268,7 @@ pub async fn get_export_form(id: Option<i64>) -> Result<ExportForm, AppError> {
                 .map(|(k, l)| ((*k).to_owned(), (*l).to_owned()))
                 .collect(),
             export,
-            is_admin: user.role == Role::Admin,
+            is_admin: user.role == engine::users::Role::Admin,
             max_profiles: call.state().max_profiles_per_run,
         })
     })
@@ -283,10 +278,9 @@ pub async fn get_export_form(id: Option<i64>) -> Result<ExportForm, AppError> {
 /// The lists of a connection's Constant Contact account.
 #[server(endpoint = "connection_lists")]
 pub async fn connection_lists(connection_id: i64) -> Result<Vec<ListOption>, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let user = call.require(Role::Contributor).await?;
+        let user = call.allowed(engine::policy::create_export).await?;
         let client = client_for(&call, &user, connection_id).await?;
         let lists = client
             .lists()
@@ -309,10 +303,9 @@ pub async fn connection_lists(connection_id: i64) -> Result<Vec<ListOption>, App
 pub async fn connection_custom_fields(
     connection_id: i64,
 ) -> Result<Vec<(String, String)>, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let user = call.require(Role::Contributor).await?;
+        let user = call.allowed(engine::policy::create_export).await?;
         let client = client_for(&call, &user, connection_id).await?;
         let fields = client
             .custom_fields()
@@ -337,10 +330,9 @@ pub async fn create_connection_list(
     connection_id: i64,
     name: String,
 ) -> Result<ListOption, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let user = call.require(Role::Contributor).await?;
+        let user = call.allowed(engine::policy::create_export).await?;
         let name = name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 255 {
             return Err(AppError::field(
@@ -368,10 +360,9 @@ pub async fn create_connection_list(
 /// comma-separated).
 #[server(endpoint = "count_export_profiles")]
 pub async fn count_export_profiles(segment_ids: String) -> Result<i64, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        call.require(Role::Contributor).await?;
+        call.allowed(engine::policy::create_export).await?;
         let ids: Vec<i64> = segment_ids
             .split(',')
             .filter_map(|s| s.trim().parse().ok())
@@ -387,10 +378,9 @@ pub async fn count_export_profiles(segment_ids: String) -> Result<i64, AppError>
 pub async fn save_export(id: Option<i64>, export: String) -> Result<i64, AppError> {
     use crate::model::ExportInputView;
     use engine::exports::{ExportInput, Mapping};
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let user = call.require(Role::Contributor).await?;
+        let user = call.allowed(engine::policy::create_export).await?;
         let form: ExportInputView = serde_json::from_str(&export)
             .map_err(|_| AppError::Refused(String::from("The form could not be read.")))?;
         if let Some(id) = id {
@@ -437,10 +427,9 @@ pub async fn save_export(id: Option<i64>, export: String) -> Result<i64, AppErro
 
 #[server(endpoint = "remove_export")]
 pub async fn remove_export(id: i64) -> Result<(), AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let user = call.require(Role::Contributor).await?;
+        let user = call.allowed(engine::policy::create_export).await?;
         changeable(&call, &user, id).await?;
         engine::exports::remove(call.db(), &user, id).await?;
         Ok(())
@@ -452,10 +441,9 @@ pub async fn remove_export(id: i64) -> Result<(), AppError> {
 #[server(endpoint = "run_export")]
 pub async fn run_export(id: i64, mode: String) -> Result<i64, AppError> {
     use engine::runs::{Mode, Trigger};
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let user = call.require(Role::Contributor).await?;
+        let user = call.allowed(engine::policy::create_export).await?;
         changeable(&call, &user, id).await?;
         let mode = match mode.as_str() {
             "full" => Mode::Full,
@@ -471,10 +459,9 @@ pub async fn run_export(id: i64, mode: String) -> Result<i64, AppError> {
 /// A run with its timeline and a page of its per-contact errors.
 #[server(endpoint = "get_run")]
 pub async fn get_run(id: i64, errors_page: i64) -> Result<RunDetail, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let user = call.require(Role::Viewer).await?;
+        let user = call.allowed(engine::policy::read).await?;
         let db = call.db();
         let run = engine::runs::get(db, id)
             .await?
@@ -497,10 +484,9 @@ pub async fn get_run(id: i64, errors_page: i64) -> Result<RunDetail, AppError> {
 
 #[server(endpoint = "cancel_run")]
 pub async fn cancel_run(id: i64) -> Result<(), AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let user = call.require(Role::Contributor).await?;
+        let user = call.allowed(engine::policy::create_export).await?;
         let run = engine::runs::get(call.db(), id)
             .await?
             .ok_or_else(|| AppError::Refused(String::from("The run was not found.")))?;

@@ -6,7 +6,7 @@
 //! rendering, a resource's future may be polled outside the reactive owner
 //! that holds the context.
 
-use engine::users::{self, Role, User};
+use engine::users::{self, User};
 use engine::Db;
 use leptos::prelude::*;
 use leptos_axum::ResponseOptions;
@@ -93,17 +93,18 @@ impl Call {
         Ok(signed_in_user(self.db(), self.session()?).await?)
     }
 
-    /// The caller, if their role allows `min`; 401 or 403 otherwise.
-    pub async fn require(&self, min: Role) -> Result<User, AppError> {
+    /// The signed-in caller, if `policy` (an [`engine::policy`] action)
+    /// allows them; 401 when signed out, 403 when refused.
+    pub async fn allowed(
+        &self,
+        policy: impl FnOnce(&User) -> engine::Result<()>,
+    ) -> Result<User, AppError> {
         let user = self
             .current_user()
             .await?
             .ok_or(AppError::Unauthenticated)?;
-        if user.role.allows(min) {
-            Ok(user)
-        } else {
-            Err(AppError::Forbidden)
-        }
+        policy(&user)?;
+        Ok(user)
     }
 
     /// Starts a signed-in session for `user_id` under a new session id, so

@@ -56,10 +56,9 @@ async fn view(db: &engine::Db) -> Result<SystemView, AppError> {
 
 #[server(endpoint = "get_system")]
 pub async fn get_system() -> Result<SystemView, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        call.require(Role::Admin).await?;
+        call.allowed(engine::policy::administer).await?;
         view(call.db()).await
     })
     .await
@@ -68,10 +67,9 @@ pub async fn get_system() -> Result<SystemView, AppError> {
 /// Saves the schedule (`schedule`: [`ScheduleInput`] as JSON).
 #[server(endpoint = "save_schedule")]
 pub async fn save_schedule(schedule: String) -> Result<SystemView, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        let user = call.require(Role::Admin).await?;
+        let user = call.allowed(engine::policy::administer).await?;
         let input: ScheduleInput = serde_json::from_str(&schedule)
             .map_err(|_| AppError::Refused(String::from("The form could not be read.")))?;
         let s = engine::schedule::Schedule {
@@ -96,10 +94,9 @@ pub async fn save_schedule(schedule: String) -> Result<SystemView, AppError> {
 /// scheduled export; returns how many runs were queued.
 #[server(endpoint = "refresh_now")]
 pub async fn refresh_now() -> Result<usize, AppError> {
-    use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        call.require(Role::Admin).await?;
+        call.allowed(engine::policy::administer).await?;
         let r = engine::schedule::refresh(call.db()).await?;
         Ok(r.runs_queued.len())
     })

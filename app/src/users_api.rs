@@ -9,7 +9,7 @@ use crate::model::{Overview, UserView};
 pub async fn list_users() -> Result<Vec<UserView>, AppError> {
     let call = crate::ssr::call();
     call.run(async {
-        call.require(engine::users::Role::Admin).await?;
+        call.allowed(engine::policy::administer).await?;
         let users = engine::users::list_users(call.db()).await?;
         Ok(users.into_iter().map(Into::into).collect())
     })
@@ -26,7 +26,7 @@ pub async fn create_user(
     use engine::users::{self, Email, Role};
     let call = crate::ssr::call();
     call.run(async {
-        let actor = call.require(Role::Admin).await?;
+        let actor = call.allowed(engine::policy::administer).await?;
         let email = Email::parse(&email)?;
         let role = Role::parse(&role)?;
         let password = Password::parse(&password)?;
@@ -41,7 +41,7 @@ pub async fn set_user_role(user_id: i64, role: String) -> Result<UserView, AppEr
     use engine::users::{self, Role};
     let call = crate::ssr::call();
     call.run(async {
-        let actor = call.require(Role::Admin).await?;
+        let actor = call.allowed(engine::policy::administer).await?;
         let role = Role::parse(&role)?;
         Ok(users::set_role(call.db(), &actor, user_id, role)
             .await?
@@ -52,10 +52,10 @@ pub async fn set_user_role(user_id: i64, role: String) -> Result<UserView, AppEr
 
 #[server(endpoint = "set_user_active")]
 pub async fn set_user_active(user_id: i64, active: bool) -> Result<UserView, AppError> {
-    use engine::users::{self, Role};
+    use engine::users;
     let call = crate::ssr::call();
     call.run(async {
-        let actor = call.require(Role::Admin).await?;
+        let actor = call.allowed(engine::policy::administer).await?;
         Ok(users::set_active(call.db(), &actor, user_id, active)
             .await?
             .into())
@@ -69,7 +69,7 @@ pub async fn get_overview() -> Result<Overview, AppError> {
     use engine::users::Role;
     let call = crate::ssr::call();
     call.run(async {
-        call.require(Role::Viewer).await?;
+        call.allowed(engine::policy::read).await?;
         let db = call.db();
         let users = engine::users::list_users(db).await?;
         let count = |r: Role| users.iter().filter(|u| u.active && u.role == r).count() as i64;

@@ -238,6 +238,18 @@ pub async fn complete(
             "There is no sign-in with Constant Contact in progress in this session. Start again from Admin > Connections.",
         )));
     };
+    // An answer that is not to our sign-in (a forged or replayed callback,
+    // a stale tab) leaves the draft as it was: only the real answer may
+    // consume the pending sign-in or change the draft.
+    let ours = draft
+        .pending
+        .as_ref()
+        .is_some_and(|(state, _)| params.get("state") == Some(state));
+    if !ours {
+        return Err(Error::Conflict(String::from(
+            "The answer from Constant Contact could not be verified (it does not belong to the sign-in in progress). Nothing was changed.",
+        )));
+    }
     let pending = draft.pending.take();
     let outcome = finish(cipher, app, pending, params).await;
     let result = match (outcome, draft.connection_id) {

@@ -103,11 +103,7 @@ impl Db {
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10))
                     .row_buffer_size(ROW_BUFFER);
-                if let Some(dir) = options.get_filename().parent() {
-                    if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(dir)?;
-                    }
-                }
+                create_private(options.get_filename())?;
                 TypedPool::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(4)
@@ -209,6 +205,34 @@ impl Db {
             TypedPool::Sqlite(p) => p.close().await,
             TypedPool::Postgres(p) => p.close().await,
         }
+    }
+}
+
+/// Creates a missing SQLite file (and its directory) readable by the owner
+/// only: it holds sessions, sealed tokens and every profile. SQLite gives
+/// its `-wal` and `-shm` files the same permissions.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") || path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir)?;
+        }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        // Another process made it first: fine.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -207,7 +207,7 @@ pub async fn generate(db: &Db, count: u64, seed: u64) -> Result<()> {
                 segments::refresh(db, s.id).await?;
             }
             None => {
-                segments::create_rule(db, name, description, &rule).await?;
+                segments::create_rule(db, None, name, description, &rule).await?;
             }
         }
     }

@@ -22,6 +22,10 @@ pub enum Error {
     LockedOut { minutes: i64 },
     #[error("The first administrator has already been created.")]
     AlreadySetUp,
+    /// The caller's role or ownership does not allow the action (see
+    /// [`crate::policy`]).
+    #[error("You do not have permission to do this.")]
+    Forbidden,
     #[error("{0} was not found.")]
     NotFound(&'static str),
     /// A request that conflicts with the current state (for example,

@@ -12,7 +12,7 @@ use crate::constant_contact::batch::max_chars;
 use crate::db::{col, flag, Db};
 use crate::error::{Error, Result};
 use crate::time::now_ms;
-use crate::users::{Role, User};
+use crate::users::User;
 use crate::{connections, segments};
 
 /// The default circuit breaker: a run never removes more than this share
@@ -339,7 +339,7 @@ pub async fn usable_connection(
     let connection = connections::get(db, connection_id)
         .await?
         .ok_or_else(|| Error::invalid("connection", "Choose a connection."))?;
-    if !connection.usable_by.allows(actor.role) {
+    if crate::policy::use_connection(actor, connection.usable_by).is_err() {
         return Err(Error::invalid(
             "connection",
             "You may not use this connection. Choose another, or ask an administrator.",
@@ -389,11 +389,7 @@ async fn write_segments(
 }
 
 fn may_change(actor: &User, export: &Export) -> Result<()> {
-    if actor.role < Role::Contributor {
-        return Err(Error::Conflict(String::from(
-            "Viewers cannot change exports.",
-        )));
-    }
+    crate::policy::manage_export(actor, export.owner_id)?;
     if export.removed_at.is_some() {
         return Err(Error::NotFound("The export"));
     }

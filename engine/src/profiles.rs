@@ -18,6 +18,11 @@ use crate::time::now_ms;
 
 /// Rows upserted per statement (and per transaction).
 const BATCH_ROWS: usize = 500;
+/// The most columns a profile file may have.
+pub const MAX_COLUMNS: usize = 1_000;
+/// The longest line any CSV we read may have (a quoted value may span
+/// lines; each line counts on its own).
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 /// At most this many row errors are kept in a report (all are counted).
 pub const MAX_REPORTED_ERRORS: usize = 1_000;
 
@@ -52,8 +57,56 @@ impl ImportReport {
     }
 }
 
-/// Skips a UTF-8 byte order mark, if the input starts with one.
-pub(crate) fn skip_bom<R: Read>(reader: R) -> Result<BufReader<R>> {
+/// A reader that fails once a line runs past [`MAX_LINE_BYTES`], so a file
+/// without line breaks cannot make the CSV reader hold it whole.
+pub(crate) struct LineLimit<R> {
+    inner: R,
+    /// Bytes since the last line break.
+    run: usize,
+}
+
+impl<R: Read> Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let read = &buf[..n];
+        // Runs between two breaks inside one read are shorter than the
+        // buffer; only the runs at its ends can grow past the limit.
+        match (
+            read.iter().position(|&b| b == b'\n'),
+            read.iter().rposition(|&b| b == b'\n'),
+        ) {
+            (Some(first), Some(last)) => {
+                if self.run + first > MAX_LINE_BYTES {
+                    return Err(too_long());
+                }
+                self.run = n - last - 1;
+            }
+            _ => self.run += n,
+        }
+        if self.run > MAX_LINE_BYTES {
+            return Err(too_long());
+        }
+        Ok(n)
+    }
+}
+
+fn too_long() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "a line is longer than {} MiB",
+            MAX_LINE_BYTES / (1024 * 1024)
+        ),
+    )
+}
+
+/// Skips a UTF-8 byte order mark, if the input starts with one, and
+/// bounds the length of a line.
+pub(crate) fn skip_bom<R: Read>(reader: R) -> Result<BufReader<LineLimit<R>>> {
+    let reader = LineLimit {
+        inner: reader,
+        run: 0,
+    };
     let mut buffered = BufReader::with_capacity(256 * 1024, reader);
     let start = buffered.fill_buf()?;
     if start.starts_with(&[0xEF, 0xBB, 0xBF]) {
@@ -62,11 +115,43 @@ pub(crate) fn skip_bom<R: Read>(reader: R) -> Result<BufReader<R>> {
     Ok(buffered)
 }
 
+/// A batch of parsed rows on its way to the database.
+type Batch = Vec<(String, BTreeMap<String, String>)>;
+
 /// Imports profiles from CSV: the header names the fields; `id_column`
 /// holds the profile id. Rows are upserted by id (the file's fields replace
 /// those values; other fields are kept). A bad row is reported with its
-/// line and skipped; each row is all or nothing.
-pub async fn import_csv<R: Read>(db: &Db, input: R, id_column: &str) -> Result<ImportReport> {
+/// line and skipped; each row is all or nothing. The file is parsed on a
+/// blocking thread (parsing is CPU work the async workers must not do),
+/// a few batches ahead of the writes.
+pub async fn import_csv<R: Read + Send + 'static>(
+    db: &Db,
+    input: R,
+    id_column: &str,
+) -> Result<ImportReport> {
+    let (batches, mut parsed) = tokio::sync::mpsc::channel::<Batch>(2);
+    let id_column = id_column.to_owned();
+    let parser = tokio::task::spawn_blocking(move || parse_csv(input, &id_column, &batches));
+    let mut imported = 0;
+    while let Some(batch) = parsed.recv().await {
+        // On a failed write the receiver is dropped and the parser stops.
+        imported += upsert(db, batch).await?;
+    }
+    let mut report = parser
+        .await
+        .map_err(|e| Error::Internal(format!("CSV parser failed: {e}")))??;
+    report.imported = imported;
+    refresh_catalogue(db).await?;
+    Ok(report)
+}
+
+/// Reads the header and rows, sending batches of good rows; returns the
+/// report of rows read and rejected.
+fn parse_csv<R: Read>(
+    input: R,
+    id_column: &str,
+    batches: &tokio::sync::mpsc::Sender<Batch>,
+) -> Result<ImportReport> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(false)
@@ -87,7 +172,17 @@ pub async fn import_csv<R: Read>(db: &Db, input: R, id_column: &str) -> Result<I
             ))
         }
     };
+    if header.len() > MAX_COLUMNS {
+        return Err(Error::invalid(
+            "file",
+            format!(
+                "The header has {} columns; a profile file may have at most {MAX_COLUMNS}.",
+                header.len()
+            ),
+        ));
+    }
     let mut names = Vec::with_capacity(header.len());
+    let mut seen = std::collections::HashSet::with_capacity(header.len());
     for (i, raw) in header.iter().enumerate() {
         let Ok(name) = std::str::from_utf8(raw) else {
             return Err(Error::invalid(
@@ -102,7 +197,7 @@ pub async fn import_csv<R: Read>(db: &Db, input: R, id_column: &str) -> Result<I
                 format!("Header column {} has no name.", i + 1),
             ));
         }
-        if names.iter().any(|n: &String| n == name) {
+        if !seen.insert(name) {
             return Err(Error::invalid(
                 "file",
                 format!("The header names the field {name:?} twice."),
@@ -110,6 +205,7 @@ pub async fn import_csv<R: Read>(db: &Db, input: R, id_column: &str) -> Result<I
         }
         names.push(name.to_owned());
     }
+    drop(seen);
     let Some(id_index) = names.iter().position(|n| n == id_column) else {
         return Err(Error::invalid(
             "id_column",
@@ -118,7 +214,7 @@ pub async fn import_csv<R: Read>(db: &Db, input: R, id_column: &str) -> Result<I
     };
 
     let mut report = ImportReport::default();
-    let mut batch: Vec<(String, BTreeMap<String, String>)> = Vec::with_capacity(BATCH_ROWS);
+    let mut batch: Batch = Vec::with_capacity(BATCH_ROWS);
     loop {
         let line = reader.position().line();
         match reader.read_byte_record(&mut record) {
@@ -174,14 +270,14 @@ pub async fn import_csv<R: Read>(db: &Db, input: R, id_column: &str) -> Result<I
             continue;
         }
         batch.push((id, fields));
-        if batch.len() >= BATCH_ROWS {
-            report.imported += upsert(db, std::mem::take(&mut batch)).await?;
+        if batch.len() >= BATCH_ROWS && batches.blocking_send(std::mem::take(&mut batch)).is_err() {
+            // The writer failed; it reports why.
+            return Ok(report);
         }
     }
     if !batch.is_empty() {
-        report.imported += upsert(db, batch).await?;
+        let _ = batches.blocking_send(batch);
     }
-    refresh_catalogue(db).await?;
     Ok(report)
 }
 

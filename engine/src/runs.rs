@@ -10,7 +10,7 @@ use crate::db::{col, flag, Backend, Db};
 use crate::error::{Error, Result};
 use crate::exports;
 use crate::time::now_ms;
-use crate::users::{Role, User};
+use crate::users::User;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -257,9 +257,7 @@ pub async fn trigger(
         .filter(|e| e.removed_at.is_none())
         .ok_or(Error::NotFound("The export"))?;
     if let Some(a) = actor {
-        if a.role < Role::Contributor {
-            return Err(Error::Conflict(String::from("Viewers cannot run exports.")));
-        }
+        crate::policy::manage_export(a, export.owner_id)?;
     }
     if !export.enabled {
         return Err(Error::Conflict(format!(
@@ -300,10 +298,11 @@ pub async fn queue_scheduled(db: &Db) -> Result<Vec<i64>> {
 /// Cancels a run: a queued run at once, a running one at its next batch
 /// boundary (its status then says what was sent).
 pub async fn cancel(db: &Db, actor: &User, run_id: i64) -> Result<Run> {
-    if actor.role < Role::Contributor {
-        return Err(Error::Conflict(String::from("Viewers cannot cancel runs.")));
-    }
     let run = get(db, run_id).await?.ok_or(Error::NotFound("The run"))?;
+    let owner = exports::get(db, run.export_id)
+        .await?
+        .and_then(|e| e.owner_id);
+    crate::policy::manage_export(actor, owner)?;
     if !run.status.is_active() {
         return Err(Error::Conflict(format!(
             "This run has already finished ({}).",
@@ -569,7 +568,8 @@ pub async fn errors(
     Ok((list, total))
 }
 
-/// Writes every per-contact error of a run as CSV, page by page.
+/// Writes every per-contact error of a run as CSV, page by page. Cells are
+/// made inert for spreadsheets (profile data is the attacker's text).
 pub async fn write_errors_csv<W: std::io::Write>(db: &Db, run_id: i64, out: W) -> Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(["profile_id", "email", "problem", "field", "reason"])
@@ -582,8 +582,14 @@ pub async fn write_errors_csv<W: std::io::Write>(db: &Db, run_id: i64, out: W) -
         }
         offset += page.len() as i64;
         for e in page {
-            w.write_record([&e.profile_id, &e.email, &e.kind, &e.field, &e.reason])
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            let cells = [&e.profile_id, &e.email, &e.kind, &e.field, &e.reason];
+            w.write_record(
+                cells
+                    .map(|c| crate::csv_safe::cell(c))
+                    .iter()
+                    .map(|c| c.as_bytes()),
+            )
+            .map_err(|e| Error::Internal(e.to_string()))?;
         }
     }
     w.flush()?;

@@ -48,8 +48,15 @@ impl SecretKey {
             let text = std::fs::read_to_string(path)?;
             return Self::from_base64(&text);
         }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+        if let Some(dir) = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir)?;
         }
         let key = Self::generate();
         write_private(path, &STANDARD.encode(key.0))?;

@@ -14,6 +14,7 @@ use sqlx::Acquire;
 use crate::db::{col, Db};
 use crate::error::{Error, Result};
 use crate::time::now_ms;
+use crate::users::User;
 
 /// Rows written per statement when storing members and changes.
 const WRITE_BATCH: usize = 500;
@@ -57,6 +58,13 @@ pub enum Match {
 }
 
 /// A rule: conditions joined by AND or OR.
+/// The most conditions a rule may have.
+pub const MAX_CONDITIONS: usize = 50;
+/// The longest field name a condition may name.
+pub const MAX_FIELD_CHARS: usize = 200;
+/// The longest value a condition may compare with.
+pub const MAX_VALUE_CHARS: usize = 1_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     #[serde(rename = "match")]
@@ -112,12 +120,35 @@ impl Rule {
         }
     }
 
-    /// Checks the rule can be evaluated; errors name the condition.
+    /// Checks the rule can be evaluated and is of a bounded size (every
+    /// profile is tested against every condition); errors name the
+    /// condition.
     pub fn validate(&self) -> Result<()> {
         if self.conditions.is_empty() {
             return Err(Error::invalid("rule", "Add at least one condition."));
         }
+        if self.conditions.len() > MAX_CONDITIONS {
+            return Err(Error::invalid(
+                "rule",
+                format!(
+                    "A rule can have at most {MAX_CONDITIONS} conditions; this one has {}.",
+                    self.conditions.len()
+                ),
+            ));
+        }
         for (i, c) in self.conditions.iter().enumerate() {
+            if c.field.chars().count() > MAX_FIELD_CHARS
+                || c.value.chars().count() > MAX_VALUE_CHARS
+            {
+                return Err(Error::invalid(
+                    "rule",
+                    format!(
+                        "Condition {} is too long (a field name has at most {MAX_FIELD_CHARS} \
+                         characters, a value at most {MAX_VALUE_CHARS}).",
+                        i + 1
+                    ),
+                ));
+            }
             if c.field.trim().is_empty() {
                 return Err(Error::invalid(
                     "rule",
@@ -226,24 +257,45 @@ async fn insert(
 }
 
 /// Creates a rule segment and evaluates it.
-pub async fn create_rule(db: &Db, name: &str, description: &str, rule: &Rule) -> Result<Segment> {
+/// `actor` is who asked (`None`: the command line, demo data); the
+/// creation is audited.
+pub async fn create_rule(
+    db: &Db,
+    actor: Option<&User>,
+    name: &str,
+    description: &str,
+    rule: &Rule,
+) -> Result<Segment> {
     rule.validate()?;
     let id = insert(db, name, description, Kind::Rule, Some(rule)).await?;
-    refresh(db, id).await?;
-    get(db, id).await?.ok_or(Error::NotFound("The segment"))
+    let segment = refresh(db, id).await?;
+    let detail = serde_json::to_string(rule).unwrap_or_default();
+    record_change(db, actor, "segment.create", &segment, &detail).await?;
+    Ok(segment)
 }
 
 /// Reads a static segment's profile ids from CSV: the first column of each
 /// row (quoted or not; UTF-8, with or without a byte order mark). A first
 /// row that names the column `id` or `profile_id` is a header and skipped;
-/// blank rows are skipped.
+/// blank rows are skipped. Holds them all: for small files and tests;
+/// [`import_static_csv`] streams.
 pub fn read_ids<R: std::io::Read>(input: R) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for_each_id(input, |id| {
+        ids.push(id.to_owned());
+        true
+    })?;
+    Ok(ids)
+}
+
+/// Calls `each` with every id of the file (see [`read_ids`]) until it
+/// answers `false`.
+fn for_each_id<R: std::io::Read>(input: R, mut each: impl FnMut(&str) -> bool) -> Result<()> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(false)
         .from_reader(crate::profiles::skip_bom(input)?);
     let mut record = csv::ByteRecord::new();
-    let mut ids = Vec::new();
     let mut first = true;
     loop {
         let line = reader.position().line();
@@ -267,23 +319,141 @@ pub fn read_ids<R: std::io::Read>(input: R) -> Result<Vec<String>> {
         let id = id.trim();
         let header = first && ["id", "profile_id"].contains(&id.to_lowercase().as_str());
         first = false;
-        if !header && !id.is_empty() {
-            ids.push(id.to_owned());
+        if !header && !id.is_empty() && !each(id) {
+            break;
         }
     }
-    Ok(ids)
+    Ok(())
 }
 
+/// What importing a static segment did.
+#[derive(Debug, Clone)]
+pub struct StaticImport {
+    pub segment: Segment,
+    /// Ids read (repeats included).
+    pub ids: u64,
+    /// Distinct ids that are no profile.
+    pub unknown: u64,
+    /// The first few of them, in key order.
+    pub unknown_sample: Vec<String>,
+}
+
+/// Unknown ids listed in a [`StaticImport`] (all are counted).
+pub const UNKNOWN_SHOWN: i64 = 20;
+
 /// Creates (or, for an existing static segment, replaces) a static segment
-/// from profile ids; `source` names where they came from (a file name, or
-/// empty), and becomes the description. Returns the segment and the ids
-/// that are no profile.
+/// from a CSV of profile ids (see [`read_ids`]), streamed: the file is
+/// parsed on a blocking thread and its ids staged in the database in
+/// batches, so an upload of any size holds a batch at a time.
+pub async fn import_static_csv<R: std::io::Read + Send + 'static>(
+    db: &Db,
+    actor: Option<&User>,
+    name: &str,
+    source: &str,
+    input: R,
+) -> Result<StaticImport> {
+    let import = uuid::Uuid::new_v4().to_string();
+    let (batches, mut parsed) = tokio::sync::mpsc::channel::<Vec<String>>(2);
+    let parser = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        let mut read: u64 = 0;
+        let mut open = true;
+        for_each_id(input, |id| {
+            read += 1;
+            batch.push(id.to_owned());
+            if batch.len() >= WRITE_BATCH {
+                open = batches.blocking_send(std::mem::take(&mut batch)).is_ok();
+            }
+            open
+        })?;
+        if open && !batch.is_empty() {
+            let _ = batches.blocking_send(batch);
+        }
+        Ok::<u64, Error>(read)
+    });
+    let staged = async {
+        while let Some(batch) = parsed.recv().await {
+            stage(db, &import, &batch).await?;
+        }
+        drop(parsed);
+        parser
+            .await
+            .map_err(|e| Error::Internal(format!("id parser failed: {e}")))?
+    }
+    .await;
+    let result = match staged {
+        Ok(read) => import_staged(db, actor, name, source, &import, read).await,
+        Err(e) => Err(e),
+    };
+    unstage(db, &import).await;
+    result
+}
+
+/// [`import_static_csv`] for ids already in hand (the command line's
+/// small lists, tests).
 pub async fn import_static(
     db: &Db,
+    actor: Option<&User>,
     name: &str,
     source: &str,
     ids: Vec<String>,
-) -> Result<(Segment, Vec<String>)> {
+) -> Result<StaticImport> {
+    let import = uuid::Uuid::new_v4().to_string();
+    let read = ids.len() as u64;
+    let mut result = Ok(());
+    for chunk in ids.chunks(WRITE_BATCH) {
+        let chunk: Vec<String> = chunk.iter().map(|i| i.trim().to_owned()).collect();
+        result = stage(db, &import, &chunk).await;
+        if result.is_err() {
+            break;
+        }
+    }
+    let result = match result {
+        Ok(()) => import_staged(db, actor, name, source, &import, read).await,
+        Err(e) => Err(e),
+    };
+    unstage(db, &import).await;
+    result
+}
+
+/// Writes a batch of ids of `import` (repeats and blanks dropped).
+async fn stage(db: &Db, import: &str, ids: &[String]) -> Result<()> {
+    let ids: Vec<&String> = ids.iter().filter(|i| !i.is_empty()).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO segment_import_ids (import_id, profile_id) VALUES {} ON CONFLICT DO NOTHING",
+        db.placeholders().rows(ids.len(), 2)
+    );
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(import).bind(id.as_str());
+    }
+    q.execute(db.pool()).await?;
+    Ok(())
+}
+
+/// Drops an import's staged ids (also after a failure; a failure here only
+/// leaves rows no one reads).
+async fn unstage(db: &Db, import: &str) {
+    if let Err(e) = sqlx::query("DELETE FROM segment_import_ids WHERE import_id = $1")
+        .bind(import)
+        .execute(db.pool())
+        .await
+    {
+        tracing::warn!(error = %e, "could not drop a static import's staged ids");
+    }
+}
+
+async fn import_staged(
+    db: &Db,
+    actor: Option<&User>,
+    name: &str,
+    source: &str,
+    import: &str,
+    read: u64,
+) -> Result<StaticImport> {
     // Only a file's own name, never a path of the machine it came from.
     let source: String = source
         .rsplit(['/', '\\'])
@@ -300,14 +470,14 @@ pub async fn import_static(
         format!("Imported from {source}")
     };
     let existing = by_name(db, name).await?;
-    let id = match existing {
+    let (id, action) = match existing {
         Some(s) if s.kind == Kind::Static => {
             sqlx::query("UPDATE segments SET description = $1 WHERE id = $2")
                 .bind(&description)
                 .bind(s.id)
                 .execute(db.pool())
                 .await?;
-            s.id
+            (s.id, "segment.replace_members")
         }
         Some(_) => {
             return Err(Error::invalid(
@@ -315,41 +485,73 @@ pub async fn import_static(
                 "A rule segment already has this name.",
             ))
         }
-        None => insert(db, name, &description, Kind::Static, None).await?,
+        None => (
+            insert(db, name, &description, Kind::Static, None).await?,
+            "segment.import_static",
+        ),
     };
-    let mut wanted: Vec<String> = ids
-        .into_iter()
-        .map(|i| i.trim().to_owned())
-        .filter(|i| !i.is_empty())
-        .collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let mut known = Vec::with_capacity(wanted.len());
-    let mut unknown = Vec::new();
-    for chunk in wanted.chunks(WRITE_BATCH) {
-        let sql = format!(
-            "SELECT id FROM profiles WHERE id IN ({})",
-            db.placeholders().list(chunk.len())
-        );
-        let mut q = sqlx::query_scalar::<_, String>(&sql);
-        for id in chunk {
-            q = q.bind(id);
-        }
-        let mut found: Vec<String> = q.fetch_all(db.pool()).await?;
-        found.sort_unstable();
-        for id in chunk {
-            if found.binary_search(id).is_ok() {
-                known.push(id.clone());
+    let unknown: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM segment_import_ids s WHERE s.import_id = $1 \
+         AND NOT EXISTS (SELECT 1 FROM profiles p WHERE p.id = s.profile_id)",
+    )
+    .bind(import)
+    .fetch_one(db.pool())
+    .await?;
+    let unknown_sample: Vec<String> = sqlx::query_scalar(
+        "SELECT s.profile_id FROM segment_import_ids s WHERE s.import_id = $1 \
+         AND NOT EXISTS (SELECT 1 FROM profiles p WHERE p.id = s.profile_id) \
+         ORDER BY s.profile_id LIMIT $2",
+    )
+    .bind(import)
+    .bind(UNKNOWN_SHOWN)
+    .fetch_all(db.pool())
+    .await?;
+    store_members(
+        db,
+        id,
+        NewMembers::Staged {
+            import: import.to_owned(),
+            after: String::new(),
+            done: false,
+        },
+    )
+    .await?;
+    let segment = get(db, id).await?.ok_or(Error::NotFound("The segment"))?;
+    record_change(
+        db,
+        actor,
+        action,
+        &segment,
+        &format!(
+            "{} ids from {}; {} members, {unknown} unknown",
+            read,
+            if source.is_empty() {
+                "a list"
             } else {
-                unknown.push(id.clone());
-            }
-        }
-    }
-    store_members(db, id, NewMembers::List(Some(known))).await?;
-    Ok((
-        get(db, id).await?.ok_or(Error::NotFound("The segment"))?,
-        unknown,
-    ))
+                source.as_str()
+            },
+            segment.member_count
+        ),
+    )
+    .await?;
+    Ok(StaticImport {
+        segment,
+        ids: read,
+        unknown: unknown as u64,
+        unknown_sample,
+    })
+}
+
+/// Records a change to a segment in the audit log.
+async fn record_change(
+    db: &Db,
+    actor: Option<&User>,
+    action: &str,
+    segment: &Segment,
+    detail: &str,
+) -> Result<()> {
+    let mut conn = db.pool().acquire().await?;
+    crate::audit::record(&mut conn, actor, action, &segment.name, detail).await
 }
 
 /// Profiles read per query when evaluating a rule, and members read per
@@ -364,15 +566,44 @@ enum NewMembers<'a> {
         after: String,
         done: bool,
     },
-    /// An imported list (sorted, unique), given whole.
-    List(Option<Vec<String>>),
+    /// An import's staged ids that are profiles, read in pages after
+    /// `after`.
+    Staged {
+        import: String,
+        after: String,
+        done: bool,
+    },
 }
 
 impl NewMembers<'_> {
     /// The next non-empty page, or `None` at the end.
     async fn next_page(&mut self, db: &Db) -> Result<Option<Vec<String>>> {
         match self {
-            NewMembers::List(list) => Ok(list.take().filter(|l| !l.is_empty())),
+            NewMembers::Staged {
+                import,
+                after,
+                done,
+            } => {
+                if *done {
+                    return Ok(None);
+                }
+                let page: Vec<String> = sqlx::query_scalar(
+                    "SELECT s.profile_id FROM segment_import_ids s \
+                     JOIN profiles p ON p.id = s.profile_id \
+                     WHERE s.import_id = $1 AND s.profile_id > $2 \
+                     ORDER BY s.profile_id LIMIT $3",
+                )
+                .bind(import.as_str())
+                .bind(after.as_str())
+                .bind(READ_PAGE)
+                .fetch_all(db.pool())
+                .await?;
+                *done = (page.len() as i64) < READ_PAGE;
+                if let Some(last) = page.last() {
+                    after.clone_from(last);
+                }
+                Ok(Some(page).filter(|p| !p.is_empty()))
+            }
             NewMembers::Rule { rule, after, done } => {
                 while !*done {
                     let rows = sqlx::query(
@@ -662,6 +893,7 @@ pub async fn changes(db: &Db, id: i64, refresh_no: i64) -> Result<(Vec<String>, 
 /// Changes a rule segment's name, description and rule, and re-evaluates it.
 pub async fn update_rule(
     db: &Db,
+    actor: Option<&User>,
     id: i64,
     name: &str,
     description: &str,
@@ -687,7 +919,26 @@ pub async fn update_rule(
         .execute(db.pool())
         .await
         .map_err(name_taken)?;
-    refresh(db, id).await
+    let updated = refresh(db, id).await?;
+    let detail = if segment.name == updated.name {
+        serde_json::to_string(rule).unwrap_or_default()
+    } else {
+        format!(
+            "renamed from {:?}; {}",
+            segment.name,
+            serde_json::to_string(rule).unwrap_or_default()
+        )
+    };
+    record_change(db, actor, "segment.update", &updated, &detail).await?;
+    Ok(updated)
+}
+
+/// A refresh someone asked for, audited.
+pub async fn refresh_by(db: &Db, actor: &User, id: i64) -> Result<Segment> {
+    let segment = refresh(db, id).await?;
+    let detail = format!("{} members", segment.member_count);
+    record_change(db, Some(actor), "segment.refresh", &segment, &detail).await?;
+    Ok(segment)
 }
 
 /// The first `limit` members with their attributes, in key order.

@@ -16,7 +16,7 @@ proptest! {
             let t = TestDb::new().await;
             let mut input = if quoted { b"id,\"na,me\",email\n".to_vec() } else { b"id,name,email\n".to_vec() };
             input.extend_from_slice(&body);
-            let report = profiles::import_csv(&t.db, input.as_slice(), "id").await.unwrap();
+            let report = profiles::import_csv(&t.db, std::io::Cursor::new(input.clone()), "id").await.unwrap();
             prop_assert_eq!(report.rows, report.imported + report.rejected);
             prop_assert!(profiles::count(&t.db).await.unwrap() as u64 <= report.imported);
             Ok(())

@@ -232,10 +232,10 @@ fn mapping() -> Vec<Mapping> {
 
 impl World {
     async fn segment(&self, name: &str, ids: Vec<String>) -> i64 {
-        segments::import_static(&self.t.db, name, "", ids)
+        segments::import_static(&self.t.db, None, name, "", ids)
             .await
             .unwrap()
-            .0
+            .segment
             .id
     }
 

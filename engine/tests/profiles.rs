@@ -19,7 +19,7 @@ async fn good_rows_are_imported_and_bad_rows_reported_by_line() {
     let mut bytes = csv.as_bytes().to_vec();
     // A row with invalid UTF-8, after everything else.
     bytes.extend_from_slice(b"p6,bad\xff@example.com,Bad,HU,1\n");
-    let report = profiles::import_csv(&t.db, bytes.as_slice(), "id")
+    let report = profiles::import_csv(&t.db, std::io::Cursor::new(bytes.clone()), "id")
         .await
         .unwrap();
     assert_eq!((report.rows, report.imported, report.rejected), (7, 4, 3));
@@ -88,7 +88,7 @@ async fn the_catalogue_infers_types_and_counts_filled_values() {
                p1,ann@example.com,10,2025-01-02,\n\
                p2,bob@example.com,3.5,2024-12-31,Bobby\n\
                p3,,7,2025-03-04,\n";
-    profiles::import_csv(&t.db, csv.as_bytes(), "id")
+    profiles::import_csv(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()), "id")
         .await
         .unwrap();
     let fields: Vec<(String, String, i64)> = profiles::fields(&t.db)
@@ -117,7 +117,7 @@ async fn a_broken_header_is_a_clear_error_and_imports_nothing() {
         ("id,email,email\n1,a,b\n", "twice"),
         ("id,,x\n1,2,3\n", "has no name"),
     ] {
-        let e = profiles::import_csv(&t.db, csv.as_bytes(), "id")
+        let e = profiles::import_csv(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()), "id")
             .await
             .unwrap_err();
         assert!(e.to_string().contains(expected), "{csv:?}: {e}");
@@ -132,7 +132,7 @@ async fn a_large_file_streams_through_in_batches() {
     for i in 0..5_000 {
         csv.push_str(&format!("p{i:05},person{i}@example.com\n"));
     }
-    let r = profiles::import_csv(&t.db, csv.as_bytes(), "id")
+    let r = profiles::import_csv(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()), "id")
         .await
         .unwrap();
     assert_eq!((r.rows, r.imported), (5_000, 5_000));
@@ -155,7 +155,9 @@ async fn concurrent_imports_of_overlapping_profiles_all_succeed() {
         .map(|k| {
             let db = t.db.clone();
             let csv = file(k);
-            tokio::spawn(async move { profiles::import_csv(&db, csv.as_bytes(), "id").await })
+            tokio::spawn(async move {
+                profiles::import_csv(&db, std::io::Cursor::new(csv.as_bytes().to_vec()), "id").await
+            })
         })
         .collect();
     for import in imports {

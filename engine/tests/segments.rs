@@ -23,9 +23,13 @@ fn cond(field: &str, op: Op, value: &str) -> Condition {
 }
 
 async fn people(t: &TestDb) {
-    profiles::import_csv(&t.db, PEOPLE.as_bytes(), "id")
-        .await
-        .unwrap();
+    profiles::import_csv(
+        &t.db,
+        std::io::Cursor::new(PEOPLE.as_bytes().to_vec()),
+        "id",
+    )
+    .await
+    .unwrap();
 }
 
 async fn ids(t: &TestDb, id: i64) -> Vec<String> {
@@ -71,7 +75,7 @@ async fn rules_select_by_text_number_suffix_and_date() {
             matching,
             conditions,
         };
-        let s = segments::create_rule(&t.db, &format!("Rule {i}"), "", &rule)
+        let s = segments::create_rule(&t.db, None, &format!("Rule {i}"), "", &rule)
             .await
             .unwrap();
         assert_eq!(ids(&t, s.id).await, expected, "rule {i}: {rule:?}");
@@ -88,7 +92,7 @@ async fn a_refresh_records_who_entered_and_who_left() {
         matching: Match::All,
         conditions: vec![cond("country", Op::Eq, "HU")],
     };
-    let s = segments::create_rule(&t.db, "Hungary", "Customers in Hungary", &rule)
+    let s = segments::create_rule(&t.db, None, "Hungary", "Customers in Hungary", &rule)
         .await
         .unwrap();
     assert_eq!(s.refresh_no, 1);
@@ -119,11 +123,12 @@ async fn members_page_in_key_order() {
     for i in 0..1_234 {
         csv.push_str(&format!("p{i:05},{i}\n"));
     }
-    profiles::import_csv(&t.db, csv.as_bytes(), "id")
+    profiles::import_csv(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()), "id")
         .await
         .unwrap();
     let s = segments::create_rule(
         &t.db,
+        None,
         "Everyone",
         "",
         &Rule {
@@ -151,21 +156,25 @@ async fn members_page_in_key_order() {
 async fn static_segments_keep_known_ids_and_report_the_rest() {
     let t = TestDb::new().await;
     people(&t).await;
-    let (s, unknown) = segments::import_static(
+    let r = segments::import_static(
         &t.db,
+        None,
         "VIPs",
         "/home/ann/Downloads/vips.csv",
         vec!["p03".into(), "p01".into(), "nope".into(), "p01".into()],
     )
     .await
     .unwrap();
+    let s = r.segment;
     assert_eq!(s.kind, Kind::Static);
-    assert_eq!(unknown, ["nope"]);
+    assert_eq!((r.ids, r.unknown), (4, 1));
+    assert_eq!(r.unknown_sample, ["nope"]);
     assert_eq!(ids(&t, s.id).await, ["p01", "p03"]);
     assert_eq!(s.description, "Imported from vips.csv");
-    let (s, _) = segments::import_static(&t.db, "vips", "", vec!["p02".into()])
+    let s = segments::import_static(&t.db, None, "vips", "", vec!["p02".into()])
         .await
-        .unwrap();
+        .unwrap()
+        .segment;
     assert_eq!(s.description, "Imported list of profile ids");
     assert_eq!(ids(&t, s.id).await, ["p02"]);
     assert_eq!(
@@ -181,26 +190,28 @@ async fn names_are_unique_and_rules_must_be_complete() {
         matching: Match::All,
         conditions: vec![cond("country", Op::Eq, "HU")],
     };
-    segments::create_rule(&t.db, "Hungary", "", &rule)
+    segments::create_rule(&t.db, None, "Hungary", "", &rule)
         .await
         .unwrap();
-    assert!(segments::create_rule(&t.db, " hungary ", "", &rule)
+    assert!(segments::create_rule(&t.db, None, " hungary ", "", &rule)
         .await
         .is_err());
     let empty = Rule {
         matching: Match::All,
         conditions: vec![],
     };
-    assert!(segments::create_rule(&t.db, "Empty", "", &empty)
+    assert!(segments::create_rule(&t.db, None, "Empty", "", &empty)
         .await
         .is_err());
     let no_value = Rule {
         matching: Match::All,
         conditions: vec![cond("country", Op::Eq, " ")],
     };
-    assert!(segments::create_rule(&t.db, "No value", "", &no_value)
-        .await
-        .is_err());
+    assert!(
+        segments::create_rule(&t.db, None, "No value", "", &no_value)
+            .await
+            .is_err()
+    );
     assert_eq!(segments::list(&t.db, "hun").await.unwrap().len(), 1);
     assert_eq!(segments::list(&t.db, "").await.unwrap().len(), 1);
 }
@@ -249,6 +260,7 @@ async fn a_rule_segment_can_be_edited_and_its_members_previewed_with_fill_rates(
     people(&t).await;
     let s = segments::create_rule(
         &t.db,
+        None,
         "Hungary",
         "",
         &Rule {
@@ -262,9 +274,16 @@ async fn a_rule_segment_can_be_edited_and_its_members_previewed_with_fill_rates(
         matching: Match::All,
         conditions: vec![cond("country", Op::Eq, "HU"), cond("email", Op::IsSet, "")],
     };
-    let s = segments::update_rule(&t.db, s.id, "Reachable Hungarians", "with an email", &rule)
-        .await
-        .unwrap();
+    let s = segments::update_rule(
+        &t.db,
+        None,
+        s.id,
+        "Reachable Hungarians",
+        "with an email",
+        &rule,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (s.name.as_str(), s.member_count),
         ("Reachable Hungarians", 3)
@@ -292,7 +311,7 @@ async fn refreshes_across_many_pages_record_exact_changes() {
     for i in 0..12_345u32 {
         csv.push_str(&format!("p{i:05},{i}\n"));
     }
-    profiles::import_csv(&t.db, csv.as_bytes(), "id")
+    profiles::import_csv(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()), "id")
         .await
         .unwrap();
     let rule = |field_op: Op, value: &str| Rule {
@@ -300,11 +319,12 @@ async fn refreshes_across_many_pages_record_exact_changes() {
         conditions: vec![cond("n", field_op, value)],
     };
     // First the profiles 3,000..=11,000, then 0..=6,999.
-    let s = segments::create_rule(&t.db, "Window", "", &rule(Op::Ge, "3000"))
+    let s = segments::create_rule(&t.db, None, "Window", "", &rule(Op::Ge, "3000"))
         .await
         .unwrap();
     let s = segments::update_rule(
         &t.db,
+        None,
         s.id,
         "Window",
         "",
@@ -316,7 +336,7 @@ async fn refreshes_across_many_pages_record_exact_changes() {
     .await
     .unwrap();
     assert_eq!(s.member_count, 8_001);
-    let s = segments::update_rule(&t.db, s.id, "Window", "", &rule(Op::Lt, "7000"))
+    let s = segments::update_rule(&t.db, None, s.id, "Window", "", &rule(Op::Lt, "7000"))
         .await
         .unwrap();
     assert_eq!(s.member_count, 7_000);

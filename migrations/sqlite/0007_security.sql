@@ -25,3 +25,12 @@ CREATE TABLE user_sessions (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX user_sessions_user ON user_sessions (user_id);
+
+-- A static segment's uploaded ids, staged on their way in: an upload of
+-- millions of ids is written here in batches and merged with the stored
+-- members page by page, never held in memory. Rows live for one import.
+CREATE TABLE segment_import_ids (
+    import_id TEXT NOT NULL,
+    profile_id TEXT NOT NULL,
+    PRIMARY KEY (import_id, profile_id)
+);

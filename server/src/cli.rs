@@ -149,27 +149,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = crate::open_database(&cli.config).await?;
             let input = std::fs::File::open(&file)
                 .with_context(|| format!("could not open {}", file.display()))?;
-            let ids = engine::segments::read_ids(input)?;
             let source = file
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let (segment, unknown) =
-                engine::segments::import_static(&db, &name, &source, ids).await?;
+            let import =
+                engine::segments::import_static_csv(&db, None, &name, &source, input).await?;
             println!(
                 "Segment {} now has {} members.",
-                segment.name, segment.member_count
+                import.segment.name, import.segment.member_count
             );
-            if !unknown.is_empty() {
+            if import.unknown > 0 {
                 println!(
                     "{} ids are not profiles and were skipped: {}",
-                    unknown.len(),
-                    unknown
-                        .iter()
-                        .take(20)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    import.unknown,
+                    import.unknown_sample.join(", ")
                 );
             }
             Ok(())

@@ -1,11 +1,10 @@
 //! `GET /runs/{id}/errors.csv`: a run's per-contact errors as CSV, for
 //! anyone signed in (viewers read runs too).
 
-use app::ssr::{AppState, USER_ID_KEY};
+use app::ssr::AppState;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use engine::users;
 use tower_sessions::Session;
 
 pub async fn run_errors_csv(
@@ -13,17 +12,22 @@ pub async fn run_errors_csv(
     session: Session,
     Path(id): Path<i64>,
 ) -> Response {
-    let user_id: Option<i64> = session.get(USER_ID_KEY).await.ok().flatten();
-    let user = match user_id {
-        Some(id) => users::get_user(&state.db, id)
-            .await
-            .ok()
-            .flatten()
-            .filter(|u| u.active),
-        None => None,
+    let user = match app::ssr::signed_in_user(&state.db, &session).await {
+        Ok(user) => user,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the session failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
     };
-    if user.is_none() {
+    let Some(user) = user else {
         return (StatusCode::UNAUTHORIZED, "Please sign in to continue.").into_response();
+    };
+    if engine::policy::read(&user).is_err() {
+        return (
+            StatusCode::FORBIDDEN,
+            "You do not have permission to do this.",
+        )
+            .into_response();
     }
     match engine::runs::get(&state.db, id).await {
         Ok(Some(_)) => {}

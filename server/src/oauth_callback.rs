@@ -6,12 +6,11 @@
 
 use std::collections::HashMap;
 
-use app::ssr::{AppState, CONNECTIONS_FLASH_KEY, USER_ID_KEY};
+use app::ssr::{AppState, CONNECTIONS_FLASH_KEY};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use engine::connect::{self, Completed};
-use engine::users::{self, Role};
 use tower_sessions::Session;
 
 pub async fn callback(
@@ -37,18 +36,10 @@ async fn handle(
     session: &Session,
     params: &HashMap<String, String>,
 ) -> Result<Response, engine::Error> {
-    let user_id: Option<i64> = session
-        .get(USER_ID_KEY)
-        .await
-        .map_err(|e| engine::Error::Internal(e.to_string()))?;
-    let user = match user_id {
-        Some(id) => users::get_user(&state.db, id).await?.filter(|u| u.active),
-        None => None,
-    };
-    let Some(user) = user else {
+    let Some(user) = app::ssr::signed_in_user(&state.db, session).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
-    if !user.role.allows(Role::Admin) {
+    if engine::policy::administer(&user).is_err() {
         return Ok((
             StatusCode::FORBIDDEN,
             "Only administrators can authorize connections.",

@@ -12,22 +12,20 @@
 use std::collections::HashMap;
 use std::io::{BufReader, Seek, SeekFrom};
 
-use app::ssr::{AppState, USER_ID_KEY};
+use app::ssr::AppState;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use engine::users::{self, Role, User};
+use engine::policy;
+use engine::users::User;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tower_sessions::Session;
 
 /// The largest upload accepted (the file is spooled to disk, not memory).
 pub const MAX_UPLOAD_BYTES: u64 = 4 * 1024 * 1024 * 1024;
-
-/// Unknown ids listed in a static segment's report (all are counted).
-const UNKNOWN_SHOWN: usize = 20;
 
 fn message(status: StatusCode, text: &str) -> Response {
     (status, Json(serde_json::json!({ "error": text }))).into_response()
@@ -41,16 +39,15 @@ fn server_error(e: &dyn std::fmt::Debug) -> Response {
     )
 }
 
-/// The signed-in, active admin or contributor.
-async fn uploader(state: &AppState, session: &Session) -> Result<User, Response> {
-    let user_id: Option<i64> = session.get(USER_ID_KEY).await.ok().flatten();
-    let user = match user_id {
-        Some(id) => users::get_user(&state.db, id)
-            .await
-            .ok()
-            .flatten()
-            .filter(|u| u.active),
-        None => None,
+/// The signed-in user, if `policy` allows them the upload.
+async fn signed_in(
+    state: &AppState,
+    session: &Session,
+    policy: impl FnOnce(&User) -> engine::Result<()>,
+) -> Result<User, Response> {
+    let user = match app::ssr::signed_in_user(&state.db, session).await {
+        Ok(user) => user,
+        Err(e) => return Err(server_error(&e)),
     };
     let Some(user) = user else {
         return Err(message(
@@ -58,7 +55,7 @@ async fn uploader(state: &AppState, session: &Session) -> Result<User, Response>
             "Please sign in to continue.",
         ));
     };
-    if !user.role.allows(Role::Contributor) {
+    if policy(&user).is_err() {
         return Err(message(
             StatusCode::FORBIDDEN,
             "You do not have permission to do this.",
@@ -102,7 +99,7 @@ async fn accept(
     session: &Session,
     body: Body,
 ) -> Result<(User, BufReader<std::fs::File>), Response> {
-    let user = uploader(state, session).await?;
+    let user = signed_in(state, session, policy::upload_profiles).await?;
     Ok((user, spool(body).await?))
 }
 
@@ -145,32 +142,47 @@ pub async fn import_segment(
     Query(q): Query<HashMap<String, String>>,
     body: Body,
 ) -> Response {
-    let (user, file) = match accept(&state, &session, body).await {
-        Ok(accepted) => accepted,
-        Err(r) => return r,
-    };
     let name = q.get("name").map_or("", String::as_str);
     let source = q.get("file").map_or("", String::as_str);
-    let ids = match engine::segments::read_ids(file) {
-        Ok(ids) => ids,
+    // A new static segment is a creation; replacing one's members is a
+    // change, allowed only to who may manage every export reading it.
+    let existing = match engine::segments::by_name(&state.db, name).await {
+        Ok(s) => s,
         Err(e) => return engine_error(e),
     };
-    let read = ids.len();
-    match engine::segments::import_static(&state.db, name, source, ids).await {
-        Ok((segment, unknown)) => {
+    let user = match existing {
+        Some(s) => {
+            let uses = match policy::segment_uses(&state.db, s.id).await {
+                Ok(uses) => uses,
+                Err(e) => return engine_error(e),
+            };
+            signed_in(&state, &session, |u| policy::change_segment(u, &uses)).await
+        }
+        None => signed_in(&state, &session, policy::create_segment).await,
+    };
+    let user = match user {
+        Ok(user) => user,
+        Err(r) => return r,
+    };
+    let file = match spool(body).await {
+        Ok(file) => file,
+        Err(r) => return r,
+    };
+    match engine::segments::import_static_csv(&state.db, Some(&user), name, source, file).await {
+        Ok(import) => {
             tracing::info!(
                 user_id = user.id,
-                segment_id = segment.id,
-                members = segment.member_count,
+                segment_id = import.segment.id,
+                members = import.segment.member_count,
                 "static segment imported from the browser"
             );
             Json(serde_json::json!({
-                "id": segment.id,
-                "name": segment.name,
-                "ids": read,
-                "members": segment.member_count,
-                "unknown": unknown.len(),
-                "unknown_ids": unknown.iter().take(UNKNOWN_SHOWN).collect::<Vec<_>>(),
+                "id": import.segment.id,
+                "name": import.segment.name,
+                "ids": import.ids,
+                "members": import.segment.member_count,
+                "unknown": import.unknown,
+                "unknown_ids": import.unknown_sample,
             }))
             .into_response()
         }

@@ -174,9 +174,13 @@ async fn a_static_segment_is_uploaded_as_a_list_of_ids_and_replaced_by_name() {
     for i in 0..2_000 {
         people.push_str(&format!("p{i:04},p{i}@example.com\n"));
     }
-    engine::profiles::import_csv(&app.db.db, people.as_bytes(), "id")
-        .await
-        .unwrap();
+    engine::profiles::import_csv(
+        &app.db.db,
+        std::io::Cursor::new(people.as_bytes().to_vec()),
+        "id",
+    )
+    .await
+    .unwrap();
     let upload = |client: reqwest::Client, name: &str, body: String| {
         let url = app.url(&format!(
             "/data/import/segment?name={}&file=leads.csv",

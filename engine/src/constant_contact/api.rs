@@ -228,7 +228,7 @@ impl ApiClient {
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| CcError::Network(e.to_string()))?;
+            .map_err(|e| CcError::network(&e))?;
         Ok(ApiClient {
             http,
             endpoints,
@@ -356,11 +356,11 @@ impl ApiClient {
                     .body(b.to_vec());
             }
             let err = match req.send().await {
-                Err(e) => CcError::Network(e.to_string()),
+                Err(e) => CcError::network(&e),
                 Ok(res) => {
                     let status = res.status().as_u16();
                     match res.bytes().await {
-                        Err(e) => CcError::Network(e.to_string()),
+                        Err(e) => CcError::network(&e),
                         Ok(bytes) if (200..300).contains(&status) => return Ok(bytes.to_vec()),
                         Ok(bytes) => {
                             CcError::from_response(status, &String::from_utf8_lossy(&bytes))

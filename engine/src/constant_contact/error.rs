@@ -41,6 +41,23 @@ pub enum CcError {
 }
 
 impl CcError {
+    /// A request that got no answer. The message says what kind of failure
+    /// it was and nothing more: reqwest's own text names the URL (our
+    /// sandbox's or a proxy's address), which users must not see. The
+    /// whole error goes to the log.
+    pub(crate) fn network(e: &reqwest::Error) -> Self {
+        tracing::warn!(error = %e, "request to Constant Contact failed");
+        CcError::Network(String::from(if e.is_timeout() {
+            "the request timed out"
+        } else if e.is_connect() {
+            "no connection could be made"
+        } else if e.is_body() || e.is_decode() {
+            "the answer was cut off"
+        } else {
+            "the connection failed"
+        }))
+    }
+
     /// True for errors worth retrying with backoff.
     pub fn is_retryable(&self) -> bool {
         matches!(

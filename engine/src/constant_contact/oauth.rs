@@ -98,7 +98,7 @@ impl OAuthClient {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| CcError::Network(e.to_string()))?;
+            .map_err(|e| CcError::network(&e))?;
         Ok(OAuthClient {
             client,
             http,
@@ -175,7 +175,7 @@ impl OAuthClient {
             .form(&[("token", token.expose()), ("token_type_hint", hint)])
             .send()
             .await
-            .map_err(|e| CcError::Network(e.to_string()))?;
+            .map_err(|e| CcError::network(&e))?;
         let status = res.status();
         if status.is_success() {
             return Ok(());
@@ -217,7 +217,10 @@ fn token_error<RE: std::error::Error + 'static>(
                 None => other.as_ref().to_owned(),
             }),
         },
-        RequestTokenError::Request(e) => CcError::Network(e.to_string()),
+        RequestTokenError::Request(e) => {
+            tracing::warn!(error = %e, "token request to Constant Contact failed");
+            CcError::Network(String::from("the connection failed"))
+        }
         RequestTokenError::Parse(e, _) => CcError::Protocol(format!("token response: {e}")),
         RequestTokenError::Other(e) => CcError::OAuth(e),
     }
