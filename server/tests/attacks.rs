@@ -153,7 +153,10 @@ async fn a_burst_of_sign_ins_is_rate_limited_and_checks_at_most_five_passwords()
         tasks.push(tokio::spawn(async move {
             let res = c
                 .post(url)
-                .form(&[("email", "admin@example.com"), ("password", "wrong password")])
+                .form(&[
+                    ("email", "admin@example.com"),
+                    ("password", "wrong password"),
+                ])
                 .send()
                 .await
                 .unwrap();
@@ -167,7 +170,10 @@ async fn a_burst_of_sign_ins_is_rate_limited_and_checks_at_most_five_passwords()
         let (status, retry, body) = t.await.unwrap();
         match status {
             StatusCode::TOO_MANY_REQUESTS => {
-                assert!(retry && body.contains("Too many sign-in attempts"), "{body}");
+                assert!(
+                    retry && body.contains("Too many sign-in attempts"),
+                    "{body}"
+                );
                 limited += 1;
             }
             StatusCode::CONFLICT if body.contains("not correct") => checked += 1,
@@ -219,7 +225,10 @@ async fn malformed_arguments_get_400_and_a_viewer_cancelling_gets_403() {
     for (f, form) in [
         ("get_export", vec![("id", "not-a-number")]),
         ("get_export", vec![]),
-        ("set_user_active", vec![("user_id", "1"), ("active", "maybe")]),
+        (
+            "set_user_active",
+            vec![("user_id", "1"), ("active", "maybe")],
+        ),
     ] {
         let (status, body) = app.call(&admin, f, &form).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{f}: {body}");
@@ -334,7 +343,10 @@ async fn contributors_cannot_change_what_an_admins_export_sends_and_changes_are_
     assert_eq!(detail["can_manage"], false);
     // The admin may, and every change is in the audit log.
     call_json(&app, &admin, "update_segment", &change).await;
-    assert_eq!(upload(&admin, "id\nx\n").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        upload(&admin, "id\nx\n").await.unwrap().status(),
+        StatusCode::OK
+    );
     let actions: Vec<String> = engine::audit::recent(&app.db.db, 50)
         .await
         .unwrap()
@@ -347,7 +359,10 @@ async fn contributors_cannot_change_what_an_admins_export_sends_and_changes_are_
         "admin@example.com segment.update",
         "admin@example.com segment.replace_members",
     ] {
-        assert!(actions.iter().any(|a| a == expected), "{expected}: {actions:?}");
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected}: {actions:?}"
+        );
     }
 }
 

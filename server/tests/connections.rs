@@ -173,21 +173,22 @@ async fn every_failed_round_trip_says_why_and_leaves_nothing_behind() {
     );
     assert_eq!(d["authorized"], false);
 
-    // A forged state.
+    // A forged state: refused, and the sign-in in progress is left as it
+    // was (a forged link must not be able to spoil an admin's draft).
     let back = consent(&start(&app, &admin, "Forged").await, "allow").await;
     let forged = back.replace("state=", "state=forged");
-    callback(&admin, &forged).await;
-    assert!(draft(&app, &admin).await["error"]
-        .as_str()
-        .unwrap()
-        .contains("state did not match"));
+    assert_eq!(callback(&admin, &forged).await, "/admin/connections");
+    let (_, page) = app.call(&admin, "list_connections", &[]).await;
+    assert!(page.contains("could not be verified"), "{page}");
+    let d = draft(&app, &admin).await;
+    assert!(d["error"].is_null(), "{d}");
+    assert_eq!(d["authorized"], false);
 
-    // The state is single-use: the genuine answer is now refused too.
+    // The genuine answer still completes it; the state is single-use.
     callback(&admin, &back).await;
-    assert!(draft(&app, &admin).await["error"]
-        .as_str()
-        .unwrap()
-        .contains("already used or never started"));
+    assert_eq!(draft(&app, &admin).await["authorized"], true);
+    assert_eq!(callback(&admin, &back).await, "/admin/connections");
+    assert_eq!(draft(&app, &admin).await["authorized"], true);
 
     // A replayed code with a fresh state.
     let first = consent(&start(&app, &admin, "Replay").await, "allow").await;
