@@ -144,6 +144,8 @@ mod tests {
         }
     }
 
+    type Rule<'a> = Box<dyn Fn(&User) -> Result<()> + 'a>;
+
     /// Each role's answer for one action, in the order viewer,
     /// contributor (id 2), admin.
     fn answers(action: impl Fn(&User) -> Result<()>) -> [bool; 3] {
@@ -158,12 +160,12 @@ mod tests {
     fn every_action_by_role_and_ownership() {
         let own = Some(2);
         let other = Some(3);
-        let theirs = |usable_by| SegmentUse {
+        let theirs = move |usable_by| SegmentUse {
             export_owner: own,
             usable_by: Some(usable_by),
         };
         #[rustfmt::skip]
-        let table: Vec<(&str, [bool; 3], Box<dyn Fn(&User) -> Result<()>>)> = vec![
+        let table: Vec<(&str, [bool; 3], Rule<'_>)> = vec![
             ("read", [true, true, true], Box::new(read)),
             ("administer", [false, false, true], Box::new(administer)),
             ("upload profiles", [false, true, true], Box::new(upload_profiles)),

@@ -143,7 +143,6 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
             origins,
             security::same_origin_writes,
         ))
-        .layer(security::header_layers())
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
                 let path = req
@@ -155,7 +154,7 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
                 tracing::info_span!("request", method = %req.method(), path)
             }),
         );
-    Ok(router)
+    Ok(security::with_headers(router))
 }
 
 /// `GET /health`: 200 when the database answers.

@@ -17,35 +17,31 @@ use tower_http::set_header::SetResponseHeaderLayer;
 /// per client address.
 const PASSWORD_PATHS: [&str; 2] = ["/api/sign_in", "/api/create_first_admin"];
 
-/// The response headers every answer carries. Pages set their own
+/// Adds the response headers every answer carries. Pages set their own
 /// Content-Security-Policy (with the response's script nonce); everything
 /// else gets one that allows nothing.
-pub fn header_layers() -> (
-    SetResponseHeaderLayer<HeaderValue>,
-    SetResponseHeaderLayer<HeaderValue>,
-    SetResponseHeaderLayer<HeaderValue>,
-    SetResponseHeaderLayer<HeaderValue>,
-    SetResponseHeaderLayer<fn(&Response) -> Option<HeaderValue>>,
-) {
-    (
-        SetResponseHeaderLayer::if_not_present(
+pub fn with_headers(router: axum::Router) -> axum::Router {
+    router
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
-        ),
-        SetResponseHeaderLayer::overriding(
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
-        ),
-        SetResponseHeaderLayer::overriding(
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
-        ),
-        SetResponseHeaderLayer::overriding(
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
-        ),
-        SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, no_store_unless_asset),
-    )
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            no_store_unless_asset as fn(&Response) -> Option<HeaderValue>,
+        ))
 }
 
 /// `no-store` for everything that may carry data (pages, server-function
