@@ -539,6 +539,16 @@ struct Job<'a> {
     /// imports to finish.
     time_sending: Duration,
     time_waiting: Duration,
+    /// The run has stopped (failed, cancelled): imports already with
+    /// Constant Contact are being settled, and a cancel no longer
+    /// interrupts that.
+    stopping: bool,
+    /// A batch's send failed: batches settled after it record their
+    /// contacts in the ledger, but the checkpoint stays before the failed
+    /// batch, whose contacts were never accepted.
+    hold_checkpoint: bool,
+    /// The stream's counts at the last checkpoint written.
+    checkpoint_counts: Counts,
     writer: Option<(
         tokio::sync::mpsc::Sender<Write>,
         tokio::task::JoinHandle<Result<()>>,
@@ -611,6 +621,7 @@ impl Executor {
             ex: self,
             config_hash: export.config_hash(),
             api_calls_before: counts.api_calls,
+            checkpoint_counts: counts.clone(),
             counts,
             export,
             run,
@@ -630,9 +641,17 @@ impl Executor {
             sending: Arc::new(tokio::sync::Semaphore::new(SENDS_AT_ONCE)),
             time_sending: Duration::ZERO,
             time_waiting: Duration::ZERO,
+            stopping: false,
+            hold_checkpoint: false,
             writer: None,
         };
         let mut result = job.go().await;
+        // A run that stops by itself (failure, cancel) first settles the
+        // imports Constant Contact already accepted: they were sent, and
+        // the ledger must say so, or the next run sends them again.
+        if let Err(Stop::End(..)) = &result {
+            job.drain().await;
+        }
         // Whatever happened, what was settled is written before the end.
         if let Err(e) = job.close_writer().await {
             if result.is_ok() {
@@ -652,6 +671,24 @@ impl Executor {
                 };
                 (status, job.summary())
             }
+            Err(Stop::End(Status::Cancelled, m)) if m.is_empty() => {
+                let c = &job.counts;
+                (
+                    Status::Cancelled,
+                    format!(
+                        "Cancelled after sending {} contacts in {} batches; nothing more was sent.",
+                        group(c.sent),
+                        group(c.batches_done)
+                    ),
+                )
+            }
+            Err(Stop::End(Status::Failed, message)) if job.counts.batches > 0 => (
+                Status::Failed,
+                format!(
+                    "{message} {} contacts were sent before it stopped; run it again to send the rest.",
+                    group(job.counts.sent)
+                ),
+            ),
             Err(Stop::End(status, message)) => (status, message),
             Err(Stop::Lost) => {
                 tracing::warn!(run_id, "lease lost; another worker resumes this run");
@@ -727,15 +764,9 @@ impl Job<'_> {
         if self.lost.load(Ordering::Relaxed) {
             return Err(Stop::Lost);
         }
-        if self.cancel.load(Ordering::Relaxed) {
-            let c = &self.counts;
-            return Err(Stop::End(
-                Status::Cancelled,
-                format!(
-                    "Cancelled after sending {} contacts in {} batches; nothing more was sent.",
-                    c.sent, c.batches_done
-                ),
-            ));
+        if self.cancel.load(Ordering::Relaxed) && !self.stopping {
+            // The message is written when the run ends, with what was sent.
+            return Err(Stop::End(Status::Cancelled, String::new()));
         }
         Ok(())
     }
@@ -754,10 +785,6 @@ impl Job<'_> {
     async fn cc_failed(&self, what: &str, e: CcError) -> Stop {
         let name = self.export.connection_name.clone().unwrap_or_default();
         let conn_id = self.export.connection_id.unwrap_or_default();
-        let sent = format!(
-            "{} contacts were sent before it stopped; run it again to send the rest.",
-            self.counts.sent
-        );
         match e {
             CcError::NeedsReauthentication | CcError::Unauthorized => {
                 let _ = connections::set_status(
@@ -768,13 +795,13 @@ impl Job<'_> {
                 )
                 .await;
                 Self::fail(format!(
-                    "The connection \"{name}\" needs to be re-authenticated by an administrator ({what}). {sent}"
+                    "The connection \"{name}\" needs to be re-authenticated by an administrator ({what})."
                 ))
             }
             CcError::QuotaExceeded => Self::fail(format!(
-                "The daily Constant Contact API quota is used up ({what}); it resets at midnight UTC. {sent}"
+                "The daily Constant Contact API quota is used up ({what}); it resets at midnight UTC."
             )),
-            other => Self::fail(format!("{what}: {other} {sent}")),
+            other => Self::fail(format!("{what}: {other}")),
         }
     }
 
@@ -1387,24 +1414,12 @@ impl Job<'_> {
             if activity.is_finished() {
                 return Ok((activity, polls));
             }
-            if let Err(stop) = self.beat().await {
-                return Err(match stop {
-                    Stop::End(Status::Cancelled, _) => Stop::End(
-                        Status::Cancelled,
-                        format!(
-                            "Cancelled after sending {} contacts in {} batches; {size} more were with Constant Contact and may still be added. Nothing more was sent.",
-                            self.counts.sent, self.counts.batches_done
-                        ),
-                    ),
-                    other => other,
-                });
-            }
+            self.beat().await?;
             if Instant::now() >= deadline {
                 return Err(Self::fail(format!(
-                    "Constant Contact did not finish an import in {} minutes ({}% done); {} contacts were sent before it. Run the export again to continue.",
+                    "Constant Contact did not finish an import of {size} contacts in {} minutes ({}% done).",
                     self.ex.settings.activity_timeout.as_secs() / 60,
                     activity.percent_done,
-                    self.counts.sent
                 )));
             }
             tokio::time::sleep(self.ex.settings.poll_every).await;
@@ -1458,6 +1473,38 @@ impl Job<'_> {
         }
     }
 
+    /// After the run stopped: the imports still with Constant Contact are
+    /// awaited and recorded in order (sends not answered yet included: an
+    /// answered send is an accepted import). One whose send failed is
+    /// skipped, and the checkpoint stays before it; when Constant Contact
+    /// can no longer be asked (quota, sign-in), the rest stay recorded as
+    /// sent-but-unsettled batches for a resumed run.
+    async fn drain(&mut self) {
+        self.stopping = true;
+        while let Some(f) = self.inflight.pop_front() {
+            let held = self.hold_checkpoint;
+            let (seq, size) = (f.seq, f.contacts.len());
+            match self.settle(f).await {
+                Ok(()) => {
+                    tracing::info!(
+                        run_id = self.run.id,
+                        seq,
+                        size,
+                        "in-flight import settled after the stop"
+                    );
+                }
+                Err(Stop::End(_, why)) if self.hold_checkpoint && !held => {
+                    tracing::info!(run_id = self.run.id, seq, %why, "a batch in flight was not accepted");
+                }
+                Err(Stop::End(_, why)) => {
+                    tracing::warn!(run_id = self.run.id, seq, %why, "in-flight imports left unsettled");
+                    break;
+                }
+                Err(Stop::Lost) | Err(Stop::Db(_)) => break,
+            }
+        }
+    }
+
     /// A batch an earlier attempt sent: every profile up to `upto` has
     /// been read again, so its contacts and checkpoint are known.
     async fn settle_resumed(&mut self, mut p: InFlight, upto: &str) -> Step<()> {
@@ -1488,7 +1535,12 @@ impl Job<'_> {
         if let Some(posted) = posted {
             match posted {
                 Ok(Ok(Ok(activity))) => f.activity_id = activity.activity_id,
-                Ok(Ok(Err(e))) => return Err(self.cc_failed("sending an import batch", e).await),
+                Ok(Ok(Err(e))) => {
+                    // Never accepted: the batches after it may have been,
+                    // but the checkpoint must not pass its contacts.
+                    self.hold_checkpoint = true;
+                    return Err(self.cc_failed("sending an import batch", e).await);
+                }
                 Ok(Err(e)) => return Err(Stop::Db(e)),
                 Err(e) => return Err(Stop::Db(Error::Internal(format!("sending a batch: {e}")))),
             }
@@ -1512,7 +1564,14 @@ impl Job<'_> {
             expected = self.inflight.iter().map(expect).fold(expected, Option::max);
         }
         let waited = Instant::now();
-        let (activity, polls) = self.wait_import(&f.activity_id, waiting, expected).await?;
+        let (activity, polls) = match self.wait_import(&f.activity_id, waiting, expected).await {
+            Ok(done) => done,
+            Err(stop) => {
+                // Still with Constant Contact: first in line for a drain.
+                self.inflight.push_front(f);
+                return Err(stop);
+            }
+        };
         self.time_waiting += waited.elapsed();
         if let Some(at) = f.sent_at {
             // Seen finishing (after an unfinished poll), the time is known to
@@ -1559,12 +1618,25 @@ impl Job<'_> {
             "cannot_add_to_list_count": s.cannot_add_to_list_count,
         })
         .to_string();
-        let checkpoint = Checkpoint {
-            phase: "sending",
-            total: None,
-            counts: merge(&f.counts, &self.counts),
-            upto: Some(f.upto),
-            errors: f.errors,
+        let checkpoint = if self.hold_checkpoint {
+            // Its contacts are in the ledger (written with the batch), the
+            // stream's position and counts stay where they were.
+            Checkpoint {
+                phase: "sending",
+                total: None,
+                counts: merge(&self.checkpoint_counts, &self.counts),
+                upto: None,
+                errors: Vec::new(),
+            }
+        } else {
+            self.checkpoint_counts = f.counts.clone();
+            Checkpoint {
+                phase: "sending",
+                total: None,
+                counts: merge(&f.counts, &self.counts),
+                upto: Some(f.upto),
+                errors: f.errors,
+            }
         };
         let sent = match &self.writer {
             Some((tx, _)) => tx

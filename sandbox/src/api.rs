@@ -127,6 +127,24 @@ pub async fn gate(State(shared): State<Shared>, req: Request, next: Next) -> Res
             tokio::time::sleep(STALL).await;
             return StatusCode::GATEWAY_TIMEOUT.into_response();
         }
+        let refused = {
+            let mut inner = shared.lock();
+            match &mut inner.faults.fail_imports_after {
+                Some(0) => true,
+                Some(left) => {
+                    *left -= 1;
+                    false
+                }
+                None => false,
+            }
+        };
+        if refused {
+            return errors(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "Internal server error.",
+            );
+        }
     }
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;

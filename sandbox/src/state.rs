@@ -294,6 +294,10 @@ pub struct Faults {
     /// never processed, as if lost on the way (counts down).
     #[serde(default)]
     pub stall_imports: u32,
+    /// Accept this many more contact imports, then answer every later one
+    /// with a 500 (counts down; `null`: no such fault).
+    #[serde(default)]
+    pub fail_imports_after: Option<u32>,
 }
 
 /// One request as the sandbox saw it.
@@ -370,6 +374,7 @@ impl Inner {
                 drop: config.fault_drop,
                 latency_ms: config.latency_ms,
                 stall_imports: 0,
+                fail_imports_after: None,
             },
             settings: Settings {
                 rotate_refresh_tokens: config.rotate_refresh_tokens,
