@@ -412,10 +412,16 @@ pub async fn save(
 /// An API client for a stored connection; refreshed tokens are stored.
 pub async fn api_client(db: &Db, cipher: &Cipher, app: &CcApp, id: i64) -> Result<ApiClient> {
     let tokens = connections::tokens(db, cipher, id).await?;
+    let keeper = connections::KeptTokens {
+        db: db.clone(),
+        cipher: cipher.clone(),
+        id,
+    };
     Ok(
         ApiClient::new(app.endpoints.clone(), tokens, Some(app.oauth()?))
             .map_err(cc_error)?
-            .for_application(&app.key()),
+            .for_application(&app.key())
+            .with_keeper(std::sync::Arc::new(keeper)),
     )
 }
 

@@ -323,33 +323,10 @@ pub async fn store_tokens(
     id: i64,
     tokens: &Tokens,
 ) -> Result<()> {
-    let access = cipher.encrypt(&tokens.access_token)?;
-    let refresh = tokens
-        .refresh_token
-        .as_ref()
-        .map(|t| cipher.encrypt(t))
-        .transpose()?;
-    let now = now_ms();
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE connections SET access_token_enc = $1, refresh_token_enc = $2, token_expires_at = $3, scopes = $4, \
-           status = 'authorized', status_reason = NULL, updated_at = $5, \
-           authorized_at = CASE WHEN $6 THEN $5 ELSE authorized_at END, \
-           authorized_by = CASE WHEN $6 THEN $7 ELSE authorized_by END \
-         WHERE id = $8",
-    )
-    .bind(access)
-    .bind(refresh)
-    .bind(tokens.expires_at)
-    .bind(tokens.scopes.join(" "))
-    .bind(now)
-    .bind(actor.is_some())
-    .bind(actor.map(|a| a.id))
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 0 {
+    let updated = write_tokens(&mut tx, cipher, actor, id, tokens).await?;
+    if !updated {
         return Err(Error::NotFound("The connection"));
     }
     if let Some(actor) = actor {
@@ -370,11 +347,52 @@ pub async fn store_tokens(
     Ok(())
 }
 
+/// Writes a token set and marks the connection authorized; false when
+/// there is no such connection.
+async fn write_tokens(
+    conn: &mut sqlx::AnyConnection,
+    cipher: &Cipher,
+    actor: Option<&User>,
+    id: i64,
+    tokens: &Tokens,
+) -> Result<bool> {
+    let access = cipher.encrypt(&tokens.access_token)?;
+    let refresh = tokens
+        .refresh_token
+        .as_ref()
+        .map(|t| cipher.encrypt(t))
+        .transpose()?;
+    let now = now_ms();
+    let updated = sqlx::query(
+        "UPDATE connections SET access_token_enc = $1, refresh_token_enc = $2, token_expires_at = $3, scopes = $4, \
+           status = 'authorized', status_reason = NULL, updated_at = $5, \
+           authorized_at = CASE WHEN $6 THEN $5 ELSE authorized_at END, \
+           authorized_by = CASE WHEN $6 THEN $7 ELSE authorized_by END \
+         WHERE id = $8",
+    )
+    .bind(access)
+    .bind(refresh)
+    .bind(tokens.expires_at)
+    .bind(tokens.scopes.join(" "))
+    .bind(now)
+    .bind(actor.is_some())
+    .bind(actor.map(|a| a.id))
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(updated.rows_affected() > 0)
+}
+
 /// The connection's tokens, decrypted.
 pub async fn tokens(db: &Db, cipher: &Cipher, id: i64) -> Result<Tokens> {
+    let mut conn = db.pool().acquire().await?;
+    read_tokens(&mut conn, cipher, id).await
+}
+
+async fn read_tokens(conn: &mut sqlx::AnyConnection, cipher: &Cipher, id: i64) -> Result<Tokens> {
     let row = sqlx::query("SELECT access_token_enc, refresh_token_enc, token_expires_at, scopes FROM connections WHERE id = $1")
         .bind(id)
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *conn)
         .await?
         .ok_or(Error::NotFound("The connection"))?;
     let refresh: Option<String> = col(&row, "refresh_token_enc")?;
@@ -385,6 +403,92 @@ pub async fn tokens(db: &Db, cipher: &Cipher, id: i64) -> Result<Tokens> {
         expires_at: col(&row, "token_expires_at")?,
         scopes: scopes.split_whitespace().map(str::to_owned).collect(),
     })
+}
+
+/// A connection's row as the keeper of its tokens: every client of the
+/// connection, in this process or another, refreshes through it, one at
+/// a time, and a client that finds the tokens already refreshed takes
+/// them instead of refreshing again.
+pub struct KeptTokens {
+    pub db: Db,
+    pub cipher: Cipher,
+    pub id: i64,
+}
+
+/// One lock per connection in this process, so that clients waiting for
+/// another's refresh wait here rather than on the database.
+fn local_lock(id: i64) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOCKS: OnceLock<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    locks.entry(id).or_default().clone()
+}
+
+impl KeptTokens {
+    async fn refresh_kept(
+        &self,
+        stale: &Tokens,
+        oauth: &crate::constant_contact::OAuthClient,
+    ) -> std::result::Result<Tokens, crate::constant_contact::CcError> {
+        use crate::constant_contact::CcError;
+        let stored = |e: Error| {
+            tracing::error!(connection_id = self.id, error = %e, "keeping a connection's tokens failed");
+            CcError::TokenStorage
+        };
+        let local = local_lock(self.id);
+        let _local = local.lock().await;
+        let mut conn = self
+            .db
+            .pool()
+            .acquire()
+            .await
+            .map_err(|e| stored(e.into()))?;
+        let mut tx = conn.begin().await.map_err(|e| stored(e.into()))?;
+        // Other processes wait here: the row on PostgreSQL, the database's
+        // write lock on SQLite.
+        let lock = match self.db.backend() {
+            crate::Backend::Postgres => "SELECT id FROM connections WHERE id = $1 FOR UPDATE",
+            crate::Backend::Sqlite => "UPDATE connections SET updated_at = updated_at WHERE id = $1",
+        };
+        sqlx::query(lock)
+            .bind(self.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| stored(e.into()))?;
+        let kept = read_tokens(&mut tx, &self.cipher, self.id)
+            .await
+            .map_err(stored)?;
+        if kept.access_token != stale.access_token
+            && !kept.expires_within(crate::constant_contact::api::REFRESH_MARGIN)
+        {
+            // Another client refreshed them meanwhile.
+            return Ok(kept);
+        }
+        let Some(refresh_token) = kept.refresh_token.clone() else {
+            return Err(CcError::NeedsReauthentication);
+        };
+        let fresh = oauth.refresh(&refresh_token).await?;
+        write_tokens(&mut tx, &self.cipher, None, self.id, &fresh)
+            .await
+            .map_err(stored)?;
+        tx.commit().await.map_err(|e| stored(e.into()))?;
+        Ok(fresh)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::constant_contact::TokenKeeper for KeptTokens {
+    async fn refresh(
+        &self,
+        stale: &Tokens,
+        oauth: &crate::constant_contact::OAuthClient,
+    ) -> std::result::Result<Tokens, crate::constant_contact::CcError> {
+        self.refresh_kept(stale, oauth).await
+    }
 }
 
 /// Records that the connection cannot be used, and why.

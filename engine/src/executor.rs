@@ -993,19 +993,6 @@ impl Job<'_> {
         if let Some(r) = self.ex.settings.retry {
             client = client.with_retry(r);
         }
-        // A rotating refresh token is single-use: store every new one at once.
-        let client = {
-            let (db, cipher) = (self.ex.db.clone(), self.ex.cipher.clone());
-            client.on_refresh(Arc::new(move |t| {
-                let (db, cipher, t) = (db.clone(), cipher.clone(), t.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = connections::store_tokens(&db, &cipher, None, conn_id, &t).await
-                    {
-                        tracing::error!(error = %e, "could not store refreshed tokens");
-                    }
-                });
-            }))
-        };
         // Fresh tokens for the expected length of the run.
         if let Err(e) = client
             .refresh_if_expiring(Duration::from_secs(15 * 60))

@@ -1056,3 +1056,34 @@ async fn a_failed_batch_does_not_lose_the_accepted_ones_after_it_nor_its_own_con
     let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
     assert_eq!(stats["imported_more_than_once"], 0, "{stats}");
 }
+
+#[tokio::test]
+async fn two_runs_on_one_connection_through_a_token_expiry_both_succeed() {
+    let w = world().await;
+    let seg = w.all_segment().await;
+    let first = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let mut other = w.input(vec![seg]);
+    other.name = String::from("Second export");
+    let second = exports::create(&w.t.db, &w.carol, &other).await.unwrap();
+    // The access token is refused from now on; the refresh token rotates.
+    sandbox_post(&w.sb, "/_sandbox/tokens/expire_access", json!({})).await;
+    let a = w.queue(first.id, Mode::Incremental).await;
+    let b = w.queue(second.id, Mode::Incremental).await;
+    let (mut one, mut two) = (w.ex.clone(), w.ex.clone());
+    one.worker = String::from("worker-one");
+    two.worker = String::from("worker-two");
+    let (x, y) = tokio::join!(worker::drain(&one), worker::drain(&two));
+    x.unwrap();
+    y.unwrap();
+    for run in [a.id, b.id] {
+        let done = runs::get(&w.t.db, run).await.unwrap().unwrap();
+        assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
+    }
+    let c = connections::get(&w.t.db, w.connection_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status, connections::Status::Authorized);
+}

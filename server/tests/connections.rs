@@ -465,3 +465,29 @@ async fn every_connections_function_checks_the_callers_role() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn clients_finding_the_tokens_expired_at_once_refresh_them_once() {
+    // Rotating refresh tokens: a second refresh with the same one would be
+    // refused as if the connection had lost its authorization.
+    let (app, sb) = TestApp::spawn_with_sandbox(|_, _| {}).await;
+    let admin = app.setup_admin().await;
+    let id = add_connection(&app, &admin, "Marketing").await["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    for _ in 0..3 {
+        plain()
+            .post(format!("{}/_sandbox/tokens/expire_access", sb.url()))
+            .send()
+            .await
+            .unwrap();
+        let form = [("id", id.as_str())];
+        let calls = (0..4).map(|_| app.call(&admin, "test_connection", &form));
+        for (status, body) in futures_util::future::join_all(calls).await {
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    let (_, page) = app.call(&admin, "list_connections", &[]).await;
+    assert!(!page.contains("needs_reauthentication"), "{page}");
+}

@@ -194,6 +194,20 @@ struct ContactsPage {
 /// store them (rotating refresh tokens are single-use).
 pub type OnRefresh = Arc<dyn Fn(&Tokens) + Send + Sync>;
 
+/// Where a token set lives beyond one client (a connection's row). Every
+/// client of a connection refreshes through it, so that a token set is
+/// refreshed once however many clients find it expired: a rotating refresh
+/// token is single-use, and a second refresh with it would be refused as
+/// if the connection had lost its authorization.
+#[async_trait::async_trait]
+pub trait TokenKeeper: Send + Sync {
+    /// The tokens to use instead of `stale` (expiring, or refused): the
+    /// kept ones if another client refreshed them meanwhile, or else the
+    /// result of refreshing the kept refresh token with `oauth`, kept
+    /// before they are returned.
+    async fn refresh(&self, stale: &Tokens, oauth: &OAuthClient) -> Result<Tokens, CcError>;
+}
+
 /// An API client for one connection (one token set).
 pub struct ApiClient {
     http: reqwest::Client,
@@ -201,6 +215,7 @@ pub struct ApiClient {
     oauth: Option<OAuthClient>,
     tokens: Mutex<Tokens>,
     on_refresh: Option<OnRefresh>,
+    keeper: Option<Arc<dyn TokenKeeper>>,
     retry: RetryPolicy,
     pacer: Arc<Pacer>,
     /// The application whose pacer this client shares, if any.
@@ -235,6 +250,7 @@ impl ApiClient {
             oauth,
             tokens: Mutex::new(tokens),
             on_refresh: None,
+            keeper: None,
             retry: RetryPolicy::default(),
             pacer: Pacer::new(MIN_INTERVAL),
             application: None,
@@ -249,6 +265,12 @@ impl ApiClient {
 
     pub fn on_refresh(mut self, f: OnRefresh) -> Self {
         self.on_refresh = Some(f);
+        self
+    }
+
+    /// Refreshes through `keeper` (see [`TokenKeeper`]).
+    pub fn with_keeper(mut self, keeper: Arc<dyn TokenKeeper>) -> Self {
+        self.keeper = Some(keeper);
         self
     }
 
@@ -309,10 +331,15 @@ impl ApiClient {
             return Err(CcError::Unauthorized);
         };
         let mut tokens = self.tokens.lock().await;
-        let Some(rt) = tokens.refresh_token.clone() else {
-            return Err(CcError::NeedsReauthentication);
+        let fresh = match &self.keeper {
+            Some(keeper) => keeper.refresh(&tokens, oauth).await?,
+            None => {
+                let Some(rt) = tokens.refresh_token.clone() else {
+                    return Err(CcError::NeedsReauthentication);
+                };
+                oauth.refresh(&rt).await?
+            }
         };
-        let fresh = oauth.refresh(&rt).await?;
         *tokens = fresh.clone();
         drop(tokens);
         if let Some(f) = &self.on_refresh {

@@ -38,6 +38,10 @@ pub enum CcError {
     /// A response we could not understand.
     #[error("Unexpected response from Constant Contact: {0}")]
     Protocol(String),
+    /// Our side failed keeping the tokens (the database); the cause is in
+    /// the log.
+    #[error("The connection's tokens could not be read or stored here.")]
+    TokenStorage,
 }
 
 impl CcError {

@@ -11,7 +11,7 @@ pub mod error;
 pub mod oauth;
 pub mod pacer;
 
-pub use api::{ApiClient, RetryPolicy, MIN_INTERVAL};
+pub use api::{ApiClient, RetryPolicy, TokenKeeper, MIN_INTERVAL};
 pub use batch::{Batch, BatchBuilder, ImportContact, Rejection};
 pub use error::CcError;
 pub use oauth::{AuthRequest, OAuthClient, Tokens};
