@@ -452,7 +452,9 @@ impl KeptTokens {
         // write lock on SQLite.
         let lock = match self.db.backend() {
             crate::Backend::Postgres => "SELECT id FROM connections WHERE id = $1 FOR UPDATE",
-            crate::Backend::Sqlite => "UPDATE connections SET updated_at = updated_at WHERE id = $1",
+            crate::Backend::Sqlite => {
+                "UPDATE connections SET updated_at = updated_at WHERE id = $1"
+            }
         };
         sqlx::query(lock)
             .bind(self.id)

@@ -88,6 +88,10 @@ pub struct Executor {
     /// This worker's name, unique per process.
     pub worker: String,
     pub settings: Settings,
+    /// Set when the process shuts down: a run stops at its next safe
+    /// point, writes what it settled and gives its lease up, so another
+    /// worker resumes it at once instead of after the lease runs out.
+    pub shutdown: Arc<AtomicBool>,
 }
 
 /// A spawned task that ends with its owner: a worker that stops (or is
@@ -106,6 +110,8 @@ enum Stop {
     End(Status, String),
     /// Another worker took the run over: write nothing more.
     Lost,
+    /// The process is shutting down: give the run up for another worker.
+    Shutdown,
     Db(Error),
 }
 
@@ -397,7 +403,7 @@ enum Write {
 struct Writer {
     db: Db,
     run_id: i64,
-    worker: String,
+    lease: runs::Lease,
     export_id: i64,
     list_id: String,
     config_hash: String,
@@ -428,8 +434,7 @@ impl Writer {
         runs::add_errors(&self.db, self.run_id, &cp.errors).await?;
         if !runs::save_progress(
             &self.db,
-            self.run_id,
-            &self.worker,
+            &self.lease,
             cp.phase,
             cp.total,
             &cp.counts,
@@ -445,6 +450,11 @@ impl Writer {
     async fn batch(&self, seq: i64, ok: bool, outcome: &str, contacts: &[Sent]) -> Result<()> {
         let mut conn = self.db.pool().acquire().await?;
         let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+        if !self.lease.fence(&mut tx).await? {
+            // Another worker owns the run now: not a word more from here.
+            self.lost.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
         if ok {
             let now = now_ms();
             for chunk in contacts.chunks(1000) {
@@ -503,6 +513,8 @@ fn merge(stream: &Counts, now: &Counts) -> Counts {
 struct Job<'a> {
     ex: &'a Executor,
     run: Run,
+    /// This worker's claim on the run; every write is fenced by it.
+    lease: runs::Lease,
     export: Export,
     client: Option<Arc<ApiClient>>,
     config_hash: String,
@@ -564,15 +576,19 @@ impl Executor {
         };
         let cancel = Arc::new(AtomicBool::new(run.cancel_requested));
         let lost = Arc::new(AtomicBool::new(false));
+        let held = runs::Lease {
+            run_id,
+            worker: self.worker.clone(),
+            attempt: run.attempts,
+        };
         let beat = {
-            let (db, worker, lease) =
-                (self.db.clone(), self.worker.clone(), self.settings.lease_ms);
+            let (db, held, lease) = (self.db.clone(), held.clone(), self.settings.lease_ms);
             let (cancel, lost) = (cancel.clone(), lost.clone());
             tokio::spawn(async move {
                 let every = Duration::from_millis((lease / 3).max(50) as u64);
                 loop {
                     tokio::time::sleep(every).await;
-                    match runs::heartbeat(&db, run_id, &worker, lease).await {
+                    match runs::heartbeat(&db, &held, lease).await {
                         Ok(Beat::Held { cancel_requested }) => {
                             if cancel_requested {
                                 cancel.store(true, Ordering::Relaxed);
@@ -590,12 +606,13 @@ impl Executor {
         // The heartbeat ends with this future, however it ends (a worker
         // task that is aborted must look dead, and its lease run out).
         let _beat = AbortOnDrop(beat);
-        self.execute_inner(run, cancel, lost).await
+        self.execute_inner(run, held, cancel, lost).await
     }
 
     async fn execute_inner(
         &self,
         run: Run,
+        lease: runs::Lease,
         cancel: Arc<AtomicBool>,
         lost: Arc<AtomicBool>,
     ) -> Result<()> {
@@ -622,6 +639,7 @@ impl Executor {
             config_hash: export.config_hash(),
             api_calls_before: counts.api_calls,
             checkpoint_counts: counts.clone(),
+            lease: lease.clone(),
             counts,
             export,
             run,
@@ -694,6 +712,16 @@ impl Executor {
                 tracing::warn!(run_id, "lease lost; another worker resumes this run");
                 return Ok(());
             }
+            Err(Stop::Shutdown) => {
+                // The sends on their way get their answers (an answered
+                // batch is polled by whoever resumes the run, an unanswered
+                // one is sent again), then the run is free at once.
+                job.await_postings().await;
+                if lease.release(&self.db).await? {
+                    tracing::info!(run_id, "shutting down: the run is left for another worker");
+                }
+                return Ok(());
+            }
             Err(Stop::Db(e)) => {
                 tracing::error!(run_id, error = %e, "run failed on an internal error");
                 (
@@ -706,16 +734,7 @@ impl Executor {
             tracing::error!(run_id, error = %e, "could not store contact errors");
         }
         job.store_tokens().await;
-        if !runs::finish(
-            &self.db,
-            run_id,
-            &self.worker,
-            status,
-            Some(&message),
-            &job.counts,
-        )
-        .await?
-        {
+        if !runs::finish(&self.db, &lease, status, Some(&message), &job.counts).await? {
             tracing::warn!(run_id, "the run was taken over before it finished here");
         }
         tracing::info!(run_id, status = status.as_str(), %message, "run finished");
@@ -763,6 +782,9 @@ impl Job<'_> {
     fn check(&self) -> Step<()> {
         if self.lost.load(Ordering::Relaxed) {
             return Err(Stop::Lost);
+        }
+        if self.ex.shutdown.load(Ordering::Relaxed) {
+            return Err(Stop::Shutdown);
         }
         if self.cancel.load(Ordering::Relaxed) && !self.stopping {
             // The message is written when the run ends, with what was sent.
@@ -860,8 +882,7 @@ impl Job<'_> {
             self.flush_errors().await?;
             if !runs::save_progress(
                 &self.ex.db,
-                self.run.id,
-                &self.ex.worker,
+                &self.lease,
                 phase,
                 total,
                 &self.counts,
@@ -884,7 +905,7 @@ impl Job<'_> {
         let writer = Writer {
             db: self.ex.db.clone(),
             run_id: self.run.id,
-            worker: self.ex.worker.clone(),
+            lease: self.lease.clone(),
             export_id: self.export.id,
             list_id: self.export.list_id.clone(),
             config_hash: self.config_hash.clone(),
@@ -1337,10 +1358,18 @@ impl Job<'_> {
     /// Constant Contact (no activity id) is marked failed and its contacts
     /// are sent again.
     async fn pending_batches(&mut self, checkpoint: &str) -> Step<VecDeque<InFlight>> {
-        sqlx::query("UPDATE run_batches SET state = 'failed', outcome = 'not confirmed by Constant Contact; sent again' WHERE run_id = $1 AND state = 'sending'")
-            .bind(self.run.id)
-            .execute(self.ex.db.pool())
-            .await?;
+        {
+            let mut conn = self.ex.db.pool().acquire().await?;
+            let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+            if !self.lease.fence(&mut tx).await? {
+                return Err(Stop::Lost);
+            }
+            sqlx::query("UPDATE run_batches SET state = 'failed', outcome = 'not confirmed by Constant Contact; sent again' WHERE run_id = $1 AND state = 'sending'")
+                .bind(self.run.id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
         let rows = sqlx::query(
             "SELECT seq, first_key, last_key, activity_id FROM run_batches WHERE run_id = $1 AND state = 'sent' AND kind = 'import' AND last_key > $2 ORDER BY seq",
         )
@@ -1450,6 +1479,22 @@ impl Job<'_> {
         }
     }
 
+    /// Waits (a little) for the sends still on their way to be answered,
+    /// so that their batches are recorded as sent or failed.
+    async fn await_postings(&mut self) {
+        let wait = async {
+            for f in &mut self.inflight {
+                f.take_posting().await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .is_err()
+        {
+            tracing::warn!(run_id = self.run.id, "sends still unanswered at shutdown");
+        }
+    }
+
     /// Takes the answers of sends that are done, so their activity ids
     /// are known to [`Self::poll`].
     async fn collect_postings(&mut self) {
@@ -1487,7 +1532,7 @@ impl Job<'_> {
                     tracing::warn!(run_id = self.run.id, seq, %why, "in-flight imports left unsettled");
                     break;
                 }
-                Err(Stop::Lost) | Err(Stop::Db(_)) => break,
+                Err(Stop::Lost) | Err(Stop::Db(_)) | Err(Stop::Shutdown) => break,
             }
         }
     }
@@ -1647,14 +1692,7 @@ impl Job<'_> {
     /// Reads the run's cancel flag and renews the lease now (the background
     /// heartbeat does so too, less often).
     async fn beat(&self) -> Step<()> {
-        match runs::heartbeat(
-            &self.ex.db,
-            self.run.id,
-            &self.ex.worker,
-            self.ex.settings.lease_ms,
-        )
-        .await?
-        {
+        match runs::heartbeat(&self.ex.db, &self.lease, self.ex.settings.lease_ms).await? {
             Beat::Held { cancel_requested } => {
                 if cancel_requested {
                     self.cancel.store(true, Ordering::Relaxed);
@@ -1704,25 +1742,34 @@ impl Job<'_> {
             .last()
             .map(|s| String::from(&*s.profile_id))
             .unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO run_batches (run_id, seq, kind, first_key, last_key, size, state, at) \
-             VALUES ($1, $2, 'import', $3, $4, $5, 'sending', $6)",
-        )
-        .bind(self.run.id)
-        .bind(seq)
-        .bind(&first)
-        .bind(&last)
-        .bind(contacts.len() as i64)
-        .bind(now_ms())
-        .execute(self.ex.db.pool())
-        .await?;
+        {
+            let mut conn = self.ex.db.pool().acquire().await?;
+            let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+            if !self.lease.fence(&mut tx).await? {
+                self.lost.store(true, Ordering::Relaxed);
+                return Err(Stop::Lost);
+            }
+            sqlx::query(
+                "INSERT INTO run_batches (run_id, seq, kind, first_key, last_key, size, state, at) \
+                 VALUES ($1, $2, 'import', $3, $4, $5, 'sending', $6)",
+            )
+            .bind(self.run.id)
+            .bind(seq)
+            .bind(&first)
+            .bind(&last)
+            .bind(contacts.len() as i64)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
         // Sent beside the stream: the next batch is read meanwhile. The
         // answer (the activity id) is recorded as soon as it comes. Only
         // the body goes (`contacts` has the keys).
         batch.keys = Vec::new();
         let posting = {
             let client = self.client.clone();
-            let (db, run_id) = (self.ex.db.clone(), self.run.id);
+            let (db, run_id, lease) = (self.ex.db.clone(), self.run.id, self.lease.clone());
             tokio::spawn(async move {
                 let _permit = permit;
                 let Some(client) = client else {
@@ -1733,14 +1780,20 @@ impl Job<'_> {
                     Ok(a) => ("sent", Some(a.activity_id.clone()), None),
                     Err(e) => ("failed", None, Some(e.to_string())),
                 };
-                sqlx::query("UPDATE run_batches SET state = $1, activity_id = $2, outcome = $3 WHERE run_id = $4 AND seq = $5")
-                    .bind(state)
-                    .bind(activity_id)
-                    .bind(outcome)
-                    .bind(run_id)
-                    .bind(seq)
-                    .execute(db.pool())
-                    .await?;
+                let mut conn = db.pool().acquire().await?;
+                let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+                // A takeover's owner decides this batch's fate now.
+                if lease.fence(&mut tx).await? {
+                    sqlx::query("UPDATE run_batches SET state = $1, activity_id = $2, outcome = $3 WHERE run_id = $4 AND seq = $5")
+                        .bind(state)
+                        .bind(activity_id)
+                        .bind(outcome)
+                        .bind(run_id)
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                }
                 Ok(imported)
             })
         };
@@ -1847,18 +1900,26 @@ impl Job<'_> {
                 .collect();
             let seq = self.next_seq;
             self.next_seq += 1;
-            sqlx::query(
-                "INSERT INTO run_batches (run_id, seq, kind, first_key, last_key, size, state, at) \
-                 VALUES ($1, $2, 'removal', $3, $4, $5, 'sending', $6)",
-            )
-            .bind(self.run.id)
-            .bind(seq)
-            .bind(&chunk[0].0)
-            .bind(&chunk[chunk.len() - 1].0)
-            .bind(contact_ids.len() as i64)
-            .bind(now_ms())
-            .execute(self.ex.db.pool())
-            .await?;
+            {
+                let mut conn = self.ex.db.pool().acquire().await?;
+                let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+                if !self.lease.fence(&mut tx).await? {
+                    return Err(Stop::Lost);
+                }
+                sqlx::query(
+                    "INSERT INTO run_batches (run_id, seq, kind, first_key, last_key, size, state, at) \
+                     VALUES ($1, $2, 'removal', $3, $4, $5, 'sending', $6)",
+                )
+                .bind(self.run.id)
+                .bind(seq)
+                .bind(&chunk[0].0)
+                .bind(&chunk[chunk.len() - 1].0)
+                .bind(contact_ids.len() as i64)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
             if !contact_ids.is_empty() {
                 let activity = match self
                     .client()
@@ -1885,6 +1946,9 @@ impl Job<'_> {
             // Contacts no longer on the list are forgotten either way.
             let mut conn = self.ex.db.pool().acquire().await?;
             let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+            if !self.lease.fence(&mut tx).await? {
+                return Err(Stop::Lost);
+            }
             for (profile_id, _) in chunk {
                 sqlx::query("DELETE FROM export_ledger WHERE export_id = $1 AND profile_id = $2")
                     .bind(self.export.id)

@@ -351,6 +351,9 @@ async fn cancel_where(
     Ok(())
 }
 
+/// Claims of one run before it is given up (see [`claim`]).
+pub const MAX_ATTEMPTS: i64 = 10;
+
 /// Claims the oldest queued run, or a running one whose lease expired (its
 /// worker died), for `worker` until `lease_ms` from now. One statement, so
 /// two workers never claim the same run; on PostgreSQL, `SKIP LOCKED` lets
@@ -379,6 +382,22 @@ pub async fn claim(db: &Db, worker: &str, lease_ms: i64) -> Result<Option<i64>> 
     if claimable.is_none() {
         return Ok(None);
     }
+    // A run whose worker keeps dying (a crash it causes, say) is not
+    // claimed forever: past the cap it fails with the reason.
+    sqlx::query(
+        "UPDATE runs SET status = 'failed', phase = 'finished', finished_at = $1, lease_until = NULL, \
+           message = $2 \
+         WHERE status = 'running' AND lease_until < $1 AND attempts >= $3",
+    )
+    .bind(now)
+    .bind(format!(
+        "The run was started {MAX_ATTEMPTS} times and its worker stopped each time without finishing \
+         (a crash or a restart); it was given up. What was sent is recorded; run the export again \
+         to continue, and tell your administrator if it keeps happening."
+    ))
+    .bind(MAX_ATTEMPTS)
+    .execute(db.pool())
+    .await?;
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
     let id: Option<i64> = sqlx::query_scalar(&sql)
@@ -407,6 +426,51 @@ pub async fn claim_run(db: &Db, run_id: i64, worker: &str, lease_ms: i64) -> Res
     Ok(done.rows_affected() == 1)
 }
 
+/// One claim on a run: the worker and which claim it is (every claim
+/// counts an attempt). Every write a worker makes for the run is fenced by
+/// it, so a worker that lost the run (paused past its lease, say) writes
+/// nothing after another took over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub run_id: i64,
+    pub worker: String,
+    pub attempt: i64,
+}
+
+impl Lease {
+    /// First thing in a transaction: true while this lease holds. The
+    /// run's row is then locked (a write: PostgreSQL's row lock, SQLite's
+    /// write lock) until the transaction ends, so a takeover waits for the
+    /// write instead of racing it.
+    pub async fn fence(&self, conn: &mut sqlx::AnyConnection) -> Result<bool> {
+        let held = sqlx::query(
+            "UPDATE runs SET lease_until = lease_until \
+             WHERE id = $1 AND worker = $2 AND attempts = $3 AND status = 'running'",
+        )
+        .bind(self.run_id)
+        .bind(&self.worker)
+        .bind(self.attempt)
+        .execute(&mut *conn)
+        .await?;
+        Ok(held.rows_affected() == 1)
+    }
+
+    /// Gives the run up now (a shutdown): another worker may claim it at
+    /// once and resume it from its checkpoint.
+    pub async fn release(&self, db: &Db) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE runs SET lease_until = 0 \
+             WHERE id = $1 AND worker = $2 AND attempts = $3 AND status = 'running'",
+        )
+        .bind(self.run_id)
+        .bind(&self.worker)
+        .bind(self.attempt)
+        .execute(db.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 /// What a heartbeat learns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Beat {
@@ -417,14 +481,15 @@ pub enum Beat {
 }
 
 /// Extends the lease of a run this worker holds.
-pub async fn heartbeat(db: &Db, run_id: i64, worker: &str, lease_ms: i64) -> Result<Beat> {
+pub async fn heartbeat(db: &Db, lease: &Lease, lease_ms: i64) -> Result<Beat> {
     let row = sqlx::query(
-        "UPDATE runs SET lease_until = $1 WHERE id = $2 AND worker = $3 AND status = 'running' \
+        "UPDATE runs SET lease_until = $1 WHERE id = $2 AND worker = $3 AND attempts = $4 AND status = 'running' \
          RETURNING cancel_requested",
     )
     .bind(now_ms() + lease_ms)
-    .bind(run_id)
-    .bind(worker)
+    .bind(lease.run_id)
+    .bind(&lease.worker)
+    .bind(lease.attempt)
     .fetch_optional(db.pool())
     .await?;
     Ok(match row {
@@ -439,8 +504,7 @@ pub async fn heartbeat(db: &Db, run_id: i64, worker: &str, lease_ms: i64) -> Res
 /// the run; false when it does not.
 pub async fn save_progress(
     db: &Db,
-    run_id: i64,
-    worker: &str,
+    lease: &Lease,
     phase: &str,
     total: Option<i64>,
     counts: &Counts,
@@ -449,14 +513,15 @@ pub async fn save_progress(
     let counts = serde_json::to_string(counts).map_err(|e| Error::Internal(e.to_string()))?;
     let done = sqlx::query(
         "UPDATE runs SET phase = $1, total = COALESCE($2, total), counts = $3, checkpoint = COALESCE($4, checkpoint) \
-         WHERE id = $5 AND worker = $6 AND status = 'running'",
+         WHERE id = $5 AND worker = $6 AND attempts = $7 AND status = 'running'",
     )
     .bind(phase)
     .bind(total)
     .bind(counts)
     .bind(checkpoint)
-    .bind(run_id)
-    .bind(worker)
+    .bind(lease.run_id)
+    .bind(&lease.worker)
+    .bind(lease.attempt)
     .execute(db.pool())
     .await?;
     Ok(done.rows_affected() == 1)
@@ -465,8 +530,7 @@ pub async fn save_progress(
 /// Records the final status.
 pub async fn finish(
     db: &Db,
-    run_id: i64,
-    worker: &str,
+    lease: &Lease,
     status: Status,
     message: Option<&str>,
     counts: &Counts,
@@ -475,14 +539,15 @@ pub async fn finish(
     let done = sqlx::query(
         "UPDATE runs SET status = $1, message = COALESCE($2, message), counts = $3, finished_at = $4, \
            phase = 'finished', lease_until = NULL \
-         WHERE id = $5 AND worker = $6 AND status = 'running'",
+         WHERE id = $5 AND worker = $6 AND attempts = $7 AND status = 'running'",
     )
     .bind(status.as_str())
     .bind(message)
     .bind(counts)
     .bind(now_ms())
-    .bind(run_id)
-    .bind(worker)
+    .bind(lease.run_id)
+    .bind(&lease.worker)
+    .bind(lease.attempt)
     .execute(db.pool())
     .await?;
     Ok(done.rows_affected() == 1)

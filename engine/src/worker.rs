@@ -14,6 +14,18 @@ use crate::runs;
 /// Runs workers until `stop` turns true. Each worker takes one run at a
 /// time; `count` of them run side by side.
 pub fn spawn(executor: Executor, count: usize, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    // A shutdown reaches the runs in progress too, not only idle workers.
+    {
+        let (flag, mut stop) = (executor.shutdown.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
     (0..count.max(1))
         .map(|i| {
             let mut ex = executor.clone();
@@ -37,7 +49,7 @@ pub fn process_name() -> String {
 async fn work(ex: Executor, mut stop: watch::Receiver<bool>) {
     let idle = Duration::from_millis(500);
     loop {
-        if *stop.borrow() {
+        if *stop.borrow() || ex.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
         match runs::claim(&ex.db, &ex.worker, ex.settings.lease_ms).await {
@@ -63,7 +75,10 @@ async fn work(ex: Executor, mut stop: watch::Receiver<bool>) {
 /// use this instead of background workers).
 pub async fn drain(ex: &Executor) -> crate::Result<Vec<i64>> {
     let mut done = Vec::new();
-    while let Some(run_id) = runs::claim(&ex.db, &ex.worker, ex.settings.lease_ms).await? {
+    while !ex.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
+        let Some(run_id) = runs::claim(&ex.db, &ex.worker, ex.settings.lease_ms).await? else {
+            break;
+        };
         ex.execute(run_id).await?;
         done.push(run_id);
     }

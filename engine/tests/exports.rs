@@ -179,6 +179,7 @@ async fn world_with(sandbox: sandbox::Config) -> World {
         app: Some(app),
         worker: String::from("test-worker"),
         settings: settings(),
+        shutdown: Default::default(),
     };
     let client =
         engine::connect::api_client(&ex.db, &ex.cipher, ex.app.as_ref().unwrap(), connection.id)
@@ -1086,4 +1087,149 @@ async fn two_runs_on_one_connection_through_a_token_expiry_both_succeed() {
         .unwrap()
         .unwrap();
     assert_eq!(c.status, connections::Status::Authorized);
+}
+
+#[tokio::test]
+async fn a_worker_that_lost_its_lease_can_write_nothing_more() {
+    let w = world().await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let run = w.queue(export.id, Mode::Incremental).await;
+    let db = &w.t.db;
+    let expire = || async move {
+        sqlx::query("UPDATE runs SET lease_until = 0 WHERE id = $1")
+            .bind(run.id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    };
+    let lease = |worker: &str, attempt: i64| runs::Lease {
+        run_id: run.id,
+        worker: worker.to_owned(),
+        attempt,
+    };
+    let fence = |l: runs::Lease| async move {
+        let mut conn = db.pool().acquire().await.unwrap();
+        l.fence(&mut conn).await.unwrap()
+    };
+    assert_eq!(
+        runs::claim(db, "paused", 60_000).await.unwrap(),
+        Some(run.id)
+    );
+    let paused = lease("paused", 1);
+    assert!(fence(paused.clone()).await);
+    // It stops answering; another worker takes over.
+    expire().await;
+    assert_eq!(
+        runs::claim(db, "second", 60_000).await.unwrap(),
+        Some(run.id)
+    );
+    let second = lease("second", 2);
+    assert!(!fence(paused.clone()).await);
+    assert!(fence(second.clone()).await);
+    assert_eq!(
+        runs::heartbeat(db, &paused, 60_000).await.unwrap(),
+        runs::Beat::Lost
+    );
+    assert!(!runs::save_progress(
+        db,
+        &paused,
+        "sending",
+        None,
+        &Default::default(),
+        Some("p99")
+    )
+    .await
+    .unwrap());
+    assert!(!runs::finish(
+        db,
+        &paused,
+        Status::Failed,
+        Some("stale"),
+        &Default::default()
+    )
+    .await
+    .unwrap());
+    // Even under its old name, a new claim is a new lease.
+    expire().await;
+    assert_eq!(
+        runs::claim(db, "paused", 60_000).await.unwrap(),
+        Some(run.id)
+    );
+    assert!(!fence(paused).await);
+    assert!(fence(lease("paused", 3)).await);
+    let r = runs::get(db, run.id).await.unwrap().unwrap();
+    assert_eq!(r.status, Status::Running);
+    assert_eq!(r.checkpoint, None);
+}
+
+#[tokio::test]
+async fn a_shutdown_gives_the_run_up_at_once_and_another_worker_finishes_it() {
+    let w = world_with(sandbox::Config {
+        rate_per_second: 0,
+        processing_delay_ms: 1_000,
+        ..sandbox::Config::default()
+    })
+    .await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let run = w.queue(export.id, Mode::Incremental).await;
+    let mut first = w.ex.clone();
+    first.settings.lease_ms = 60_000;
+    first.shutdown = Default::default();
+    let stop = first.shutdown.clone();
+    let task = tokio::spawn(async move { worker::drain(&first).await.unwrap() });
+    let db = &w.t.db;
+    wait_until(|| async move {
+        let sent: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM run_batches WHERE run_id = $1 AND state = 'sent'",
+        )
+        .bind(run.id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        sent >= 2
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    task.await.unwrap();
+    // Free at once, though its lease had a minute left.
+    let left = runs::get(db, run.id).await.unwrap().unwrap();
+    assert_eq!(left.status, Status::Running);
+    let mut second = w.ex.clone();
+    second.worker = String::from("second-worker");
+    assert_eq!(worker::drain(&second).await.unwrap(), vec![run.id]);
+    let done = runs::get(db, run.id).await.unwrap().unwrap();
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
+    assert_eq!(done.counts.sent, 40);
+    assert_eq!(w.members().await.len(), 40);
+    let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
+    assert_eq!(stats["imported_more_than_once"], 0, "{stats}");
+}
+
+#[tokio::test]
+async fn a_run_whose_worker_keeps_dying_is_given_up_with_the_reason() {
+    let w = world().await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let run = w.queue(export.id, Mode::Incremental).await;
+    sqlx::query("UPDATE runs SET status = 'running', worker = 'dead', lease_until = 0, attempts = $1 WHERE id = $2")
+        .bind(runs::MAX_ATTEMPTS)
+        .bind(run.id)
+        .execute(w.t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(runs::claim(&w.t.db, "next", 60_000).await.unwrap(), None);
+    let given_up = runs::get(&w.t.db, run.id).await.unwrap().unwrap();
+    assert_eq!(given_up.status, Status::Failed);
+    assert!(given_up.message.unwrap().contains("started 10 times"));
+    // The export can run again.
+    let again = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(again.status, Status::Succeeded, "{:?}", again.message);
 }

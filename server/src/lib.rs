@@ -176,6 +176,7 @@ pub fn executor(config: &Config, db: Db) -> anyhow::Result<engine::executor::Exe
         app: config.cc_app(),
         worker: engine::worker::process_name(),
         settings: config.run_settings(),
+        shutdown: Default::default(),
     })
 }
 
@@ -226,9 +227,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
-    // A run in progress stops here; its lease runs out and another worker
-    // (or the next start) resumes it from its last checkpoint.
+    // A run in progress stops at its next safe point, writes what it
+    // settled and gives its lease up: another worker (or the next start)
+    // resumes it at once from its checkpoint.
     let _ = stop_workers.send(true);
+    let stopped = futures_util::future::join_all(workers);
+    if tokio::time::timeout(std::time::Duration::from_secs(30), stopped)
+        .await
+        .is_err()
+    {
+        tracing::warn!("export workers did not stop within 30 s");
+    }
     Ok(())
 }
 
