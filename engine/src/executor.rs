@@ -53,7 +53,20 @@ pub struct Settings {
     /// Import batches with Constant Contact at once: the next batches are
     /// read and sent while earlier ones are processed.
     pub in_flight: usize,
+    /// Rounds of attempts at sending one import batch: when a round's
+    /// retries all fail on a cause that passes (a server error, a network
+    /// failure, throttling), the batch is tried again after `round_pause`.
+    pub import_rounds: u32,
+    pub round_pause: Duration,
+    /// A run stopped by a cause that passes is resumed after this (doubled
+    /// on each resume, at most 30 minutes), at most `max_resumes` times.
+    pub resume_after: Duration,
+    pub max_resumes: i64,
 }
+
+/// A run waiting for the daily quota is resumed at most this many times
+/// (days) before it fails.
+const MAX_QUOTA_RESUMES: i64 = 7;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -71,6 +84,10 @@ impl Default for Settings {
             api_interval: None,
             retry: None,
             in_flight: 8,
+            import_rounds: 3,
+            round_pause: Duration::from_secs(30),
+            resume_after: Duration::from_secs(60),
+            max_resumes: 5,
         }
     }
 }
@@ -108,6 +125,14 @@ impl<T> Drop for AbortOnDrop<T> {
 enum Stop {
     /// The run ends with this status and message.
     End(Status, String),
+    /// A cause that passes: the run goes back to the queue and is resumed
+    /// from its checkpoint at `at` (Unix ms); `quota` when it waits for
+    /// the daily quota.
+    Resume {
+        why: String,
+        at: i64,
+        quota: bool,
+    },
     /// Another worker took the run over: write nothing more.
     Lost,
     /// The process is shutting down: give the run up for another worker.
@@ -667,7 +692,7 @@ impl Executor {
         // A run that stops by itself (failure, cancel) first settles the
         // imports Constant Contact already accepted: they were sent, and
         // the ledger must say so, or the next run sends them again.
-        if let Err(Stop::End(..)) = &result {
+        if let Err(Stop::End(..)) | Err(Stop::Resume { .. }) = &result {
             job.drain().await;
         }
         // Whatever happened, what was settled is written before the end.
@@ -677,6 +702,40 @@ impl Executor {
             }
         }
         job.count_calls();
+        if let Err(Stop::Resume { why, at, quota }) = &result {
+            let limit = if *quota {
+                MAX_QUOTA_RESUMES
+            } else {
+                self.settings.max_resumes
+            };
+            let sent = group(job.counts.sent);
+            if job.run.resumes < limit {
+                let when = crate::time::format_ms(*at);
+                let message = if *quota {
+                    format!("Waiting for the daily Constant Contact quota: {why}. Resumes at {when}; {sent} contacts were sent so far.")
+                } else {
+                    format!(
+                        "Waiting to resume: {why}. Resumes at {when} (resume {} of {limit}); {sent} contacts were sent so far.",
+                        job.run.resumes + 1
+                    )
+                };
+                if let Err(e) = job.flush_errors().await {
+                    tracing::error!(run_id, error = %e, "could not store contact errors");
+                }
+                job.store_tokens().await;
+                // Counts as of the checkpoint: the resumed run reads on
+                // from there and counts the rest itself.
+                let counts = merge(&job.checkpoint_counts, &job.counts);
+                if lease.requeue(&self.db, *at, &message, &counts).await? {
+                    tracing::info!(run_id, %message, "run goes back to the queue");
+                }
+                return Ok(());
+            }
+            result = Err(Stop::End(
+                Status::Failed,
+                format!("{why}. It was resumed {limit} times and did not get through."),
+            ));
+        }
         let (status, message) = match result {
             Ok(()) => {
                 let status = if job.partial.is_empty()
@@ -708,6 +767,7 @@ impl Executor {
                 ),
             ),
             Err(Stop::End(status, message)) => (status, message),
+            Err(Stop::Resume { why, .. }) => (Status::Failed, why),
             Err(Stop::Lost) => {
                 tracing::warn!(run_id, "lease lost; another worker resumes this run");
                 return Ok(());
@@ -820,11 +880,25 @@ impl Job<'_> {
                     "The connection \"{name}\" needs to be re-authenticated by an administrator ({what})."
                 ))
             }
-            CcError::QuotaExceeded => Self::fail(format!(
-                "The daily Constant Contact API quota is used up ({what}); it resets at midnight UTC."
-            )),
+            CcError::QuotaExceeded => Stop::Resume {
+                why: format!("The daily Constant Contact API quota is used up ({what})"),
+                at: next_quota_day(),
+                quota: true,
+            },
+            other if other.is_retryable() => Stop::Resume {
+                why: format!("{what}: {other}"),
+                at: self.resume_at(),
+                quota: false,
+            },
             other => Self::fail(format!("{what}: {other}")),
         }
+    }
+
+    /// When a run stopped by a passing cause is resumed: later each time.
+    fn resume_at(&self) -> i64 {
+        let base = self.ex.settings.resume_after.as_millis() as i64;
+        let factor = 1i64 << self.run.resumes.clamp(0, 10);
+        now_ms() + (base * factor).min(30 * 60 * 1000)
     }
 
     async fn store_tokens(&self) {
@@ -866,6 +940,9 @@ impl Job<'_> {
             self.counts.eta_seconds = (elapsed / done as f64 * left as f64).ceil() as u64;
         }
         let checkpoint = if self.dry() { None } else { checkpoint };
+        if checkpoint.is_some() && !self.hold_checkpoint {
+            self.checkpoint_counts = self.counts.clone();
+        }
         if let Some((tx, _)) = &self.writer {
             // In order behind the batches being written.
             let cp = Checkpoint {
@@ -1432,11 +1509,16 @@ impl Job<'_> {
             }
             self.beat().await?;
             if Instant::now() >= deadline {
-                return Err(Self::fail(format!(
-                    "Constant Contact did not finish an import of {size} contacts in {} minutes ({}% done).",
-                    self.ex.settings.activity_timeout.as_secs() / 60,
-                    activity.percent_done,
-                )));
+                // It may still finish: whoever resumes the run polls it again.
+                return Err(Stop::Resume {
+                    why: format!(
+                        "Constant Contact did not finish an import of {size} contacts in {} minutes ({}% done)",
+                        self.ex.settings.activity_timeout.as_secs() / 60,
+                        activity.percent_done,
+                    ),
+                    at: self.resume_at(),
+                    quota: false,
+                });
             }
             tokio::time::sleep(self.ex.settings.poll_every).await;
         }
@@ -1525,11 +1607,19 @@ impl Job<'_> {
                         "in-flight import settled after the stop"
                     );
                 }
-                Err(Stop::End(_, why)) if self.hold_checkpoint && !held => {
-                    tracing::info!(run_id = self.run.id, seq, %why, "a batch in flight was not accepted");
+                Err(Stop::End(..)) | Err(Stop::Resume { .. }) if self.hold_checkpoint && !held => {
+                    tracing::info!(
+                        run_id = self.run.id,
+                        seq,
+                        "a batch in flight was not accepted"
+                    );
                 }
-                Err(Stop::End(_, why)) => {
-                    tracing::warn!(run_id = self.run.id, seq, %why, "in-flight imports left unsettled");
+                Err(Stop::End(..)) | Err(Stop::Resume { .. }) => {
+                    tracing::warn!(
+                        run_id = self.run.id,
+                        seq,
+                        "in-flight imports left unsettled"
+                    );
                     break;
                 }
                 Err(Stop::Lost) | Err(Stop::Db(_)) | Err(Stop::Shutdown) => break,
@@ -1770,12 +1860,23 @@ impl Job<'_> {
         let posting = {
             let client = self.client.clone();
             let (db, run_id, lease) = (self.ex.db.clone(), self.run.id, self.lease.clone());
+            let (rounds, pause) = (self.ex.settings.import_rounds, self.ex.settings.round_pause);
             tokio::spawn(async move {
                 let _permit = permit;
                 let Some(client) = client else {
                     return Err(Error::Internal(String::from("no client")));
                 };
-                let imported = client.import(&batch).await;
+                let mut imported = client.import(&batch).await;
+                for _ in 1..rounds.max(1) {
+                    match &imported {
+                        Err(e) if e.is_retryable() => {
+                            tracing::warn!(run_id, seq, error = %e, "an import batch failed a round of retries; trying again");
+                            tokio::time::sleep(pause).await;
+                            imported = client.import(&batch).await;
+                        }
+                        _ => break,
+                    }
+                }
                 let (state, activity_id, outcome) = match &imported {
                     Ok(a) => ("sent", Some(a.activity_id.clone()), None),
                     Err(e) => ("failed", None, Some(e.to_string())),
@@ -2006,6 +2107,13 @@ impl<'a> Attrs<'a> {
             Attrs::Owned(m) => m.get(key).map(String::as_str),
         }
     }
+}
+
+/// When the daily quota is back: Constant Contact counts per UTC day; a
+/// few minutes past midnight.
+fn next_quota_day() -> i64 {
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+    (now_ms() / DAY + 1) * DAY + 5 * 60 * 1000
 }
 
 /// 1234567 → "1,234,567".

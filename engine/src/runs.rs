@@ -170,11 +170,16 @@ pub struct Run {
     pub total: Option<i64>,
     pub counts: Counts,
     pub checkpoint: Option<String>,
+    /// A queued run waiting to be resumed is not started before this
+    /// (Unix ms).
+    pub not_before: Option<i64>,
+    /// Times the run went back to the queue to be resumed later.
+    pub resumes: i64,
 }
 
 const COLUMNS: &str = "r.id, r.export_id, e.name AS export_name, r.trigger, r.mode, r.status, r.message, \
     u.email AS requested_by, r.cancel_requested, r.attempts, r.queued_at, r.started_at, r.finished_at, \
-    r.phase, r.total, r.counts, r.checkpoint";
+    r.phase, r.total, r.counts, r.checkpoint, r.not_before, r.resumes";
 const FROM: &str =
     "FROM runs r JOIN exports e ON e.id = r.export_id LEFT JOIN users u ON u.id = r.requested_by";
 
@@ -200,6 +205,8 @@ fn from_row(row: &AnyRow) -> Result<Run> {
         total: col(row, "total")?,
         counts: serde_json::from_str(&counts).unwrap_or_default(),
         checkpoint: col(row, "checkpoint")?,
+        not_before: col(row, "not_before")?,
+        resumes: col(row, "resumes")?,
     })
 }
 
@@ -367,14 +374,16 @@ pub async fn claim(db: &Db, worker: &str, lease_ms: i64) -> Result<Option<i64>> 
     let sql = format!(
         "UPDATE runs SET status = 'running', worker = $1, lease_until = $2, attempts = attempts + 1, \
            started_at = COALESCE(started_at, $3) \
-         WHERE id = (SELECT id FROM runs WHERE status = 'queued' OR (status = 'running' AND lease_until < $3) \
+         WHERE id = (SELECT id FROM runs WHERE (status = 'queued' AND (not_before IS NULL OR not_before <= $3)) \
+                     OR (status = 'running' AND lease_until < $3) \
                      ORDER BY id LIMIT 1{lock}) \
          RETURNING id"
     );
     // An idle worker only reads: no write lock is taken every poll (on
     // SQLite a write, even one that changes nothing, holds the one lock).
     let claimable: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM runs WHERE status = 'queued' OR (status = 'running' AND lease_until < $1) LIMIT 1",
+        "SELECT id FROM runs WHERE (status = 'queued' AND (not_before IS NULL OR not_before <= $1)) \
+         OR (status = 'running' AND lease_until < $1) LIMIT 1",
     )
     .bind(now)
     .fetch_optional(db.pool())
@@ -387,7 +396,7 @@ pub async fn claim(db: &Db, worker: &str, lease_ms: i64) -> Result<Option<i64>> 
     sqlx::query(
         "UPDATE runs SET status = 'failed', phase = 'finished', finished_at = $1, lease_until = NULL, \
            message = $2 \
-         WHERE status = 'running' AND lease_until < $1 AND attempts >= $3",
+         WHERE status = 'running' AND lease_until < $1 AND attempts - resumes >= $3",
     )
     .bind(now)
     .bind(format!(
@@ -453,6 +462,32 @@ impl Lease {
         .execute(&mut *conn)
         .await?;
         Ok(held.rows_affected() == 1)
+    }
+
+    /// Puts the run back in the queue, to be resumed from its checkpoint
+    /// at `not_before` (Unix ms) by any worker; `message` says why and when.
+    pub async fn requeue(
+        &self,
+        db: &Db,
+        not_before: i64,
+        message: &str,
+        counts: &Counts,
+    ) -> Result<bool> {
+        let counts = serde_json::to_string(counts).map_err(|e| Error::Internal(e.to_string()))?;
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'queued', not_before = $1, message = $2, counts = $3, \
+               lease_until = NULL, resumes = resumes + 1, phase = 'waiting' \
+             WHERE id = $4 AND worker = $5 AND attempts = $6 AND status = 'running'",
+        )
+        .bind(not_before)
+        .bind(message)
+        .bind(counts)
+        .bind(self.run_id)
+        .bind(&self.worker)
+        .bind(self.attempt)
+        .execute(db.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Gives the run up now (a shutdown): another worker may claim it at

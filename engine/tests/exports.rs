@@ -85,6 +85,7 @@ fn settings() -> Settings {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(40),
         }),
+        round_pause: Duration::from_millis(20),
         ..Settings::default()
     }
 }
@@ -1018,8 +1019,18 @@ async fn a_cancel_settles_the_imports_constant_contact_already_accepted() {
     assert_eq!(stats["imported_more_than_once"], 0, "{stats}");
 }
 
+/// Lets a run waiting to be resumed go now, as if its time had come.
+async fn time_passes(w: &World, run: i64) {
+    sqlx::query("UPDATE runs SET not_before = 0 WHERE id = $1")
+        .bind(run)
+        .execute(w.t.db.pool())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
-async fn a_failed_batch_does_not_lose_the_accepted_ones_after_it_nor_its_own_contacts() {
+async fn a_batch_constant_contact_keeps_refusing_is_resumed_later_and_nothing_is_lost_or_repeated()
+{
     let w = world_with(sandbox::Config {
         rate_per_second: 0,
         processing_delay_ms: 1_000,
@@ -1030,29 +1041,82 @@ async fn a_failed_batch_does_not_lose_the_accepted_ones_after_it_nor_its_own_con
     let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
         .await
         .unwrap();
-    // Two imports are accepted, every later one is refused.
+    // Two imports are accepted, every later one is refused with a 500,
+    // round after round of retries.
     sandbox_put(
         &w.sb,
         "/_sandbox/faults",
         json!({ "fail_imports_after": 2 }),
     )
     .await;
-    let failed = w.run(export.id, Mode::Incremental).await;
-    assert_eq!(failed.status, Status::Failed, "{:?}", failed.message);
-    assert_eq!(failed.counts.sent, 20, "{:?}", failed.message);
+    let waiting = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(waiting.status, Status::Queued, "{:?}", waiting.message);
+    let message = waiting.message.clone().unwrap();
+    assert!(message.contains("Resumes at"), "{message}");
     assert!(
-        failed
-            .message
-            .as_deref()
-            .unwrap()
-            .contains("20 contacts were sent before it stopped"),
-        "{:?}",
-        failed.message
+        message.contains("20 contacts were sent so far"),
+        "{message}"
     );
+    assert_eq!(waiting.counts.sent, 20);
+    assert!(waiting.not_before.unwrap() > engine::time::now_ms());
+    // Not before its time.
+    assert!(worker::drain(&w.ex).await.unwrap().is_empty());
+    // Constant Contact is well again; the run resumes where it stopped.
     sandbox_put(&w.sb, "/_sandbox/faults", json!({})).await;
-    let again = w.run(export.id, Mode::Incremental).await;
-    assert_eq!(again.status, Status::Succeeded, "{:?}", again.message);
-    assert_eq!(again.counts.sent, 20);
+    time_passes(&w, waiting.id).await;
+    assert_eq!(worker::drain(&w.ex).await.unwrap(), vec![waiting.id]);
+    let done = runs::get(&w.t.db, waiting.id).await.unwrap().unwrap();
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
+    assert_eq!(done.counts.sent, 40);
+    assert_eq!(done.resumes, 1);
+    assert_eq!(w.members().await.len(), 40);
+    let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
+    assert_eq!(stats["imported_more_than_once"], 0, "{stats}");
+    assert_eq!(stats["import_rows"], 40, "{stats}");
+}
+
+#[tokio::test]
+async fn a_run_that_uses_up_the_daily_quota_waits_for_the_next_day_and_resumes() {
+    let w = world_with(sandbox::Config {
+        rate_per_second: 0,
+        processing_delay_ms: 5,
+        ..sandbox::Config::default()
+    })
+    .await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    // A few requests left today: enough to send, not to see it through.
+    let used = sandbox_get(&w.sb, "/_sandbox/requests").await["requests"]
+        .as_array()
+        .unwrap()
+        .len();
+    let quota = |n: usize| {
+        let sb = &w.sb;
+        async move {
+            let mut settings = sandbox_get(sb, "/_sandbox/settings").await;
+            settings["daily_quota"] = json!(n);
+            sandbox_put(sb, "/_sandbox/settings", settings).await;
+        }
+    };
+    quota(used + 5).await;
+    let waiting = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(waiting.status, Status::Queued, "{:?}", waiting.message);
+    let message = waiting.message.clone().unwrap();
+    assert!(
+        message.contains("Waiting for the daily Constant Contact quota"),
+        "{message}"
+    );
+    // Midnight UTC comes (and a few minutes).
+    let day = 24 * 60 * 60 * 1000;
+    let at = waiting.not_before.unwrap();
+    assert!(at % day >= 5 * 60 * 1000 && at - engine::time::now_ms() <= day + 5 * 60 * 1000);
+    quota(10_000).await;
+    time_passes(&w, waiting.id).await;
+    assert_eq!(worker::drain(&w.ex).await.unwrap(), vec![waiting.id]);
+    let done = runs::get(&w.t.db, waiting.id).await.unwrap().unwrap();
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
     assert_eq!(w.members().await.len(), 40);
     let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
     assert_eq!(stats["imported_more_than_once"], 0, "{stats}");

@@ -296,9 +296,22 @@ async fn export(config: &Config, command: ExportCommand) -> anyhow::Result<()> {
         if !now.status.is_active() {
             break now;
         }
+        // Back in the queue to be resumed later (the quota, a failure that
+        // passes): a server's worker resumes it; this command is done.
+        if now.status == Status::Queued && now.not_before.is_some() && work.is_finished() {
+            break now;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     };
     work.await??;
+    if done.status == Status::Queued {
+        println!(
+            "Run #{} is waiting: {}",
+            done.id,
+            done.message.as_deref().unwrap_or("")
+        );
+        bail!("the run has not finished; a server's worker resumes it");
+    }
     let c = &done.counts;
     if json {
         println!(
