@@ -622,3 +622,67 @@ async fn a_token_about_to_expire_is_refreshed_before_the_request() {
         "no 401 was needed: {log}"
     );
 }
+
+/// A stand-in for Constant Contact that answers every request with `body`
+/// (200, JSON); returns its base URL.
+async fn answering(body: Value) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let body = body.to_string();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let _ = socket.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+fn client_at(url: &str) -> ApiClient {
+    let tokens = Tokens {
+        access_token: Secret::new("token"),
+        refresh_token: None,
+        expires_at: engine::time::now_ms() + 3_600_000,
+        scopes: vec![],
+    };
+    ApiClient::new(Endpoints::at(url), tokens, None)
+        .unwrap()
+        .with_interval(Duration::ZERO)
+}
+
+#[tokio::test]
+async fn a_next_link_outside_the_collection_is_an_error_not_a_page() {
+    // An activity's link where the next page of lists should be.
+    let url = answering(json!({
+        "lists": [],
+        "_links": { "next": { "href": "/v3/activities/0f0e0d0c" } }
+    }))
+    .await;
+    let err = client_at(&url).lists().await.unwrap_err();
+    assert!(
+        matches!(&err, CcError::Protocol(m) if m.contains("points elsewhere")),
+        "{err:?}"
+    );
+    // A collection that links to itself forever stops at the bound.
+    let url = answering(json!({
+        "custom_fields": [],
+        "_links": { "next": { "href": "/v3/contact_custom_fields?cursor=again" } }
+    }))
+    .await;
+    let err = client_at(&url).custom_fields().await.unwrap_err();
+    assert!(
+        matches!(&err, CcError::Protocol(m) if m.contains("pages")),
+        "{err:?}"
+    );
+}

@@ -548,6 +548,10 @@ fn max_len(key: &str) -> Option<usize> {
         | "home_phone" | "work_phone" | "mobile_phone" | "other_phone" => Some(50),
         "anniversary" => Some(10),
         "sms_number" | "sms_consent_date" => Some(16),
+        // The spec spells the home address's country with a space; the
+        // underscore form it does not document.
+        "home country" => Some(50),
+        "home_country" => None,
         k if k.starts_with("cf:") => Some(255),
         k if k.ends_with("street") || k.ends_with("street2") => Some(255),
         k if ["city", "state", "zip", "country"]

@@ -23,6 +23,12 @@ use super::{CcError, Endpoints, OAuthClient, Tokens};
 pub const MIN_INTERVAL: Duration = Duration::from_millis(260);
 /// Requests allowed per UTC day.
 pub const DAILY_QUOTA: u64 = 10_000;
+/// The most pages a listing of contacts follows (at 500 a page, 5 million
+/// contacts), and of lists or custom fields (an account has at most 1,000
+/// lists and 100 custom fields).
+pub const MAX_CONTACT_PAGES: usize = 10_000;
+pub const MAX_SMALL_PAGES: usize = 100;
+
 /// Tokens expiring within this margin are refreshed before a request.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(120);
 /// `remove_list_memberships` takes at most this many contact ids.
@@ -425,10 +431,44 @@ impl ApiClient {
         format!("{}{path}", self.endpoints.api_base)
     }
 
-    fn next_url(&self, links: Option<Links>) -> Option<String> {
-        links
-            .and_then(|l| l.next)
-            .map(|n| format!("{}{}", self.endpoints.api_origin(), n.href))
+    /// The next page of `collection` (e.g. `/contact_lists`), from a
+    /// page's `_links.next`. A link must stay in the same collection (a
+    /// relative `/v3/<collection>?…`): anything else is an unexpected
+    /// answer, not a page to follow. `pages` counts the pages read so far;
+    /// past `max_pages` the listing stops with an error rather than follow
+    /// links forever.
+    fn next_url(
+        &self,
+        links: Option<Links>,
+        collection: &str,
+        pages: &mut usize,
+    ) -> Result<Option<String>, CcError> {
+        let Some(next) = links.and_then(|l| l.next) else {
+            return Ok(None);
+        };
+        *pages += 1;
+        let max_pages = if collection == "/contacts" {
+            MAX_CONTACT_PAGES
+        } else {
+            MAX_SMALL_PAGES
+        };
+        if *pages >= max_pages {
+            return Err(CcError::Protocol(format!(
+                "{collection} has more than {max_pages} pages; stopped following them"
+            )));
+        }
+        let path = next.href.split('?').next().unwrap_or("");
+        if path != format!("/v3{collection}") {
+            return Err(CcError::Protocol(format!(
+                "the next page of {collection} points elsewhere ({})",
+                next.href.chars().take(100).collect::<String>()
+            )));
+        }
+        Ok(Some(format!(
+            "{}{}",
+            self.endpoints.api_origin(),
+            next.href
+        )))
     }
 
     /// `GET /account/user/privileges`: works with any valid token, so it
@@ -441,10 +481,11 @@ impl ApiClient {
     pub async fn lists(&self) -> Result<Vec<ContactList>, CcError> {
         let mut out = Vec::new();
         let mut next = Some(self.url("/contact_lists?limit=500&include_membership_count=all"));
+        let mut pages = 0;
         while let Some(url) = next {
             let page: ListsPage = self.get_json(&url).await?;
             out.extend(page.lists);
-            next = self.next_url(page.links);
+            next = self.next_url(page.links, "/contact_lists", &mut pages)?;
         }
         Ok(out)
     }
@@ -478,10 +519,11 @@ impl ApiClient {
     pub async fn custom_fields(&self) -> Result<Vec<CustomField>, CcError> {
         let mut out = Vec::new();
         let mut next = Some(self.url("/contact_custom_fields?limit=100"));
+        let mut pages = 0;
         while let Some(url) = next {
             let page: FieldsPage = self.get_json(&url).await?;
             out.extend(page.custom_fields);
-            next = self.next_url(page.links);
+            next = self.next_url(page.links, "/contact_custom_fields", &mut pages)?;
         }
         Ok(out)
     }
@@ -583,9 +625,10 @@ impl ApiClient {
             url.query_pairs_mut().append_pair("lists", l);
         }
         let mut next = Some(url.to_string());
+        let mut pages = 0;
         while let Some(url) = next {
             let page: ContactsPage = self.get_json(&url).await?;
-            next = self.next_url(page.links);
+            next = self.next_url(page.links, "/contacts", &mut pages)?;
             each(page.contacts);
         }
         Ok(())

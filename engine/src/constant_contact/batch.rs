@@ -86,6 +86,17 @@ pub fn max_chars(field: &str) -> Option<usize> {
     }
 }
 
+/// The key a field is sent under. Constant Contact's spec documents the
+/// home address's country as `"home country"`, with a space, unlike every
+/// other address field (`home_city`, `work_country`, …); we send what it
+/// documents. Elsewhere (mappings, limits) the field is `home_country`.
+pub fn wire_key(field: &str) -> &str {
+    match field {
+        "home_country" => "home country",
+        other => other,
+    }
+}
+
 /// Why a contact was not sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
@@ -208,7 +219,7 @@ impl BatchBuilder {
                     .unwrap_or_else(|_| Value::from(v.clone())),
                 _ => Value::from(v.clone()),
             };
-            map.insert(k.clone(), value);
+            map.insert(wire_key(k).to_owned(), value);
         }
         serde_json::to_vec(&Value::Object(map)).unwrap_or_default()
     }

@@ -72,7 +72,7 @@ impl CcError {
 
     /// Classifies a non-success API response from its status and body.
     pub fn from_response(status: u16, body: &str) -> Self {
-        let (key, message) = parse_body(body);
+        let (key, message) = parse_body(status, body);
         match status {
             401 => CcError::Unauthorized,
             429 if key.as_deref() == Some("quota_exceeded") => CcError::QuotaExceeded,
@@ -100,22 +100,14 @@ enum ErrorBody {
 }
 
 /// The first error key and every message, from the array form
-/// (`[{"error_key", "error_message"}]`) or the single-object form.
-pub fn parse_body(body: &str) -> (Option<String>, String) {
+/// (`[{"error_key", "error_message"}]`) or the single-object form. A body
+/// in neither form (an HTML error page, another JSON shape, nothing) is
+/// told by its status and a short excerpt, never as "no details".
+pub fn parse_body(status: u16, body: &str) -> (Option<String>, String) {
     let items = match serde_json::from_str::<ErrorBody>(body) {
         Ok(ErrorBody::Many(v)) => v,
         Ok(ErrorBody::One(e)) => vec![e],
-        Err(_) => {
-            let text: String = body.chars().take(200).collect();
-            return (
-                None,
-                if text.trim().is_empty() {
-                    String::from("no details")
-                } else {
-                    text
-                },
-            );
-        }
+        Err(_) => Vec::new(),
     };
     let key = items.iter().find_map(|i| i.error_key.clone());
     let message = items
@@ -123,14 +115,26 @@ pub fn parse_body(body: &str) -> (Option<String>, String) {
         .filter_map(|i| i.error_message.clone().or_else(|| i.error_key.clone()))
         .collect::<Vec<_>>()
         .join("; ");
-    (
-        key,
-        if message.is_empty() {
-            String::from("no details")
-        } else {
-            message
-        },
-    )
+    if message.is_empty() {
+        return (key, excerpt(status, body));
+    }
+    (key, message)
+}
+
+/// "HTTP 502: <first 200 characters, whitespace collapsed>".
+fn excerpt(status: u16, body: &str) -> String {
+    let text: String = body
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect();
+    if text.is_empty() {
+        format!("HTTP {status} with an empty body")
+    } else {
+        format!("HTTP {status}: {text}")
+    }
 }
 
 #[cfg(test)]
@@ -152,9 +156,33 @@ mod tests {
             CcError::from_response(502, "<html>bad gateway</html>"),
             CcError::Server {
                 status: 502,
-                message: "<html>bad gateway</html>".into()
+                message: "HTTP 502: <html>bad gateway</html>".into()
             }
         );
+    }
+
+    #[test]
+    fn a_body_in_neither_form_is_told_by_its_status_and_an_excerpt() {
+        assert_eq!(
+            CcError::from_response(400, r#"{"message": "bad\n   input"}"#),
+            CcError::Rejected(r#"HTTP 400: {"message": "bad\n input"}"#.into())
+        );
+        assert_eq!(
+            CcError::from_response(400, "[]"),
+            CcError::Rejected("HTTP 400: []".into())
+        );
+        assert_eq!(
+            CcError::from_response(500, "  "),
+            CcError::Server {
+                status: 500,
+                message: "HTTP 500 with an empty body".into()
+            }
+        );
+        let long = "x".repeat(5_000);
+        let CcError::Rejected(m) = CcError::from_response(422, &long) else {
+            panic!("not rejected")
+        };
+        assert!(m.len() < 220, "{m}");
     }
 
     #[test]
