@@ -421,7 +421,11 @@ pub async fn api_client(db: &Db, cipher: &Cipher, app: &CcApp, id: i64) -> Resul
         ApiClient::new(app.endpoints.clone(), tokens, Some(app.oauth()?))
             .map_err(cc_error)?
             .for_application(&app.key())
-            .with_keeper(std::sync::Arc::new(keeper)),
+            .with_keeper(std::sync::Arc::new(keeper))
+            .with_usage(std::sync::Arc::new(crate::quota::AppUsage {
+                db: db.clone(),
+                app: app.key(),
+            })),
     )
 }
 

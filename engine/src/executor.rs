@@ -701,7 +701,7 @@ impl Executor {
                 result = Err(e);
             }
         }
-        job.count_calls();
+        job.count_calls().await;
         if let Err(Stop::Resume { why, at, quota }) = &result {
             let limit = if *quota {
                 MAX_QUOTA_RESUMES
@@ -918,11 +918,11 @@ impl Job<'_> {
         }
     }
 
-    fn count_calls(&mut self) {
+    async fn count_calls(&mut self) {
         if let Some(client) = &self.client {
             self.counts.api_calls =
                 self.api_calls_before + client.requests_sent() + self.planned_calls;
-            self.counts.quota_left = client.quota_left();
+            self.counts.quota_left = client.quota_left().await;
         }
     }
 
@@ -932,7 +932,7 @@ impl Job<'_> {
         total: Option<i64>,
         checkpoint: Option<&str>,
     ) -> Step<()> {
-        self.count_calls();
+        self.count_calls().await;
         if let Some(total) = self.run.total.or(total) {
             let done = self.counts.read.max(1);
             let elapsed = self.started.elapsed().as_secs_f64();
@@ -1710,7 +1710,7 @@ impl Job<'_> {
         self.counts.rejected += s.correctable_count + s.error_count;
         self.counts.unsubscribed += s.cannot_add_to_list_count;
         self.counts.batches_done += 1;
-        self.count_calls();
+        self.count_calls().await;
         for e in &activity.activity_errors {
             let reason = e
                 .as_str()

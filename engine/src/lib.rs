@@ -16,6 +16,7 @@ pub mod exports;
 pub mod password;
 pub mod policy;
 pub mod profiles;
+pub mod quota;
 pub mod runs;
 pub mod schedule;
 pub mod secrets;

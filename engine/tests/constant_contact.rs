@@ -427,7 +427,7 @@ async fn the_daily_quota_is_fatal_and_counted() {
         4,
         "a refused request still counts: it was sent"
     );
-    assert_eq!(api.quota_left(), 10_000 - 4);
+    assert_eq!(api.quota_left().await, 10_000 - 4);
 }
 
 #[tokio::test]

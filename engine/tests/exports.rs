@@ -1108,6 +1108,9 @@ async fn a_run_that_uses_up_the_daily_quota_waits_for_the_next_day_and_resumes()
         message.contains("Waiting for the daily Constant Contact quota"),
         "{message}"
     );
+    // Constant Contact's word wins over our count.
+    let app = w.ex.app.as_ref().unwrap().key();
+    assert_eq!(engine::quota::left_today(&w.t.db, &app).await.unwrap(), 0);
     // Midnight UTC comes (and a few minutes).
     let day = 24 * 60 * 60 * 1000;
     let at = waiting.not_before.unwrap();
@@ -1296,4 +1299,32 @@ async fn a_run_whose_worker_keeps_dying_is_given_up_with_the_reason() {
     // The export can run again.
     let again = w.run(export.id, Mode::Incremental).await;
     assert_eq!(again.status, Status::Succeeded, "{:?}", again.message);
+}
+
+#[tokio::test]
+async fn the_quota_left_is_counted_in_the_database_for_every_process() {
+    let w = world().await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let done = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
+    // Another process (or this one after a restart) reads the same count:
+    // every API request Constant Contact saw today.
+    let seen = sandbox_get(&w.sb, "/_sandbox/requests").await["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().starts_with("/v3"))
+        .count() as u64;
+    let app = w.ex.app.as_ref().unwrap().key();
+    let left = engine::quota::left_today(&w.t.db, &app).await.unwrap();
+    assert_eq!(left, 10_000 - seen);
+    let dry = w.run(export.id, Mode::DryRun).await;
+    assert!(
+        dry.counts.quota_left <= left && dry.counts.quota_left + 5 >= left,
+        "{} left by the dry run's count, {left} before it",
+        dry.counts.quota_left
+    );
 }

@@ -200,6 +200,17 @@ struct ContactsPage {
 /// store them (rotating refresh tokens are single-use).
 pub type OnRefresh = Arc<dyn Fn(&Tokens) + Send + Sync>;
 
+/// Where an application's requests are counted beyond one client (the
+/// database): every process's requests count against one daily quota.
+#[async_trait::async_trait]
+pub trait UsageBook: Send + Sync {
+    /// Counts one request sent now; with `exhausted`, records instead
+    /// Constant Contact's answer that the day's quota is used up.
+    async fn count(&self, exhausted: bool);
+    /// Requests left today, as counted (`None` when it cannot be read).
+    async fn left_today(&self) -> Option<u64>;
+}
+
 /// Where a token set lives beyond one client (a connection's row). Every
 /// client of a connection refreshes through it, so that a token set is
 /// refreshed once however many clients find it expired: a rotating refresh
@@ -222,6 +233,7 @@ pub struct ApiClient {
     tokens: Mutex<Tokens>,
     on_refresh: Option<OnRefresh>,
     keeper: Option<Arc<dyn TokenKeeper>>,
+    usage: Option<Arc<dyn UsageBook>>,
     retry: RetryPolicy,
     pacer: Arc<Pacer>,
     /// The application whose pacer this client shares, if any.
@@ -257,6 +269,7 @@ impl ApiClient {
             tokens: Mutex::new(tokens),
             on_refresh: None,
             keeper: None,
+            usage: None,
             retry: RetryPolicy::default(),
             pacer: Pacer::new(MIN_INTERVAL),
             application: None,
@@ -271,6 +284,12 @@ impl ApiClient {
 
     pub fn on_refresh(mut self, f: OnRefresh) -> Self {
         self.on_refresh = Some(f);
+        self
+    }
+
+    /// Counts requests in `usage` (see [`UsageBook`]).
+    pub fn with_usage(mut self, usage: Arc<dyn UsageBook>) -> Self {
+        self.usage = Some(usage);
         self
     }
 
@@ -313,8 +332,16 @@ impl ApiClient {
         self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Requests left of the daily quota, as far as this client knows.
-    pub fn quota_left(&self) -> u64 {
+    /// Requests left of the daily quota: as its usage book counts them
+    /// (every process, and Constant Contact's word), or as far as this
+    /// process knows.
+    pub async fn quota_left(&self) -> u64 {
+        if let Some(left) = match &self.usage {
+            Some(u) => u.left_today().await,
+            None => None,
+        } {
+            return left;
+        }
         DAILY_QUOTA.saturating_sub(self.requests_today())
     }
 
@@ -377,6 +404,9 @@ impl ApiClient {
             attempt += 1;
             self.pacer.wait().await;
             self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(u) = &self.usage {
+                u.count(false).await;
+            }
             let token = self.tokens.lock().await.access_token.clone();
             let mut req = self
                 .http
@@ -401,6 +431,11 @@ impl ApiClient {
                     }
                 }
             };
+            if err == CcError::QuotaExceeded {
+                if let Some(u) = &self.usage {
+                    u.count(true).await;
+                }
+            }
             if err == CcError::Unauthorized && !refreshed {
                 refreshed = true;
                 attempt -= 1;
