@@ -472,6 +472,7 @@ pub async fn get_run(id: i64, errors_page: i64) -> Result<RunDetail, AppError> {
         let batches = engine::runs::batches(db, id).await?;
         Ok(RunDetail {
             can_cancel: run.status.is_active()
+                && !run.cancel_requested
                 && export.is_some_and(|e| convert::may_change(&user, &e)),
             run: convert::run(run),
             batches: batches.into_iter().map(convert::batch).collect(),

@@ -346,8 +346,16 @@ impl RunView {
         self.status == "queued" || self.status == "running"
     }
 
+    /// The status as a user should read it: a run asked to stop is
+    /// "Cancelling…" until it has (it settles what Constant Contact
+    /// already has first), and a run back in the queue to be resumed
+    /// later is "Waiting to resume".
     pub fn status_label(&self) -> &'static str {
-        run_status_label(&self.status)
+        match self.status.as_str() {
+            "running" if self.cancel_requested => "Cancelling…",
+            "queued" if self.phase.as_deref() == Some("waiting") => "Waiting to resume",
+            other => run_status_label(other),
+        }
     }
 
     /// Percent of the profiles read so far.

@@ -62,6 +62,13 @@ pub struct Settings {
     /// on each resume, at most 30 minutes), at most `max_resumes` times.
     pub resume_after: Duration,
     pub max_resumes: i64,
+    /// Status requests a run may spend on its imports: this many, plus 20
+    /// a batch. Past it, the run goes back to the queue rather than spend
+    /// the account's daily quota on an import that does not move.
+    pub poll_budget: u64,
+    /// The longest pause between two looks at an import that is slow
+    /// (the pause grows by half each time, from `poll_every`).
+    pub max_poll_every: Duration,
 }
 
 /// A run waiting for the daily quota is resumed at most this many times
@@ -88,6 +95,8 @@ impl Default for Settings {
             round_pause: Duration::from_secs(30),
             resume_after: Duration::from_secs(60),
             max_resumes: 5,
+            poll_budget: 500,
+            max_poll_every: Duration::from_secs(60),
         }
     }
 }
@@ -563,6 +572,9 @@ struct Job<'a> {
     drained: bool,
     /// Later imports seen finished while polling for an earlier one.
     finished: HashMap<String, Activity>,
+    /// Status requests this run has made for its imports (see
+    /// [`Settings::poll_budget`]).
+    polls: u64,
     /// Whether the recent-activities page has shown the imports polled
     /// for; once it does not (another order, a busy account), imports are
     /// polled one by one for the rest of the run.
@@ -680,6 +692,7 @@ impl Executor {
             secs_per_contact: None,
             drained: false,
             finished: HashMap::new(),
+            polls: 0,
             poll_together: true,
             sending: Arc::new(tokio::sync::Semaphore::new(SENDS_AT_ONCE)),
             time_sending: Duration::ZERO,
@@ -692,7 +705,9 @@ impl Executor {
         // A run that stops by itself (failure, cancel) first settles the
         // imports Constant Contact already accepted: they were sent, and
         // the ledger must say so, or the next run sends them again.
-        if let Err(Stop::End(..)) | Err(Stop::Resume { .. }) = &result {
+        // (A run that goes back to the queue leaves them to its resumed
+        // self, which polls the batches recorded as sent.)
+        if let Err(Stop::End(..)) = &result {
             job.drain().await;
         }
         // Whatever happened, what was settled is written before the end.
@@ -794,10 +809,36 @@ impl Executor {
             tracing::error!(run_id, error = %e, "could not store contact errors");
         }
         job.store_tokens().await;
+        // The run ends here: a batch still marked as on its way never got
+        // an answer.
+        {
+            let mut conn = self.db.pool().acquire().await?;
+            let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+            if lease.fence(&mut tx).await? {
+                sqlx::query(
+                    "UPDATE run_batches SET state = 'failed', outcome = 'never answered by Constant Contact' \
+                     WHERE run_id = $1 AND state = 'sending'",
+                )
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+        }
         if !runs::finish(&self.db, &lease, status, Some(&message), &job.counts).await? {
             tracing::warn!(run_id, "the run was taken over before it finished here");
         }
         tracing::info!(run_id, status = status.as_str(), %message, "run finished");
+        // Many new ledger rows: fresh statistics, so the next run's plans
+        // know the table's size (autovacuum gets there, but later).
+        if self.db.backend() == crate::Backend::Postgres && job.counts.sent >= 10_000 {
+            if let Err(e) = sqlx::query("ANALYZE export_ledger")
+                .execute(self.db.pool())
+                .await
+            {
+                tracing::warn!(error = %e, "could not refresh the ledger's statistics");
+            }
+        }
         Ok(())
     }
 }
@@ -1477,29 +1518,49 @@ impl Job<'_> {
     /// the run says that this batch is in Constant Contact's hands.
     async fn wait_import(
         &mut self,
+        seq: i64,
         activity_id: &str,
         size: usize,
         not_before: Option<Instant>,
     ) -> Step<(Activity, u32)> {
-        let deadline = Instant::now() + self.ex.settings.activity_timeout;
+        let started = Instant::now();
+        let deadline = started + self.ex.settings.activity_timeout;
         if let Some(done) = self.finished.remove(activity_id) {
             return Ok((done, 1));
         }
         // Not polled before it can be done; the lease and a cancel are
         // still looked at every second.
         if let Some(at) = not_before {
-            while Instant::now() < at {
-                let nap = (at - Instant::now()).min(Duration::from_secs(1));
-                tokio::time::sleep(nap).await;
-                self.beat().await?;
-            }
+            self.nap(at.saturating_duration_since(Instant::now()))
+                .await?;
         }
+        // Slower than expected: twice the expected wait, or a minute (a
+        // quarter of the time it is given) when nothing is known yet.
+        let slow_after = not_before
+            .map(|at| at.saturating_duration_since(started) * 2)
+            .unwrap_or_else(|| {
+                Duration::from_secs(60).min(self.ex.settings.activity_timeout / 4)
+            })
+            .max(self.ex.settings.poll_every * 10);
+        let mut noted = false;
+        let mut every = self.ex.settings.poll_every;
         let mut polls = 0;
         loop {
             if let Some(done) = self.finished.remove(activity_id) {
                 return Ok((done, polls.max(1)));
             }
+            let budget = self.ex.settings.poll_budget + 20 * self.counts.batches;
+            if self.polls >= budget {
+                return Err(Stop::Resume {
+                    why: format!(
+                        "Constant Contact's imports were slow: the run spent its {budget} status requests waiting for them"
+                    ),
+                    at: self.resume_at(),
+                    quota: false,
+                });
+            }
             polls += 1;
+            self.polls += 1;
             let activity = match self.poll(activity_id).await {
                 Ok(a) => a,
                 Err(e) => return Err(self.cc_failed("waiting for an import", e).await),
@@ -1520,8 +1581,54 @@ impl Job<'_> {
                     quota: false,
                 });
             }
-            tokio::time::sleep(self.ex.settings.poll_every).await;
+            if !noted && started.elapsed() >= slow_after {
+                noted = true;
+                self.note_slow(seq, &activity, started.elapsed()).await?;
+            }
+            // Looked at less often the longer it takes.
+            self.nap(every).await?;
+            every = every.mul_f64(1.5).min(self.ex.settings.max_poll_every);
         }
+    }
+
+    /// Waits `d`, renewing the lease and looking for a cancel every second.
+    async fn nap(&self, d: Duration) -> Step<()> {
+        let until = Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+            if left > Duration::from_secs(1) {
+                self.beat().await?;
+            }
+        }
+    }
+
+    /// Says on the run's timeline that an import is slower than expected.
+    async fn note_slow(&self, seq: i64, activity: &Activity, waited: Duration) -> Step<()> {
+        let note = format!(
+            "slower than expected: {}% done after {} s; looked at less often from now on",
+            activity.percent_done,
+            waited.as_secs()
+        );
+        tracing::info!(run_id = self.run.id, seq, %note, "slow import");
+        let mut conn = self.ex.db.pool().acquire().await?;
+        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+        if !self.lease.fence(&mut tx).await? {
+            return Err(Stop::Lost);
+        }
+        sqlx::query(
+            "UPDATE run_batches SET outcome = $1 WHERE run_id = $2 AND seq = $3 AND state = 'sent'",
+        )
+        .bind(&note)
+        .bind(self.run.id)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// How an import is doing. With later imports in flight too, one
@@ -1686,7 +1793,10 @@ impl Job<'_> {
             expected = self.inflight.iter().map(expect).fold(expected, Option::max);
         }
         let waited = Instant::now();
-        let (activity, polls) = match self.wait_import(&f.activity_id, waiting, expected).await {
+        let (activity, polls) = match self
+            .wait_import(f.seq, &f.activity_id, waiting, expected)
+            .await
+        {
             Ok(done) => done,
             Err(stop) => {
                 // Still with Constant Contact: first in line for a drain.

@@ -1328,3 +1328,141 @@ async fn the_quota_left_is_counted_in_the_database_for_every_process() {
         dry.counts.quota_left
     );
 }
+
+#[tokio::test]
+async fn an_import_that_does_not_move_is_looked_at_less_often_and_said_to_be_slow() {
+    // Imports take a minute at Constant Contact; the run waits two seconds.
+    let w = world_with(sandbox::Config {
+        rate_per_second: 0,
+        processing_delay_ms: 60_000,
+        ..sandbox::Config::default()
+    })
+    .await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let mut ex = w.ex.clone();
+    ex.settings.batch_contacts = 40;
+    ex.settings.activity_timeout = Duration::from_secs(2);
+    ex.settings.max_poll_every = Duration::from_millis(200);
+    let run = w.queue(export.id, Mode::Incremental).await;
+    worker::drain(&ex).await.unwrap();
+    let waiting = runs::get(&w.t.db, run.id).await.unwrap().unwrap();
+    assert_eq!(waiting.status, Status::Queued, "{:?}", waiting.message);
+    assert!(
+        waiting
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("did not finish an import"),
+        "{:?}",
+        waiting.message
+    );
+    // At a steady 10 ms that would have been some 200 looks.
+    let polls = sandbox_get(&w.sb, "/_sandbox/requests").await["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["method"] == "GET" && r["path"].as_str().unwrap().starts_with("/v3/activities")
+        })
+        .count();
+    assert!(polls <= 30, "{polls} polls");
+    let notes: Vec<String> = runs::batches(&w.t.db, run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|b| b.outcome)
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("slower than expected")),
+        "{notes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_keeps_to_its_budget_of_status_requests() {
+    let w = world_with(sandbox::Config {
+        rate_per_second: 0,
+        processing_delay_ms: 60_000,
+        ..sandbox::Config::default()
+    })
+    .await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let mut ex = w.ex.clone();
+    ex.settings.batch_contacts = 40;
+    ex.settings.poll_budget = 5;
+    ex.settings.max_poll_every = Duration::from_millis(20);
+    let run = w.queue(export.id, Mode::Incremental).await;
+    worker::drain(&ex).await.unwrap();
+    let waiting = runs::get(&w.t.db, run.id).await.unwrap().unwrap();
+    assert_eq!(waiting.status, Status::Queued, "{:?}", waiting.message);
+    assert!(
+        waiting
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("status requests"),
+        "{:?}",
+        waiting.message
+    );
+    let polls = sandbox_get(&w.sb, "/_sandbox/requests").await["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["method"] == "GET" && r["path"].as_str().unwrap().starts_with("/v3/activities")
+        })
+        .count();
+    assert!(polls <= 25, "{polls} polls for a budget of 5 + 20 a batch");
+}
+
+#[tokio::test]
+async fn under_a_heavy_fault_mix_every_run_finishes_and_the_list_is_exact() {
+    let w = world().await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let mut ex = w.ex.clone();
+    // The product's retries (6 attempts a request), quicker.
+    ex.settings.retry = Some(RetryPolicy {
+        max_attempts: 6,
+        base_delay: Duration::from_millis(2),
+        max_delay: Duration::from_millis(20),
+    });
+    sandbox_put(
+        &w.sb,
+        "/_sandbox/faults",
+        json!({ "p500": 0.2, "p503": 0.1, "drop": 0.1, "p429": 0.2, "latency_ms": 5 }),
+    )
+    .await;
+    for round in 0..10 {
+        let run = w.queue(export.id, Mode::Full).await;
+        let done = loop {
+            worker::drain(&ex).await.unwrap();
+            let now = runs::get(&w.t.db, run.id).await.unwrap().unwrap();
+            if now.status == Status::Queued {
+                // Waiting to resume: its time comes.
+                time_passes(&w, run.id).await;
+                continue;
+            }
+            break now;
+        };
+        assert_eq!(
+            done.status,
+            Status::Succeeded,
+            "round {round}: {:?}",
+            done.message
+        );
+    }
+    sandbox_put(&w.sb, "/_sandbox/faults", json!({})).await;
+    // Exactly the 40 sendable contacts: none lost, none extra.
+    let members = w.members().await;
+    assert_eq!(members.len(), 40, "{members:?}");
+    assert!(!members.iter().any(|m| m == "gone@example.com"));
+}

@@ -1,4 +1,6 @@
-//! `cargo xtask bench [--profiles N]`: the export benchmark.
+//! `cargo xtask bench [--profiles N] [--database postgres://…]`: the
+//! export benchmark (on SQLite, or on fresh databases of the PostgreSQL
+//! server that URL names).
 //!
 //! Builds the release server and sandbox, generates N demo profiles into a
 //! fresh SQLite database, connects to the sandbox (rate limit on) through
@@ -39,6 +41,8 @@ struct Env {
     server: PathBuf,
     data: PathBuf,
     db_url: String,
+    /// The CSV import's database.
+    import_url: String,
     port: u16,
     sandbox_url: String,
 }
@@ -305,6 +309,10 @@ pub fn bench(args: &[String]) -> Result<()> {
             .context("--profiles needs a number")?,
         None => 1_000_000,
     };
+    let database = match args.iter().position(|a| a == "--database") {
+        Some(i) => Some(args.get(i + 1).context("--database needs a URL")?.clone()),
+        None => None,
+    };
     let server = build_server(true)?;
     let work = std::env::temp_dir().join(format!("segment-export-bench-{}", std::process::id()));
     if work.exists() {
@@ -313,10 +321,22 @@ pub fn bench(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let port = free_port()?;
     let sandbox_port = free_port()?;
+    let (db_url, import_url) = match &database {
+        None => (
+            format!("sqlite://{}", work.join("bench.db").display()),
+            format!("sqlite://{}", work.join("import.db").display()),
+        ),
+        Some(url) if url.starts_with("postgres") => (
+            fresh_postgres(url, "segment_export_bench")?,
+            fresh_postgres(url, "segment_export_bench_import")?,
+        ),
+        Some(other) => bail!("--database takes a postgres:// URL, not {other}"),
+    };
     let env = Env {
         server: server.clone(),
         data: work.clone(),
-        db_url: format!("sqlite://{}", work.join("bench.db").display()),
+        db_url,
+        import_url,
         port,
         sandbox_url: format!("http://127.0.0.1:{sandbox_port}"),
     };
@@ -325,16 +345,41 @@ pub fn bench(args: &[String]) -> Result<()> {
     result
 }
 
+/// A new, empty database `name` on the PostgreSQL server of `url` (made
+/// with `psql`); returns its URL.
+fn fresh_postgres(url: &str, name: &str) -> Result<String> {
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        let status = Command::new("psql")
+            .args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", &sql])
+            .status()
+            .context("could not run psql (the PostgreSQL client)")?;
+        if !status.success() {
+            bail!("psql failed: {sql}");
+        }
+    }
+    // The same server and user, the new database.
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    Ok(format!("{server}/{name}{query}"))
+}
+
 fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
     // The CSV import, into a database of its own.
     let csv = env.data.join("profiles.csv");
     write_csv(&csv, profiles)?;
     let mut import = env.server();
     import
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", env.data.join("import.db").display()),
-        )
+        .env("DATABASE_URL", &env.import_url)
         .args(["import", "profiles"])
         .arg(&csv)
         .args(["--id-column", "id"]);
@@ -424,6 +469,7 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
     let on_list = members["lists"][0]["members"].as_u64().unwrap_or(0);
     let report = json!({
         "profiles": profiles,
+        "database": if env.db_url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" },
         "full": {
             "seconds": round(full_seconds),
             "sent": sent,
