@@ -110,6 +110,8 @@ impl TestApp {
         Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
+            // A request that hangs fails its test instead of the whole run.
+            .timeout(std::time::Duration::from_secs(120))
             .build()
             .unwrap()
     }
