@@ -1538,9 +1538,7 @@ impl Job<'_> {
         // quarter of the time it is given) when nothing is known yet.
         let slow_after = not_before
             .map(|at| at.saturating_duration_since(started) * 2)
-            .unwrap_or_else(|| {
-                Duration::from_secs(60).min(self.ex.settings.activity_timeout / 4)
-            })
+            .unwrap_or_else(|| Duration::from_secs(60).min(self.ex.settings.activity_timeout / 4))
             .max(self.ex.settings.poll_every * 10);
         let mut noted = false;
         let mut every = self.ex.settings.poll_every;
