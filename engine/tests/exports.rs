@@ -849,7 +849,12 @@ async fn a_batch_never_confirmed_is_sent_again_and_the_confirmed_ones_after_it_a
     doomed.abort();
     let _ = doomed.await;
     let seen: Vec<String> = states().await.into_iter().map(|(_, s)| s).collect();
-    assert_eq!(seen, ["sending", "sent", "sent", "sent"]);
+    // The lost one is the first or, when the second overtook it on the
+    // way, the second.
+    assert!(
+        seen == ["sending", "sent", "sent", "sent"] || seen == ["sent", "sending", "sent", "sent"],
+        "{seen:?}"
+    );
     // The imports answered finish; the lost one never came.
     let w = &w;
     wait_until(|| async move { w.members().await.len() == 30 }).await;
@@ -1319,8 +1324,13 @@ async fn the_quota_left_is_counted_in_the_database_for_every_process() {
         .filter(|r| r["path"].as_str().unwrap().starts_with("/v3"))
         .count() as u64;
     let app = w.ex.app.as_ref().unwrap().key();
+    let (db, app_key) = (&w.t.db, &app);
+    // Requests are counted beside them: the last counts land a moment later.
+    wait_until(
+        || async move { engine::quota::left_today(db, app_key).await.unwrap() == 10_000 - seen },
+    )
+    .await;
     let left = engine::quota::left_today(&w.t.db, &app).await.unwrap();
-    assert_eq!(left, 10_000 - seen);
     let dry = w.run(export.id, Mode::DryRun).await;
     assert!(
         dry.counts.quota_left <= left && dry.counts.quota_left + 5 >= left,

@@ -405,7 +405,11 @@ impl ApiClient {
             self.pacer.wait().await;
             self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some(u) = &self.usage {
-                u.count(false).await;
+                // Counted beside the request, not before it: a database
+                // write waiting for its lock must not hold the request up
+                // (nor let a later one overtake it).
+                let u = u.clone();
+                tokio::spawn(async move { u.count(false).await });
             }
             let token = self.tokens.lock().await.access_token.clone();
             let mut req = self
