@@ -1901,6 +1901,39 @@ impl Job<'_> {
         self.check()
     }
 
+    /// Writes a batch down before it is sent (`kind`: `import` or
+    /// `removal`), fenced by the lease.
+    async fn record_sending(
+        &self,
+        seq: i64,
+        kind: &str,
+        first: &str,
+        last: &str,
+        size: usize,
+    ) -> Step<()> {
+        let mut conn = self.ex.db.pool().acquire().await?;
+        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+        if !self.lease.fence(&mut tx).await? {
+            self.lost.store(true, Ordering::Relaxed);
+            return Err(Stop::Lost);
+        }
+        sqlx::query(
+            "INSERT INTO run_batches (run_id, seq, kind, first_key, last_key, size, state, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'sending', $7)",
+        )
+        .bind(self.run.id)
+        .bind(seq)
+        .bind(kind)
+        .bind(first)
+        .bind(last)
+        .bind(size as i64)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Sends a batch (after waiting for the oldest one if enough are with
     /// Constant Contact already); it is settled later, in order.
     async fn send_batch(&mut self, mut batch: Batch, contacts: Vec<Sent>, upto: &str) -> Step<()> {
@@ -1940,27 +1973,8 @@ impl Job<'_> {
             .last()
             .map(|s| String::from(&*s.profile_id))
             .unwrap_or_default();
-        {
-            let mut conn = self.ex.db.pool().acquire().await?;
-            let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
-            if !self.lease.fence(&mut tx).await? {
-                self.lost.store(true, Ordering::Relaxed);
-                return Err(Stop::Lost);
-            }
-            sqlx::query(
-                "INSERT INTO run_batches (run_id, seq, kind, first_key, last_key, size, state, at) \
-                 VALUES ($1, $2, 'import', $3, $4, $5, 'sending', $6)",
-            )
-            .bind(self.run.id)
-            .bind(seq)
-            .bind(&first)
-            .bind(&last)
-            .bind(contacts.len() as i64)
-            .bind(now_ms())
-            .execute(&mut *tx)
+        self.record_sending(seq, "import", &first, &last, contacts.len())
             .await?;
-            tx.commit().await?;
-        }
         // Sent beside the stream: the next batch is read meanwhile. The
         // answer (the activity id) is recorded as soon as it comes. Only
         // the body goes (`contacts` has the keys).
@@ -2109,26 +2123,14 @@ impl Job<'_> {
                 .collect();
             let seq = self.next_seq;
             self.next_seq += 1;
-            {
-                let mut conn = self.ex.db.pool().acquire().await?;
-                let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
-                if !self.lease.fence(&mut tx).await? {
-                    return Err(Stop::Lost);
-                }
-                sqlx::query(
-                    "INSERT INTO run_batches (run_id, seq, kind, first_key, last_key, size, state, at) \
-                     VALUES ($1, $2, 'removal', $3, $4, $5, 'sending', $6)",
-                )
-                .bind(self.run.id)
-                .bind(seq)
-                .bind(&chunk[0].0)
-                .bind(&chunk[chunk.len() - 1].0)
-                .bind(contact_ids.len() as i64)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-            }
+            self.record_sending(
+                seq,
+                "removal",
+                &chunk[0].0,
+                &chunk[chunk.len() - 1].0,
+                contact_ids.len(),
+            )
+            .await?;
             if !contact_ids.is_empty() {
                 let activity = match self
                     .client()
