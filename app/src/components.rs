@@ -42,6 +42,34 @@ pub fn Guarded(min: Role, page: PageFn) -> impl IntoView {
     }
 }
 
+/// Renders `children` only in the browser, once the page has hydrated;
+/// the server, and the browser while it hydrates, render `fallback`.
+///
+/// For parts of a page that create resources of their own inside the
+/// page's `Suspense`. On the server Leptos runs a `Suspend` body more than
+/// once while it waits (each run creating its resources again), so a
+/// resource created there gets a different number on the server than in
+/// the browser, the browser reads another resource's data, renders
+/// something else and hydration fails. A page's own resources (created
+/// once per run of the route's body, in the same order) are safe; the
+/// ones nested below them go here.
+#[component]
+pub fn AfterHydration(
+    #[prop(optional, into)] fallback: ViewFn,
+    children: ChildrenFn,
+) -> impl IntoView {
+    let hydrated = RwSignal::new(false);
+    // Effects run only in the browser, after hydration.
+    Effect::new(move |_| hydrated.set(true));
+    move || {
+        if hydrated.get() {
+            children().into_any()
+        } else {
+            fallback.run().into_any()
+        }
+    }
+}
+
 #[component]
 fn NoAccess() -> impl IntoView {
     view! {
@@ -55,18 +83,38 @@ fn NoAccess() -> impl IntoView {
 }
 
 /// Header with the product, the user and sign out; navigation grouped
-/// like the product's menus; the page in the middle.
+/// like the product's menus; the page in the middle. On a narrow screen
+/// the navigation folds behind a Menu button and nothing is wider than
+/// the screen (wide tables scroll inside themselves).
 #[component]
 pub fn Shell(user: UserView, children: Children) -> impl IntoView {
     let auth = use_auth();
     let is_admin = user.role.allows(Role::Admin);
+    let menu_open = RwSignal::new(false);
+    // A link followed closes the menu.
+    let location = use_location();
+    Effect::new(move |_| {
+        location.pathname.track();
+        menu_open.set(false);
+    });
     view! {
+        <a href="#main" class="sr-only focus:not-sr-only focus:absolute focus:left-2 focus:top-2 focus:z-10 focus:rounded focus:bg-white focus:px-3 focus:py-2 focus:text-slate-900">
+            "Skip to content"
+        </a>
         <div class="min-h-screen flex flex-col">
             <header class="bg-slate-900 text-white">
-                <div class="px-6 py-3 flex items-center justify-between gap-4">
-                    <A href="/" attr:class="text-lg font-semibold tracking-tight">"Segment Export"</A>
-                    <div class="flex items-center gap-3 text-sm">
-                        <span data-testid="signed-in-user">{user.email.clone()}</span>
+                <div class="px-4 py-3 flex flex-wrap items-center justify-between gap-x-4 gap-y-2 md:px-6">
+                    <div class="flex items-center gap-3">
+                        <button type="button" class="rounded border border-slate-500 px-2 py-1 text-sm md:hidden"
+                            aria-controls="main-navigation"
+                            aria-expanded=move || if menu_open.get() { "true" } else { "false" }
+                            on:click=move |_| menu_open.update(|o| *o = !*o)>
+                            "Menu"
+                        </button>
+                        <A href="/" attr:class="text-lg font-semibold tracking-tight">"Segment Export"</A>
+                    </div>
+                    <div class="flex min-w-0 flex-wrap items-center gap-2 text-sm md:gap-3">
+                        <span class="min-w-0 truncate" data-testid="signed-in-user">{user.email.clone()}</span>
                         <span class="rounded bg-slate-700 px-2 py-0.5 text-xs uppercase tracking-wide">
                             {user.role.label()}
                         </span>
@@ -78,9 +126,15 @@ pub fn Shell(user: UserView, children: Children) -> impl IntoView {
                     </div>
                 </div>
             </header>
-            <div class="flex flex-1">
-                <nav aria-label="Main" class="w-56 shrink-0 border-r border-slate-200 bg-white px-4 py-6 text-sm">
-                    <NavLink href="/" label="Overview"/>
+            <div class="flex flex-1 flex-col md:flex-row">
+                <nav id="main-navigation" aria-label="Main"
+                    class=move || {
+                        let shown = if menu_open.get() { "block" } else { "hidden" };
+                        format!("{shown} border-b border-slate-200 bg-white px-4 py-4 text-sm md:block md:w-56 md:shrink-0 md:border-b-0 md:border-r md:py-6")
+                    }>
+                    <ul class="space-y-1">
+                        <NavLink href="/" label="Overview"/>
+                    </ul>
                     <NavGroup title="Data">
                         <NavLink href="/data/segments" label="Segments"/>
                         <NavLink href="/data/exports" label="Exports"/>
@@ -94,7 +148,7 @@ pub fn Shell(user: UserView, children: Children) -> impl IntoView {
                         </NavGroup>
                     </Show>
                 </nav>
-                <main class="flex-1 px-8 py-6">{children()}</main>
+                <main id="main" tabindex="-1" class="min-w-0 flex-1 px-4 py-6 md:px-8">{children()}</main>
             </div>
         </div>
     }
@@ -202,5 +256,37 @@ pub fn Field(
             {hint.map(|h| view! { <p class="text-xs text-slate-500">{h}</p> })}
             <p id=error_id class="text-sm text-red-700">{move || error.get()}</p>
         </div>
+    }
+}
+
+/// `n` with thousands separators: 1234567 → "1,234,567".
+pub fn group<N: Into<i128>>(n: N) -> String {
+    let n: i128 = n.into();
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group;
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(group(0u64), "0");
+        assert_eq!(group(999u64), "999");
+        assert_eq!(group(1000u64), "1,000");
+        assert_eq!(group(1_234_567u64), "1,234,567");
+        assert_eq!(group(-12_345i64), "-12,345");
+        assert_eq!(group(u64::MAX), "18,446,744,073,709,551,615");
     }
 }

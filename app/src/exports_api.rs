@@ -282,8 +282,10 @@ pub async fn connection_lists(connection_id: i64) -> Result<Vec<ListOption>, App
     call.run(async {
         let user = call.allowed(engine::policy::create_export).await?;
         let client = client_for(&call, &user, connection_id).await?;
-        let lists = client
-            .lists()
+        let lists = call
+            .state()
+            .accounts
+            .lists(connection_id, client.lists())
             .await
             .map_err(|e| AppError::Refused(e.to_string()))?;
         Ok(lists
@@ -307,8 +309,10 @@ pub async fn connection_custom_fields(
     call.run(async {
         let user = call.allowed(engine::policy::create_export).await?;
         let client = client_for(&call, &user, connection_id).await?;
-        let fields = client
-            .custom_fields()
+        let fields = call
+            .state()
+            .accounts
+            .custom_fields(connection_id, client.custom_fields())
             .await
             .map_err(|e| AppError::Refused(e.to_string()))?;
         Ok(fields
@@ -347,6 +351,7 @@ pub async fn create_connection_list(
             }
             other => AppError::Refused(other.to_string()),
         })?;
+        call.state().accounts.forget(connection_id);
         Ok(ListOption {
             list_id: list.list_id,
             name: list.name,
@@ -363,13 +368,40 @@ pub async fn count_export_profiles(segment_ids: String) -> Result<i64, AppError>
     let call = crate::ssr::call();
     call.run(async {
         call.allowed(engine::policy::create_export).await?;
-        let ids: Vec<i64> = segment_ids
-            .split(',')
-            .filter_map(|s| s.trim().parse().ok())
-            .collect();
+        let ids = parse_ids(&segment_ids)?;
         Ok(engine::exports::count_profiles(call.db(), &ids).await?)
     })
     .await
+}
+
+/// Of the profiles in the chosen segments (`segment_ids` comma-separated),
+/// how many have a value in `field` (the one mapped to the email):
+/// `(with a value, all)`.
+#[server(endpoint = "count_export_filled")]
+pub async fn count_export_filled(
+    segment_ids: String,
+    field: String,
+) -> Result<(i64, i64), AppError> {
+    let call = crate::ssr::call();
+    call.run(async {
+        call.allowed(engine::policy::create_export).await?;
+        let ids = parse_ids(&segment_ids)?;
+        Ok(engine::exports::count_filled(call.db(), &ids, &field).await?)
+    })
+    .await
+}
+
+/// Ids sent comma-separated; one that is not a number is a bad request.
+#[cfg(feature = "ssr")]
+fn parse_ids(text: &str) -> Result<Vec<i64>, AppError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| AppError::BadRequest(format!("\"{s}\" is not a segment id.")))
+        })
+        .collect()
 }
 
 /// Saves a new export (`id` empty) or changes one; `export` is the form as

@@ -353,8 +353,19 @@ impl RunView {
     pub fn status_label(&self) -> &'static str {
         match self.status.as_str() {
             "running" if self.cancel_requested => "Cancelling…",
+            // A dry run sends nothing: it did not "succeed" at exporting.
+            "succeeded" if self.mode == "dry_run" => "Dry run complete",
             "queued" if self.phase.as_deref() == Some("waiting") => "Waiting to resume",
             other => run_status_label(other),
+        }
+    }
+
+    /// Which badge colour the status gets (a finished dry run has its own).
+    pub fn badge(&self) -> &str {
+        if self.mode == "dry_run" && self.status == "succeeded" {
+            "dry_run"
+        } else {
+            &self.status
         }
     }
 
@@ -393,6 +404,7 @@ pub struct Counts {
     pub unchanged: u64,
     pub adds: u64,
     pub updates: u64,
+    pub resent: u64,
     pub sent: u64,
     pub accepted: u64,
     pub rejected: u64,

@@ -28,6 +28,8 @@ pub struct AppState {
     pub cc: Option<engine::connect::CcApp>,
     /// The most profiles one export run may send.
     pub max_profiles_per_run: u64,
+    /// The accounts' lists and custom fields, kept for a minute.
+    pub accounts: engine::account_cache::AccountCache,
 }
 
 /// One server function call: the state, the request's session and the

@@ -114,7 +114,13 @@ test("a slow run shows live progress and can be cancelled; a removed export's qu
   await open(page, "/data/exports");
   await page.getByRole("link", { name: "Newsletter" }).click();
   await expect(page.getByRole("heading", { name: "Newsletter" })).toBeVisible();
+  // A full resend asks first.
   await page.getByRole("button", { name: "Full resend" }).click();
+  const confirm = page.getByRole("alertdialog", { name: "Confirm full resend" });
+  await confirm.getByRole("button", { name: "Cancel" }).click();
+  await expect(confirm).toBeHidden();
+  await page.getByRole("button", { name: "Full resend" }).click();
+  await confirm.getByRole("button", { name: "Send everything again" }).click();
   // Live: the history shows the run running, without a reload.
   const latest = page.getByTestId("run-summary").first();
   await expect(latest.getByTestId("run-status")).toHaveText("Running", { timeout: 15_000 });

@@ -226,6 +226,9 @@ struct Member {
     attrs: String,
     /// The ledger's (hash, config hash), if this export sent it before.
     sent: Option<(String, String)>,
+    /// Whether the ledger entry was written by this run (an earlier
+    /// attempt of it): 0 no, 1 as a changed contact, 2 as a new one.
+    by_this_run: i64,
 }
 
 /// Members of several segments in key order, each profile once, with its
@@ -234,6 +237,7 @@ struct Member {
 struct Members {
     db: Db,
     export_id: i64,
+    run_id: i64,
     page: i64,
     cursors: Vec<Cursor>,
 }
@@ -255,18 +259,19 @@ struct Cursor {
 /// backend's own pool: a re-run reads a million rows, and each row that
 /// crosses from SQLite's thread and through `Any` costs more than the
 /// join's lookup.
-const MEMBERS_PAGE: &str = "SELECT m.profile_id, p.attributes, l.hash, l.config_hash \
+const MEMBERS_PAGE: &str = "SELECT m.profile_id, p.attributes, l.hash, l.config_hash, \
+     CAST(CASE WHEN l.run_id = $5 THEN (CASE WHEN l.added_by_run = $5 THEN 2 ELSE 1 END) ELSE 0 END AS BIGINT) \
      FROM segment_members m JOIN profiles p ON p.id = m.profile_id \
      LEFT JOIN export_ledger l ON l.export_id = $1 AND l.profile_id = m.profile_id \
      WHERE m.segment_id = $2 AND m.profile_id > $3 ORDER BY m.profile_id LIMIT $4";
 
-type MemberRow = (String, String, Option<String>, Option<String>);
+type MemberRow = (String, String, Option<String>, Option<String>, i64);
 
 /// [`MEMBERS_PAGE`] on either backend's pool: (export id, segment id,
-/// after this key, page size).
+/// after this key, page size, run id).
 async fn member_rows<DB>(
     pool: &sqlx::Pool<DB>,
-    (export_id, segment_id, after, page): (i64, i64, String, i64),
+    (export_id, segment_id, after, page, run_id): (i64, i64, String, i64, i64),
 ) -> sqlx::Result<Vec<MemberRow>>
 where
     DB: sqlx::Database,
@@ -281,16 +286,19 @@ where
         .bind(segment_id)
         .bind(after)
         .bind(page)
+        .bind(run_id)
         .fetch_all(pool)
         .await
 }
 
 impl Members {
-    /// Members of `segment_ids`, with the ledger of export `export_id`.
-    fn new(db: Db, export_id: i64, segment_ids: &[i64], page: i64) -> Self {
+    /// Members of `segment_ids`, with the ledger of export `export_id` (as
+    /// run `run_id` sees it).
+    fn new(db: Db, export_id: i64, run_id: i64, segment_ids: &[i64], page: i64) -> Self {
         Members {
             db,
             export_id,
+            run_id,
             page,
             cursors: segment_ids
                 .iter()
@@ -305,27 +313,34 @@ impl Members {
         }
     }
 
-    fn read_page(db: &Db, export_id: i64, segment_id: i64, after: &str, page: i64) -> Reading {
+    fn read_page(
+        db: &Db,
+        (export_id, run_id): (i64, i64),
+        segment_id: i64,
+        after: &str,
+        page: i64,
+    ) -> Reading {
         let (db, after) = (db.clone(), after.to_owned());
         AbortOnDrop(tokio::spawn(async move {
-            let params = (export_id, segment_id, after, page);
+            let params = (export_id, segment_id, after, page, run_id);
             let rows = match db.typed() {
                 TypedPool::Sqlite(pool) => member_rows(pool, params).await?,
                 TypedPool::Postgres(pool) => member_rows(pool, params).await?,
             };
             Ok(rows
                 .into_iter()
-                .map(|(key, attrs, hash, config_hash)| Member {
+                .map(|(key, attrs, hash, config_hash, by_this_run)| Member {
                     key,
                     attrs,
                     sent: hash.zip(config_hash),
+                    by_this_run,
                 })
                 .collect())
         }))
     }
 
     async fn next(&mut self) -> Result<Option<Member>> {
-        let (db, export_id, page) = (&self.db, self.export_id, self.page);
+        let (db, export_id, page) = (&self.db, (self.export_id, self.run_id), self.page);
         for c in &mut self.cursors {
             if c.buf.is_empty() && !c.done {
                 // The page read ahead, or this one now.
@@ -414,9 +429,24 @@ type Posted = Result<std::result::Result<Activity, CcError>>;
 struct Checkpoint {
     phase: &'static str,
     total: Option<i64>,
+    /// The live counts (the run page's).
     counts: Counts,
+    /// The counts a later attempt resumes from (see [`runs::Progress`]).
+    resume: Counts,
     upto: Option<String>,
     errors: Vec<ContactError>,
+}
+
+impl Checkpoint {
+    fn progress(&self) -> runs::Progress<'_> {
+        runs::Progress {
+            phase: self.phase,
+            total: self.total,
+            counts: &self.counts,
+            resume: &self.resume,
+            checkpoint: self.upto.as_deref(),
+        }
+    }
 }
 
 enum Write {
@@ -454,10 +484,7 @@ impl Writer {
                     outcome,
                     contacts,
                     checkpoint,
-                } => {
-                    self.batch(seq, ok, &outcome, &contacts).await?;
-                    self.progress(checkpoint).await?;
-                }
+                } => self.batch(seq, ok, &outcome, &contacts, checkpoint).await?,
                 Write::Progress(checkpoint) => self.progress(checkpoint).await?,
             }
         }
@@ -466,22 +493,24 @@ impl Writer {
 
     async fn progress(&self, cp: Checkpoint) -> Result<()> {
         runs::add_errors(&self.db, self.run_id, &cp.errors).await?;
-        if !runs::save_progress(
-            &self.db,
-            &self.lease,
-            cp.phase,
-            cp.total,
-            &cp.counts,
-            cp.upto.as_deref(),
-        )
-        .await?
-        {
+        if !runs::save_progress(&self.db, &self.lease, cp.progress()).await? {
             self.lost.store(true, Ordering::Relaxed);
         }
         Ok(())
     }
 
-    async fn batch(&self, seq: i64, ok: bool, outcome: &str, contacts: &[Sent]) -> Result<()> {
+    /// A settled batch: its contacts in the ledger, its outcome, its
+    /// errors and the run's counts and checkpoint, in one transaction (a
+    /// crash between them would leave the ledger ahead of the counts, and
+    /// the attempt that takes over would count those contacts again).
+    async fn batch(
+        &self,
+        seq: i64,
+        ok: bool,
+        outcome: &str,
+        contacts: &[Sent],
+        cp: Checkpoint,
+    ) -> Result<()> {
         let mut conn = self.db.pool().acquire().await?;
         let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
         if !self.lease.fence(&mut tx).await? {
@@ -493,10 +522,10 @@ impl Writer {
             let now = now_ms();
             for chunk in contacts.chunks(1000) {
                 let sql = format!(
-                    "INSERT INTO export_ledger (export_id, profile_id, email, list_id, hash, config_hash, run_id, sent_at) VALUES {} \
+                    "INSERT INTO export_ledger (export_id, profile_id, email, list_id, hash, config_hash, run_id, sent_at, added_by_run) VALUES {} \
                      ON CONFLICT (export_id, profile_id) DO UPDATE SET email = excluded.email, list_id = excluded.list_id, \
                      hash = excluded.hash, config_hash = excluded.config_hash, run_id = excluded.run_id, sent_at = excluded.sent_at",
-                    self.db.placeholders().rows(chunk.len(), 8)
+                    self.db.placeholders().rows(chunk.len(), 9)
                 );
                 let mut q = sqlx::query(&sql);
                 for c in chunk {
@@ -508,7 +537,8 @@ impl Writer {
                         .bind(hex(&c.hash))
                         .bind(&self.config_hash)
                         .bind(self.run_id)
-                        .bind(now);
+                        .bind(now)
+                        .bind(self.run_id);
                 }
                 q.execute(&mut *tx).await?;
             }
@@ -522,6 +552,8 @@ impl Writer {
         .bind(seq)
         .execute(&mut *tx)
         .await?;
+        runs::add_errors_on(&mut tx, &self.db, self.run_id, &cp.errors).await?;
+        runs::save_progress_on(&mut tx, &self.lease, cp.progress()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -559,7 +591,13 @@ struct Job<'a> {
     next_seq: i64,
     errors: Vec<ContactError>,
     started: Instant,
+    /// Profiles read before this attempt (a resumed run starts later).
+    read_at_start: u64,
+    /// Profiles a second the export's last finished runs read, if any.
+    prior_rate: Option<f64>,
     partial: Vec<String>,
+    /// Things the summary says that are no problem.
+    notes: Vec<String>,
     /// A dry run's estimate of the calls a real run would add.
     planned_calls: u64,
     /// Imports with Constant Contact, oldest first.
@@ -657,14 +695,32 @@ impl Executor {
         let export = exports::get(&self.db, run.export_id)
             .await?
             .ok_or(Error::NotFound("The export"))?;
-        let counts = if run.mode == Mode::DryRun {
+        // A resumed run counts on from its checkpoint: what was read after
+        // it is read (and counted) again.
+        let mut counts = if run.mode == Mode::DryRun {
             Counts::default()
         } else {
-            run.counts.clone()
+            run.resume_counts
+                .clone()
+                .unwrap_or_else(|| run.counts.clone())
         };
-        if let Some(cp) = &run.checkpoint {
-            runs::drop_errors_after(&self.db, run_id, cp).await?;
+        if run.mode != Mode::DryRun && run.attempts + run.resumes > 1 {
+            let checkpoint = run.checkpoint.as_deref().unwrap_or("");
+            runs::drop_errors_after(&self.db, run_id, checkpoint).await?;
+            // Batches settled past the checkpoint (held behind a batch
+            // whose send failed) are not made again from the stream.
+            let settled: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM run_batches WHERE run_id = $1 AND kind = 'import' \
+                 AND state = 'done' AND last_key > $2",
+            )
+            .bind(run_id)
+            .bind(checkpoint)
+            .fetch_one(self.db.pool())
+            .await?;
+            counts.batches += settled as u64;
         }
+        let prior_rate = prior_rate(&runs::for_export(&self.db, run.export_id, 10).await?);
+        let read_at_start = counts.read;
         let next_seq: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM run_batches WHERE run_id = $1",
         )
@@ -686,7 +742,10 @@ impl Executor {
             next_seq,
             errors: Vec::new(),
             started: Instant::now(),
+            read_at_start,
+            prior_rate,
             partial: Vec::new(),
+            notes: Vec::new(),
             planned_calls: 0,
             inflight: VecDeque::new(),
             secs_per_contact: None,
@@ -707,8 +766,23 @@ impl Executor {
         // the ledger must say so, or the next run sends them again.
         // (A run that goes back to the queue leaves them to its resumed
         // self, which polls the batches recorded as sent.)
+        // A run resumed as often as it may be ends here instead.
+        if let Err(Stop::Resume { why, quota, .. }) = &result {
+            let limit = if *quota {
+                MAX_QUOTA_RESUMES
+            } else {
+                self.settings.max_resumes
+            };
+            if job.run.resumes >= limit {
+                result = Err(Stop::End(
+                    Status::Failed,
+                    format!("{why}. It was resumed {limit} times and did not get through."),
+                ));
+            }
+        }
         if let Err(Stop::End(..)) = &result {
             job.drain().await;
+            job.hand_over().await;
         }
         // Whatever happened, what was settled is written before the end.
         if let Err(e) = job.close_writer().await {
@@ -724,7 +798,7 @@ impl Executor {
                 self.settings.max_resumes
             };
             let sent = group(job.counts.sent);
-            if job.run.resumes < limit {
+            {
                 let when = crate::time::format_ms(*at);
                 let message = if *quota {
                     format!("Waiting for the daily Constant Contact quota: {why}. Resumes at {when}; {sent} contacts were sent so far.")
@@ -746,22 +820,37 @@ impl Executor {
                 }
                 return Ok(());
             }
-            result = Err(Stop::End(
-                Status::Failed,
-                format!("{why}. It was resumed {limit} times and did not get through."),
-            ));
         }
         let (status, message) = match result {
             Ok(()) => {
-                let status = if job.partial.is_empty()
-                    && job.counts.rejected == 0
-                    && job.counts.unsubscribed == 0
-                {
-                    Status::Succeeded
+                let c = &job.counts;
+                let data_skips =
+                    c.skipped_no_email + c.skipped_invalid_email + c.skipped_invalid_value;
+                if !job.dry() && data_skips > 0 && data_skips == c.read && c.removals == 0 {
+                    // Every profile was skipped for its data: nothing of the
+                    // export reached Constant Contact, which is no success.
+                    (
+                        Status::Failed,
+                        format!(
+                            "None of the {} profiles could be sent: {}. Check the export's Email mapping and the profiles' data.",
+                            group(c.read),
+                            skip_reasons(c)
+                        ),
+                    )
                 } else {
-                    Status::PartiallySucceeded
-                };
-                (status, job.summary())
+                    // A dry run planned: it did what it was asked.
+                    let status = if job.dry()
+                        || job.partial.is_empty()
+                            && c.rejected == 0
+                            && c.unsubscribed == 0
+                            && data_skips == 0
+                    {
+                        Status::Succeeded
+                    } else {
+                        Status::PartiallySucceeded
+                    };
+                    (status, job.summary())
+                }
             }
             Err(Stop::End(Status::Cancelled, m)) if m.is_empty() => {
                 let c = &job.counts;
@@ -804,6 +893,16 @@ impl Executor {
                     format!("The run stopped on an internal error: {e} Run it again to continue where it stopped."),
                 )
             }
+        };
+        // What a stopped run handed over is said however it stopped (the
+        // summary of a finished run says it already).
+        let message = if status != Status::Succeeded
+            && status != Status::PartiallySucceeded
+            && !job.notes.is_empty()
+        {
+            format!("{message} {}", job.notes.join(" "))
+        } else {
+            message
         };
         if let Err(e) = job.flush_errors().await {
             tracing::error!(run_id, error = %e, "could not store contact errors");
@@ -852,21 +951,37 @@ impl Job<'_> {
         let c = &self.counts;
         let mut parts = if self.dry() {
             vec![format!(
-                "Dry run: would send {} contacts ({} new, {} changed) in {} batches; {} unchanged; {} skipped; {} to remove.",
-                c.adds + c.updates,
+                "Dry run: would send {} contacts ({} new, {} changed, {} unchanged but sent again) in {} batches; {} unchanged; {} skipped; {} to remove.",
+                c.adds + c.updates + c.resent,
                 c.adds,
                 c.updates,
+                c.resent,
                 c.batches,
                 c.unchanged,
                 c.skipped(),
                 c.removals
             )]
         } else {
+            let resent = if c.resent > 0 {
+                format!(", {} sent again unchanged", group(c.resent))
+            } else {
+                String::new()
+            };
             vec![format!(
-                "Sent {} contacts in {} batches ({} new, {} changed); {} unchanged; {} skipped; {} removed.",
-                c.sent, c.batches_done, c.adds, c.updates, c.unchanged, c.skipped(), c.removed
+                "Sent {} contacts in {} batches ({} new, {} changed{resent}); {} unchanged; {} skipped; {} removed.",
+                group(c.sent),
+                group(c.batches_done),
+                group(c.adds),
+                group(c.updates),
+                group(c.unchanged),
+                group(c.skipped()),
+                group(c.removed)
             )]
         };
+        let data_skips = c.skipped_no_email + c.skipped_invalid_email + c.skipped_invalid_value;
+        if data_skips > 0 {
+            parts.push(format!("Skipped for their data: {}.", skip_reasons(c)));
+        }
         if c.rejected > 0 {
             parts.push(format!("Constant Contact rejected {}.", c.rejected));
         }
@@ -877,6 +992,7 @@ impl Job<'_> {
             ));
         }
         parts.extend(self.partial.iter().cloned());
+        parts.extend(self.notes.iter().cloned());
         parts.join(" ")
     }
 
@@ -975,13 +1091,21 @@ impl Job<'_> {
     ) -> Step<()> {
         self.count_calls().await;
         if let Some(total) = self.run.total.or(total) {
-            let done = self.counts.read.max(1);
-            let elapsed = self.started.elapsed().as_secs_f64();
-            let left = (total as u64).saturating_sub(self.counts.read);
-            self.counts.eta_seconds = (elapsed / done as f64 * left as f64).ceil() as u64;
+            self.counts.eta_seconds = eta_seconds(
+                total.max(0) as u64,
+                self.counts.read,
+                self.read_at_start,
+                self.started.elapsed(),
+                self.prior_rate,
+            )
+            .unwrap_or(0);
         }
-        let checkpoint = if self.dry() { None } else { checkpoint };
-        if checkpoint.is_some() && !self.hold_checkpoint {
+        let checkpoint = if self.dry() || self.hold_checkpoint {
+            None
+        } else {
+            checkpoint
+        };
+        if checkpoint.is_some() {
             self.checkpoint_counts = self.counts.clone();
         }
         if let Some((tx, _)) = &self.writer {
@@ -990,6 +1114,7 @@ impl Job<'_> {
                 phase,
                 total,
                 counts: self.counts.clone(),
+                resume: merge(&self.checkpoint_counts, &self.counts),
                 upto: checkpoint.map(str::to_owned),
                 errors: std::mem::take(&mut self.errors),
             };
@@ -998,16 +1123,14 @@ impl Job<'_> {
             }
         } else {
             self.flush_errors().await?;
-            if !runs::save_progress(
-                &self.ex.db,
-                &self.lease,
+            let progress = runs::Progress {
                 phase,
                 total,
-                &self.counts,
+                counts: &self.counts,
+                resume: &self.counts,
                 checkpoint,
-            )
-            .await?
-            {
+            };
+            if !runs::save_progress(&self.ex.db, &self.lease, progress).await? {
                 return Err(Stop::Lost);
             }
         }
@@ -1160,6 +1283,7 @@ impl Job<'_> {
         let mut members = Members::new(
             self.ex.db.clone(),
             self.export.id,
+            self.run.id,
             ids,
             self.ex.settings.page_size,
         );
@@ -1227,6 +1351,9 @@ impl Job<'_> {
         let total = self.count().await?;
         self.run.total = Some(total);
         let suppressed = self.sync_suppressions().await?;
+        if !self.dry() {
+            self.settle_handed_over().await?;
+        }
         self.save("sending", Some(total), None).await?;
         self.send_all(&suppressed).await?;
         if self.export.remove_left {
@@ -1262,6 +1389,7 @@ impl Job<'_> {
         let mut members = Members::new(
             self.ex.db.clone(),
             self.export.id,
+            self.run.id,
             &self.export.segment_ids,
             settings.page_size,
         );
@@ -1279,6 +1407,7 @@ impl Job<'_> {
             key,
             attrs: attrs_json,
             sent: before,
+            by_this_run,
         }) = members.next().await?
         {
             let attrs = Attrs::parse(&attrs_json);
@@ -1360,11 +1489,23 @@ impl Job<'_> {
                 .collect();
             let hash = contact_hash(&values);
             let is_update = before.is_some();
-            if !full
-                && before
-                    .as_ref()
-                    .is_some_and(|(h, c)| is_hex_of(h, &hash) && *c == self.config_hash)
-            {
+            let same = before
+                .as_ref()
+                .is_some_and(|(h, c)| is_hex_of(h, &hash) && *c == self.config_hash);
+            if by_this_run > 0 && same {
+                // An earlier attempt of this run sent it and Constant
+                // Contact took it (past a checkpoint held behind a failed
+                // batch): counted as that attempt counted it, not resent.
+                match (by_this_run, full) {
+                    (2, _) => self.counts.adds += 1,
+                    (_, true) => self.counts.resent += 1,
+                    _ => self.counts.updates += 1,
+                }
+                last_key = key;
+                since_checkpoint += 1;
+                continue;
+            }
+            if !full && same {
                 self.counts.unchanged += 1;
                 last_key = key;
                 since_checkpoint += 1;
@@ -1410,7 +1551,7 @@ impl Job<'_> {
                     );
                     if let Some(batch) = filled.finish() {
                         let contacts = std::mem::take(&mut in_builder);
-                        self.send_batch(batch, contacts, &last_key).await?;
+                        self.send_batch(batch, contacts, &last_key, 1).await?;
                     }
                 }
                 while !self.inflight.is_empty() {
@@ -1423,7 +1564,7 @@ impl Job<'_> {
                 match builder.push(key.clone(), &contact) {
                     Ok(Some(batch)) => {
                         let contacts = std::mem::take(&mut in_builder);
-                        self.send_batch(batch, contacts, &last_key).await?;
+                        self.send_batch(batch, contacts, &last_key, 1).await?;
                     }
                     Ok(None) => {}
                     Err(r) => {
@@ -1435,10 +1576,10 @@ impl Job<'_> {
                 }
                 in_builder.push(sent);
             }
-            if is_update {
-                self.counts.updates += 1;
-            } else {
-                self.counts.adds += 1;
+            match (is_update, same) {
+                (false, _) => self.counts.adds += 1,
+                (true, true) => self.counts.resent += 1,
+                (true, false) => self.counts.updates += 1,
             }
             last_key = key;
             since_checkpoint += 1;
@@ -1448,7 +1589,7 @@ impl Job<'_> {
         }
         if let Some(batch) = builder.finish() {
             let contacts = std::mem::take(&mut in_builder);
-            self.send_batch(batch, contacts, &last_key).await?;
+            self.send_batch(batch, contacts, &last_key, 0).await?;
         }
         self.drained = true;
         while !self.inflight.is_empty() {
@@ -1732,9 +1873,146 @@ impl Job<'_> {
         }
     }
 
+    /// Imports still with Constant Contact after a stop that could not see
+    /// them through (the drain could not poll: a revoked sign-in, say):
+    /// their contacts are written down for the export's next run, which
+    /// asks about them before it sends anything. Imports never accepted
+    /// (no activity) are not: their contacts were not sent.
+    async fn hand_over(&mut self) {
+        let mut left = std::mem::take(&mut self.inflight);
+        let mut handed = 0usize;
+        for f in &mut left {
+            f.take_posting().await;
+            if f.activity_id.is_empty() || f.contacts.is_empty() {
+                continue;
+            }
+            match self.write_unsettled(f).await {
+                Ok(true) => handed += f.contacts.len(),
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::error!(run_id = self.run.id, error = %e, "could not hand imports over");
+                    return;
+                }
+            }
+        }
+        if handed > 0 {
+            self.notes.push(format!(
+                "{} contacts are in imports Constant Contact accepted but the run could not see finish; the export's next run checks them first and does not send them again if they went through.",
+                group(handed as u64)
+            ));
+        }
+    }
+
+    async fn write_unsettled(&self, f: &InFlight) -> Result<bool> {
+        let mut conn = self.ex.db.pool().acquire().await?;
+        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+        if !self.lease.fence(&mut tx).await? {
+            return Ok(false);
+        }
+        for chunk in f.contacts.chunks(500) {
+            let sql = format!(
+                "INSERT INTO unsettled_imports (export_id, run_id, seq, activity_id, profile_id, email, list_id, hash, config_hash) \
+                 VALUES {} ON CONFLICT DO NOTHING",
+                self.ex.db.placeholders().rows(chunk.len(), 9)
+            );
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                q = q
+                    .bind(self.export.id)
+                    .bind(self.run.id)
+                    .bind(f.seq)
+                    .bind(&f.activity_id)
+                    .bind(&*c.profile_id)
+                    .bind(&*c.email)
+                    .bind(&self.export.list_id)
+                    .bind(hex(&c.hash))
+                    .bind(&self.config_hash);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Imports an earlier run of the export handed over (see
+    /// [`Self::hand_over`]): each is asked about (and waited for); the
+    /// contacts of those that went through are recorded in the ledger as
+    /// sent by that run, the others are sent again by this one.
+    async fn settle_handed_over(&mut self) -> Step<()> {
+        let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+            "SELECT run_id, seq, activity_id, COUNT(*) FROM unsettled_imports WHERE export_id = $1 \
+             GROUP BY run_id, seq, activity_id ORDER BY run_id, seq",
+        )
+        .bind(self.export.id)
+        .fetch_all(self.ex.db.pool())
+        .await?;
+        let mut recorded = 0u64;
+        for (run_id, seq, activity_id, size) in rows {
+            let went_through = match self.poll(&activity_id).await {
+                Ok(a) if a.is_finished() => a.state == "completed",
+                Ok(_) => {
+                    let (a, _) = self
+                        .wait_import(seq, &activity_id, size as usize, None)
+                        .await?;
+                    a.state == "completed"
+                }
+                // Constant Contact no longer knows it: nothing to record.
+                Err(CcError::NotFound(_)) => false,
+                Err(e) => return Err(self.cc_failed("checking an earlier run's import", e).await),
+            };
+            let mut conn = self.ex.db.pool().acquire().await?;
+            let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+            if !self.lease.fence(&mut tx).await? {
+                return Err(Stop::Lost);
+            }
+            if went_through {
+                sqlx::query(
+                    "INSERT INTO export_ledger (export_id, profile_id, email, list_id, hash, config_hash, run_id, sent_at, added_by_run) \
+                     SELECT export_id, profile_id, email, list_id, hash, config_hash, run_id, $4, run_id FROM unsettled_imports \
+                     WHERE export_id = $1 AND run_id = $2 AND seq = $3 \
+                     ON CONFLICT (export_id, profile_id) DO UPDATE SET email = excluded.email, list_id = excluded.list_id, \
+                     hash = excluded.hash, config_hash = excluded.config_hash, run_id = excluded.run_id, sent_at = excluded.sent_at",
+                )
+                .bind(self.export.id)
+                .bind(run_id)
+                .bind(seq)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE run_batches SET state = 'done', outcome = $3 WHERE run_id = $1 AND seq = $2",
+                )
+                .bind(run_id)
+                .bind(seq)
+                .bind(format!("confirmed by run {}", self.run.id))
+                .execute(&mut *tx)
+                .await?;
+                recorded += size as u64;
+            }
+            sqlx::query(
+                "DELETE FROM unsettled_imports WHERE export_id = $1 AND run_id = $2 AND seq = $3",
+            )
+            .bind(self.export.id)
+            .bind(run_id)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        if recorded > 0 {
+            self.notes.push(format!(
+                "{} contacts of an earlier run's imports were confirmed by Constant Contact and recorded as sent.",
+                group(recorded)
+            ));
+        }
+        Ok(())
+    }
+
     /// A batch an earlier attempt sent: every profile up to `upto` has
     /// been read again, so its contacts and checkpoint are known.
     async fn settle_resumed(&mut self, mut p: InFlight, upto: &str) -> Step<()> {
+        // Made by an attempt before the checkpoint's: not counted in it.
+        self.counts.batches += 1;
         p.upto = upto.to_owned();
         p.counts = self.counts.clone();
         p.errors = std::mem::take(&mut self.errors);
@@ -1854,7 +2132,8 @@ impl Job<'_> {
             Checkpoint {
                 phase: "sending",
                 total: None,
-                counts: merge(&self.checkpoint_counts, &self.counts),
+                counts: self.counts.clone(),
+                resume: merge(&self.checkpoint_counts, &self.counts),
                 upto: None,
                 errors: Vec::new(),
             }
@@ -1863,7 +2142,8 @@ impl Job<'_> {
             Checkpoint {
                 phase: "sending",
                 total: None,
-                counts: merge(&f.counts, &self.counts),
+                counts: self.counts.clone(),
+                resume: merge(&f.counts, &self.counts),
                 upto: Some(f.upto),
                 errors: f.errors,
             }
@@ -1936,7 +2216,15 @@ impl Job<'_> {
 
     /// Sends a batch (after waiting for the oldest one if enough are with
     /// Constant Contact already); it is settled later, in order.
-    async fn send_batch(&mut self, mut batch: Batch, contacts: Vec<Sent>, upto: &str) -> Step<()> {
+    /// `ahead`: profiles the stream has read (and counted) past `upto`,
+    /// the batch's boundary: the one whose contact did not fit.
+    async fn send_batch(
+        &mut self,
+        mut batch: Batch,
+        contacts: Vec<Sent>,
+        upto: &str,
+        ahead: u64,
+    ) -> Step<()> {
         if !self.dry() {
             self.beat().await?;
         }
@@ -2030,7 +2318,11 @@ impl Job<'_> {
             last_key: last,
             contacts,
             upto: upto.to_owned(),
-            counts: self.counts.clone(),
+            // The stream's counts at the boundary.
+            counts: Counts {
+                read: self.counts.read - ahead,
+                ..self.counts.clone()
+            },
             errors: std::mem::take(&mut self.errors),
         });
         Ok(())
@@ -2226,6 +2518,76 @@ fn next_quota_day() -> i64 {
     (now_ms() / DAY + 1) * DAY + 5 * 60 * 1000
 }
 
+/// Why profiles were skipped for their data, in words: "40 had no email
+/// address, 4 had an invalid one".
+fn skip_reasons(c: &Counts) -> String {
+    [
+        (c.skipped_no_email, "had no email address"),
+        (c.skipped_invalid_email, "had an invalid email address"),
+        (
+            c.skipped_invalid_value,
+            "had a value Constant Contact would refuse",
+        ),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, why)| format!("{} {why}", group(n)))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// Profiles a second read by the export's finished real runs (`runs`,
+/// newest first): what the next run can expect before it has measured
+/// itself.
+fn prior_rate(runs: &[Run]) -> Option<f64> {
+    let (mut read, mut seconds) = (0u64, 0f64);
+    for r in runs.iter().filter(|r| {
+        r.mode != Mode::DryRun && matches!(r.status, Status::Succeeded | Status::PartiallySucceeded)
+    }) {
+        if let (Some(start), Some(end)) = (r.started_at, r.finished_at) {
+            if end > start && r.counts.read > 0 {
+                read += r.counts.read;
+                seconds += (end - start) as f64 / 1000.0;
+            }
+        }
+    }
+    (read > 0 && seconds > 0.0).then(|| read as f64 / seconds)
+}
+
+/// Seconds until a run that has read `read` of `total` profiles is done,
+/// or `None` while that cannot be said honestly: until this attempt has
+/// run for a few seconds and read a twentieth of what it has to, its own
+/// pace means little, and only the export's earlier runs (`prior`, profiles
+/// a second) can say; once everything is read only Constant Contact's
+/// processing is left, which has no pace to go by. The measured pace
+/// counts for more as the run goes on.
+pub fn eta_seconds(
+    total: u64,
+    read: u64,
+    read_at_start: u64,
+    elapsed: Duration,
+    prior: Option<f64>,
+) -> Option<u64> {
+    if read >= total {
+        return None;
+    }
+    let left = (total - read) as f64;
+    let todo = total.saturating_sub(read_at_start).max(1) as f64;
+    let done = read.saturating_sub(read_at_start) as f64;
+    let secs = elapsed.as_secs_f64();
+    let measured = (secs >= 3.0 && done >= todo / 20.0 && done > 0.0).then(|| done / secs);
+    let rate = match (measured, prior) {
+        (Some(m), Some(p)) => {
+            let weight = (done / todo).clamp(0.0, 1.0).sqrt();
+            m * weight + p * (1.0 - weight)
+        }
+        (Some(m), None) => m,
+        (None, Some(p)) if secs >= 1.0 => p,
+        _ => return None,
+    };
+    (rate > 0.0).then(|| (left / rate).ceil() as u64)
+}
+
 /// 1234567 → "1,234,567".
 pub fn group(n: u64) -> String {
     let s = n.to_string();
@@ -2242,6 +2604,65 @@ pub fn group(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eta_waits_for_a_measured_pace() {
+        let s = Duration::from_secs;
+        // Queued or just started, with no history: no estimate.
+        assert_eq!(eta_seconds(1000, 0, 0, s(0), None), None);
+        assert_eq!(eta_seconds(7500, 1, 0, s(1), None), None);
+        // Under a twentieth read, or under three seconds: still none.
+        assert_eq!(eta_seconds(10_000, 400, 0, s(10), None), None);
+        assert_eq!(eta_seconds(10_000, 5_000, 0, s(2), None), None);
+        // Half read in 10 s: 10 s to go.
+        assert_eq!(eta_seconds(10_000, 5_000, 0, s(10), None), Some(10));
+        // Everything read: only Constant Contact's processing is left.
+        assert_eq!(eta_seconds(10_000, 10_000, 0, s(10), None), None);
+        // A resumed run measures what this attempt read.
+        assert_eq!(eta_seconds(10_000, 7_500, 5_000, s(10), None), Some(10));
+        // Earlier runs' pace speaks before this run's does...
+        assert_eq!(eta_seconds(1_000, 0, 0, s(1), Some(100.0)), Some(10));
+        // ...and less and less after: half done at 250/s against 100/s.
+        let blended = eta_seconds(10_000, 5_000, 0, s(20), Some(100.0)).unwrap();
+        assert!((21..=50).contains(&blended), "{blended}");
+    }
+
+    #[test]
+    fn prior_rate_comes_from_finished_real_runs() {
+        let run = |mode, status, read, secs: i64| Run {
+            id: 1,
+            export_id: 1,
+            export_name: String::new(),
+            trigger: String::from("manual"),
+            mode,
+            status,
+            message: None,
+            requested_by: None,
+            cancel_requested: false,
+            attempts: 1,
+            queued_at: 0,
+            started_at: Some(1_000),
+            finished_at: Some(1_000 + secs * 1000),
+            phase: None,
+            total: None,
+            counts: Counts {
+                read,
+                ..Counts::default()
+            },
+            resume_counts: None,
+            checkpoint: None,
+            not_before: None,
+            resumes: 0,
+        };
+        assert_eq!(prior_rate(&[]), None);
+        let runs = [
+            run(Mode::Incremental, Status::Succeeded, 1_000, 10),
+            run(Mode::Full, Status::PartiallySucceeded, 2_000, 10),
+            run(Mode::DryRun, Status::Succeeded, 1_000_000, 1),
+            run(Mode::Incremental, Status::Failed, 1_000_000, 1),
+        ];
+        assert_eq!(prior_rate(&runs), Some(150.0));
+    }
 
     #[test]
     fn email_syntax() {

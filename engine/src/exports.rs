@@ -9,7 +9,7 @@ use sqlx::Acquire;
 
 use crate::audit;
 use crate::constant_contact::batch::max_chars;
-use crate::db::{col, flag, Db};
+use crate::db::{col, flag, Backend, Db};
 use crate::error::{Error, Result};
 use crate::time::now_ms;
 use crate::users::User;
@@ -248,6 +248,36 @@ pub async fn count_profiles(db: &Db, segment_ids: &[i64]) -> Result<i64> {
         q = q.bind(id);
     }
     Ok(q.fetch_one(db.pool()).await?)
+}
+
+/// Of the profiles in any of the segments (each counted once), how many
+/// have a non-empty value in `field`: `(with a value, all)`. The form uses
+/// it to warn before an export maps its email to a field most of its
+/// profiles lack.
+pub async fn count_filled(db: &Db, segment_ids: &[i64], field: &str) -> Result<(i64, i64)> {
+    let all = count_profiles(db, segment_ids).await?;
+    if all == 0 || field.is_empty() {
+        return Ok((0, all));
+    }
+    let list = (2..=segment_ids.len() + 1)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    // Attributes are a JSON object of strings; both backends read one key.
+    let value = match db.backend() {
+        Backend::Sqlite => "(SELECT j.value FROM json_each(p.attributes) j WHERE j.key = $1)",
+        Backend::Postgres => "(p.attributes::jsonb ->> $1)",
+    };
+    let sql = format!(
+        "SELECT COUNT(*) FROM profiles p WHERE p.id IN \
+         (SELECT profile_id FROM segment_members WHERE segment_id IN ({list})) \
+         AND TRIM(COALESCE({value}, '')) <> ''"
+    );
+    let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(field);
+    for id in segment_ids {
+        q = q.bind(id);
+    }
+    Ok((q.fetch_one(db.pool()).await?, all))
 }
 
 /// True when a list id has the shape of a Constant Contact list id.

@@ -2,6 +2,7 @@
 //! sessions and secrets. `app` calls into it from server functions and
 //! `server` from the CLI; it never imports either.
 
+pub mod account_cache;
 pub mod audit;
 pub mod connect;
 pub mod connections;

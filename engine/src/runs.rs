@@ -120,6 +120,9 @@ pub struct Counts {
     pub adds: u64,
     /// Contacts to send whose values changed since this export sent them.
     pub updates: u64,
+    /// A full resend's contacts sent again with the values they had: they
+    /// are neither new nor changed.
+    pub resent: u64,
     /// Contacts sent in import batches.
     pub sent: u64,
     /// Contacts Constant Contact processed (its `person_count`).
@@ -169,6 +172,9 @@ pub struct Run {
     pub phase: Option<String>,
     pub total: Option<i64>,
     pub counts: Counts,
+    /// The counts as of the checkpoint (see [`Progress::resume`]): where a
+    /// later attempt starts counting from.
+    pub resume_counts: Option<Counts>,
     pub checkpoint: Option<String>,
     /// A queued run waiting to be resumed is not started before this
     /// (Unix ms).
@@ -179,7 +185,7 @@ pub struct Run {
 
 const COLUMNS: &str = "r.id, r.export_id, e.name AS export_name, r.trigger, r.mode, r.status, r.message, \
     u.email AS requested_by, r.cancel_requested, r.attempts, r.queued_at, r.started_at, r.finished_at, \
-    r.phase, r.total, r.counts, r.checkpoint, r.not_before, r.resumes";
+    r.phase, r.total, r.counts, r.resume_counts, r.checkpoint, r.not_before, r.resumes";
 const FROM: &str =
     "FROM runs r JOIN exports e ON e.id = r.export_id LEFT JOIN users u ON u.id = r.requested_by";
 
@@ -204,6 +210,8 @@ fn from_row(row: &AnyRow) -> Result<Run> {
         phase: col(row, "phase")?,
         total: col(row, "total")?,
         counts: serde_json::from_str(&counts).unwrap_or_default(),
+        resume_counts: col::<Option<String>>(row, "resume_counts")?
+            .and_then(|c| serde_json::from_str(&c).ok()),
         checkpoint: col(row, "checkpoint")?,
         not_before: col(row, "not_before")?,
         resumes: col(row, "resumes")?,
@@ -476,7 +484,7 @@ impl Lease {
         let counts = serde_json::to_string(counts).map_err(|e| Error::Internal(e.to_string()))?;
         let done = sqlx::query(
             "UPDATE runs SET status = 'queued', not_before = $1, message = $2, counts = $3, \
-               lease_until = NULL, resumes = resumes + 1, phase = 'waiting' \
+               resume_counts = $3, lease_until = NULL, resumes = resumes + 1, phase = 'waiting' \
              WHERE id = $4 AND worker = $5 AND attempts = $6 AND status = 'running'",
         )
         .bind(not_before)
@@ -535,29 +543,49 @@ pub async fn heartbeat(db: &Db, lease: &Lease, lease_ms: i64) -> Result<Beat> {
     })
 }
 
-/// Saves progress (counts, checkpoint, phase) if this worker still holds
-/// the run; false when it does not.
-pub async fn save_progress(
-    db: &Db,
+/// A run's progress as saved: the live counts the run page shows, and the
+/// counts as of the checkpoint that a later attempt resumes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    pub phase: &'a str,
+    pub total: Option<i64>,
+    pub counts: &'a Counts,
+    /// The stream's counts up to the checkpoint, with Constant Contact's
+    /// outcomes up to the last settled batch.
+    pub resume: &'a Counts,
+    /// Every profile up to this key is settled (unchanged if `None`).
+    pub checkpoint: Option<&'a str>,
+}
+
+/// Saves progress if this worker still holds the run; false when it does
+/// not.
+pub async fn save_progress(db: &Db, lease: &Lease, progress: Progress<'_>) -> Result<bool> {
+    let mut conn = db.pool().acquire().await?;
+    save_progress_on(&mut conn, lease, progress).await
+}
+
+/// [`save_progress`] on a connection (inside the transaction that settles
+/// a batch, so the ledger and the counts never disagree).
+pub(crate) async fn save_progress_on(
+    conn: &mut sqlx::AnyConnection,
     lease: &Lease,
-    phase: &str,
-    total: Option<i64>,
-    counts: &Counts,
-    checkpoint: Option<&str>,
+    p: Progress<'_>,
 ) -> Result<bool> {
-    let counts = serde_json::to_string(counts).map_err(|e| Error::Internal(e.to_string()))?;
+    let json = |c: &Counts| serde_json::to_string(c).map_err(|e| Error::Internal(e.to_string()));
     let done = sqlx::query(
-        "UPDATE runs SET phase = $1, total = COALESCE($2, total), counts = $3, checkpoint = COALESCE($4, checkpoint) \
-         WHERE id = $5 AND worker = $6 AND attempts = $7 AND status = 'running'",
+        "UPDATE runs SET phase = $1, total = COALESCE($2, total), counts = $3, resume_counts = $4, \
+           checkpoint = COALESCE($5, checkpoint) \
+         WHERE id = $6 AND worker = $7 AND attempts = $8 AND status = 'running'",
     )
-    .bind(phase)
-    .bind(total)
-    .bind(counts)
-    .bind(checkpoint)
+    .bind(p.phase)
+    .bind(p.total)
+    .bind(json(p.counts)?)
+    .bind(json(p.resume)?)
+    .bind(p.checkpoint)
     .bind(lease.run_id)
     .bind(&lease.worker)
     .bind(lease.attempt)
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -603,6 +631,20 @@ pub struct ContactError {
 /// Appends per-contact errors (one statement per 500: no read before
 /// the write, so concurrent writers never conflict).
 pub async fn add_errors(db: &Db, run_id: i64, errors: &[ContactError]) -> Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let mut conn = db.pool().acquire().await?;
+    add_errors_on(&mut conn, db, run_id, errors).await
+}
+
+/// [`add_errors`] on a connection.
+pub(crate) async fn add_errors_on(
+    conn: &mut sqlx::AnyConnection,
+    db: &Db,
+    run_id: i64,
+    errors: &[ContactError],
+) -> Result<()> {
     for chunk in errors.chunks(500) {
         let sql = format!(
             "INSERT INTO run_errors (run_id, profile_id, email, kind, field, reason) VALUES {}",
@@ -618,7 +660,7 @@ pub async fn add_errors(db: &Db, run_id: i64, errors: &[ContactError]) -> Result
                 .bind(&e.field)
                 .bind(&e.reason);
         }
-        q.execute(db.pool()).await?;
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -318,7 +318,15 @@ async fn a_run_sends_each_contact_once_skips_with_reasons_and_an_unchanged_rerun
     assert_eq!(w.writes().await, 0, "saving an export sends nothing");
 
     let run = w.run(export.id, Mode::Incremental).await;
-    assert_eq!(run.status, Status::Succeeded, "{:?}", run.message);
+    // Three profiles could not be sent for their data: not a clean success.
+    assert_eq!(run.status, Status::PartiallySucceeded, "{:?}", run.message);
+    assert!(
+        run.message.as_deref().unwrap().contains(
+            "Skipped for their data: 1 had no email address, 1 had an invalid email address, 1 had a value Constant Contact would refuse."
+        ),
+        "{:?}",
+        run.message
+    );
     let c = &run.counts;
     assert_eq!(c.read, 45);
     assert_eq!(c.sent, 40);
@@ -367,7 +375,7 @@ async fn a_run_sends_each_contact_once_skips_with_reasons_and_an_unchanged_rerun
 
     // Nothing changed: nothing is sent.
     let again = w.run(export.id, Mode::Incremental).await;
-    assert_eq!(again.status, Status::Succeeded);
+    assert_eq!(again.status, Status::PartiallySucceeded);
     assert_eq!((again.counts.sent, again.counts.unchanged), (0, 40));
 
     // One profile changes: only it is sent.
@@ -399,9 +407,43 @@ async fn a_run_sends_each_contact_once_skips_with_reasons_and_an_unchanged_rerun
     assert_eq!(remapped.counts.sent, 40);
     let full = w.run(export.id, Mode::Full).await;
     assert_eq!(full.counts.sent, 40);
+    // Sent again with the same values: neither new nor changed.
+    let c = &full.counts;
+    assert_eq!((c.adds, c.updates, c.resent, c.unchanged), (0, 0, 40, 0));
+    assert!(
+        full.message
+            .as_deref()
+            .unwrap()
+            .contains("0 new, 0 changed, 40 sent again unchanged"),
+        "{:?}",
+        full.message
+    );
 
     let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
     assert_eq!(stats["import_rows"], 40 + 1 + 40 + 40);
+}
+
+#[tokio::test]
+async fn a_run_that_can_send_no_profile_fails_and_says_why() {
+    let w = world().await;
+    let seg = w.all_segment().await;
+    // The email is mapped from the last name: no profile has one there.
+    let mut input = w.input(vec![seg]);
+    input.mapping[0].source = String::from("last");
+    let export = exports::create(&w.t.db, &w.carol, &input).await.unwrap();
+    let run = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(run.status, Status::Failed, "{:?}", run.message);
+    assert_eq!((run.counts.read, run.counts.sent), (45, 0));
+    let message = run.message.unwrap();
+    assert!(
+        message
+            .starts_with("None of the 45 profiles could be sent: 45 had an invalid email address."),
+        "{message}"
+    );
+    assert_eq!(w.members().await.len(), 0);
+    // A dry run only plans: it says the same without failing.
+    let dry = w.run(export.id, Mode::DryRun).await;
+    assert_eq!(dry.status, Status::Succeeded, "{:?}", dry.message);
 }
 
 #[tokio::test]
@@ -747,14 +789,19 @@ async fn under_faults_and_an_expired_token_every_contact_lands_exactly_once() {
     sandbox_post(&w.sb, "/_sandbox/tokens/expire_access", json!({})).await;
     let run = w.run(export.id, Mode::Incremental).await;
     sandbox_put(&w.sb, "/_sandbox/faults", json!({})).await;
-    assert_eq!(run.status, Status::Succeeded, "{:?}", run.message);
+    assert_eq!(run.status, Status::PartiallySucceeded, "{:?}", run.message);
     assert_eq!(w.members().await.len(), 40);
     let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
     assert_eq!(stats["imported_more_than_once"], 0, "{stats}");
     assert_eq!(stats["import_rows"], 40);
     // The refreshed tokens were stored: the next run works with them.
     let again = w.run(export.id, Mode::Incremental).await;
-    assert_eq!(again.status, Status::Succeeded, "{:?}", again.message);
+    assert_eq!(
+        again.status,
+        Status::PartiallySucceeded,
+        "{:?}",
+        again.message
+    );
 }
 
 #[tokio::test]
@@ -804,10 +851,17 @@ async fn a_crashed_worker_run_is_resumed_from_its_checkpoint_without_resending()
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(worker::drain(&other).await.unwrap(), vec![run.id]);
     let done = runs::get(&w.t.db, run.id).await.unwrap().unwrap();
-    assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
+    assert_eq!(
+        done.status,
+        Status::PartiallySucceeded,
+        "{:?}",
+        done.message
+    );
     assert_eq!(done.attempts, 2);
     assert_eq!((done.counts.sent, done.counts.batches_done), (40, 4));
     assert_eq!(done.counts.skipped(), 5);
+    // Counted once each, however the attempts split the work.
+    assert_resumed_counts(&done.counts);
     let (_, errors) = runs::errors(&w.t.db, run.id, 0, 10).await.unwrap();
     assert_eq!(errors, 5, "skips are reported once");
     assert_eq!(w.members().await.len(), 40);
@@ -863,15 +917,26 @@ async fn a_batch_never_confirmed_is_sent_again_and_the_confirmed_ones_after_it_a
     other.worker = String::from("second-worker");
     assert_eq!(worker::drain(&other).await.unwrap(), vec![run.id]);
     let done = runs::get(&w.t.db, run.id).await.unwrap().unwrap();
-    assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
+    assert_eq!(
+        done.status,
+        Status::PartiallySucceeded,
+        "{:?}",
+        done.message
+    );
     assert_eq!((done.counts.sent, done.counts.batches_done), (40, 4));
+    assert_resumed_counts(&done.counts);
     assert_eq!(w.members().await.len(), 40);
     let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
     assert_eq!(stats["imported_more_than_once"], 0, "{stats}");
     assert_eq!(stats["import_rows"], 40);
     // The ledger knows every contact: a re-run sends nothing.
     let again = w.run(export.id, Mode::Incremental).await;
-    assert_eq!(again.status, Status::Succeeded, "{:?}", again.message);
+    assert_eq!(
+        again.status,
+        Status::PartiallySucceeded,
+        "{:?}",
+        again.message
+    );
     assert_eq!(again.counts.sent, 0);
 }
 
@@ -927,7 +992,7 @@ async fn the_scheduled_refresh_fires_once_per_slot_and_queues_only_exports_on_th
     assert!(schedule::tick(&w.t.db, later).await.unwrap().is_none());
     worker::drain(&w.ex).await.unwrap();
     let run = runs::get(&w.t.db, run.id).await.unwrap().unwrap();
-    assert_eq!(run.status, Status::Succeeded, "{:?}", run.message);
+    assert_eq!(run.status, Status::PartiallySucceeded, "{:?}", run.message);
     assert_eq!(run.counts.sent, 40);
 }
 
@@ -948,7 +1013,7 @@ async fn imports_in_flight_are_polled_with_one_request() {
         .await
         .unwrap();
     let run = w.run(export.id, Mode::Incremental).await;
-    assert_eq!(run.status, Status::Succeeded, "{:?}", run.message);
+    assert_eq!(run.status, Status::PartiallySucceeded, "{:?}", run.message);
     assert_eq!(run.counts.batches_done, 4);
     let log = sandbox_get(&w.sb, "/_sandbox/requests").await;
     let polls: Vec<String> = log["requests"]
@@ -1018,10 +1083,116 @@ async fn a_cancel_settles_the_imports_constant_contact_already_accepted() {
     assert_eq!(w.members().await.len(), 40);
     // The next run sends none of them again.
     let again = w.run(export.id, Mode::Incremental).await;
-    assert_eq!(again.status, Status::Succeeded, "{:?}", again.message);
+    assert_eq!(
+        again.status,
+        Status::PartiallySucceeded,
+        "{:?}",
+        again.message
+    );
     assert_eq!(again.counts.sent, 0);
     let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
     assert_eq!(stats["imported_more_than_once"], 0, "{stats}");
+}
+
+#[tokio::test]
+async fn imports_a_run_could_not_see_finish_are_checked_by_the_next_run_and_not_sent_again() {
+    // All four imports are with Constant Contact when the sign-in is
+    // revoked: the run can neither poll them nor refresh its token.
+    let w = world_with(sandbox::Config {
+        rate_per_second: 0,
+        processing_delay_ms: 3_000,
+        ..sandbox::Config::default()
+    })
+    .await;
+    let seg = w.all_segment().await;
+    let export = exports::create(&w.t.db, &w.carol, &w.input(vec![seg]))
+        .await
+        .unwrap();
+    let run = w.queue(export.id, Mode::Incremental).await;
+    let ex = w.ex.clone();
+    let task = tokio::spawn(async move { worker::drain(&ex).await.unwrap() });
+    let db = &w.t.db;
+    wait_until(|| async move {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM run_batches WHERE run_id = $1 AND state = 'sent'",
+        )
+        .bind(run.id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        n == 4
+    })
+    .await;
+    sandbox_post(&w.sb, "/_sandbox/tokens/revoke_all", json!({})).await;
+    task.await.unwrap();
+    let failed = runs::get(&w.t.db, run.id).await.unwrap().unwrap();
+    assert_eq!(failed.status, Status::Failed, "{:?}", failed.message);
+    let message = failed.message.clone().unwrap();
+    assert!(
+        message.contains("the export's next run checks them"),
+        "{message}"
+    );
+
+    // An admin signs in again; the imports went through meanwhile.
+    let w = &w;
+    wait_until(|| async move { w.members().await.len() == 40 }).await;
+    let issued = w.sb.shared.lock().issue_tokens(
+        CLIENT,
+        0,
+        &["contact_data".into(), "offline_access".into()],
+        None,
+    );
+    let tokens = Tokens {
+        access_token: Secret::new(issued["access_token"].as_str().unwrap()),
+        refresh_token: Some(Secret::new(issued["refresh_token"].as_str().unwrap())),
+        expires_at: engine::time::now_ms() + 86_400_000,
+        scopes: vec!["contact_data".into(), "offline_access".into()],
+    };
+    connections::store_tokens(&w.t.db, &w.ex.cipher, None, w.connection_id, &tokens)
+        .await
+        .unwrap();
+    // The next run records them from Constant Contact's answer and sends
+    // none of them again.
+    let next = w.run(export.id, Mode::Incremental).await;
+    assert_eq!(
+        next.status,
+        Status::PartiallySucceeded,
+        "{:?}",
+        next.message
+    );
+    assert_eq!((next.counts.sent, next.counts.unchanged), (0, 40));
+    assert!(
+        next.message
+            .as_deref()
+            .unwrap()
+            .contains("40 contacts of an earlier run's imports were confirmed"),
+        "{:?}",
+        next.message
+    );
+    let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
+    assert_eq!(stats["imported_more_than_once"], 0, "{stats}");
+    assert_eq!(stats["import_rows"], 40, "{stats}");
+    let batches: Vec<String> =
+        sqlx::query_scalar("SELECT state FROM run_batches WHERE run_id = $1 ORDER BY seq")
+            .bind(run.id)
+            .fetch_all(w.t.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(batches, ["done", "done", "done", "done"]);
+}
+
+/// The counts of a first run of [`people`] that was resumed: every profile
+/// read once, every good one new (none "unchanged": this run sent them),
+/// each batch counted once.
+fn assert_resumed_counts(c: &runs::Counts) {
+    assert_eq!(c.read, 45, "{c:?}");
+    assert_eq!(
+        (c.adds, c.updates, c.unchanged, c.resent),
+        (40, 0, 0, 0),
+        "{c:?}"
+    );
+    assert_eq!(c.skipped(), 5, "{c:?}");
+    assert_eq!((c.batches, c.batches_done), (4, 4), "{c:?}");
 }
 
 /// Lets a run waiting to be resumed go now, as if its time had come.
@@ -1071,8 +1242,14 @@ async fn a_batch_constant_contact_keeps_refusing_is_resumed_later_and_nothing_is
     time_passes(&w, waiting.id).await;
     assert_eq!(worker::drain(&w.ex).await.unwrap(), vec![waiting.id]);
     let done = runs::get(&w.t.db, waiting.id).await.unwrap().unwrap();
-    assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
+    assert_eq!(
+        done.status,
+        Status::PartiallySucceeded,
+        "{:?}",
+        done.message
+    );
     assert_eq!(done.counts.sent, 40);
+    assert_resumed_counts(&done.counts);
     assert_eq!(done.resumes, 1);
     assert_eq!(w.members().await.len(), 40);
     let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
@@ -1124,7 +1301,12 @@ async fn a_run_that_uses_up_the_daily_quota_waits_for_the_next_day_and_resumes()
     time_passes(&w, waiting.id).await;
     assert_eq!(worker::drain(&w.ex).await.unwrap(), vec![waiting.id]);
     let done = runs::get(&w.t.db, waiting.id).await.unwrap().unwrap();
-    assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
+    assert_eq!(
+        done.status,
+        Status::PartiallySucceeded,
+        "{:?}",
+        done.message
+    );
     assert_eq!(w.members().await.len(), 40);
     let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
     assert_eq!(stats["imported_more_than_once"], 0, "{stats}");
@@ -1152,7 +1334,12 @@ async fn two_runs_on_one_connection_through_a_token_expiry_both_succeed() {
     y.unwrap();
     for run in [a.id, b.id] {
         let done = runs::get(&w.t.db, run).await.unwrap().unwrap();
-        assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
+        assert_eq!(
+            done.status,
+            Status::PartiallySucceeded,
+            "{:?}",
+            done.message
+        );
     }
     let c = connections::get(&w.t.db, w.connection_id)
         .await
@@ -1205,16 +1392,15 @@ async fn a_worker_that_lost_its_lease_can_write_nothing_more() {
         runs::heartbeat(db, &paused, 60_000).await.unwrap(),
         runs::Beat::Lost
     );
-    assert!(!runs::save_progress(
-        db,
-        &paused,
-        "sending",
-        None,
-        &Default::default(),
-        Some("p99")
-    )
-    .await
-    .unwrap());
+    let zero = runs::Counts::default();
+    let progress = runs::Progress {
+        phase: "sending",
+        total: None,
+        counts: &zero,
+        resume: &zero,
+        checkpoint: Some("p99"),
+    };
+    assert!(!runs::save_progress(db, &paused, progress).await.unwrap());
     assert!(!runs::finish(
         db,
         &paused,
@@ -1276,7 +1462,12 @@ async fn a_shutdown_gives_the_run_up_at_once_and_another_worker_finishes_it() {
     second.worker = String::from("second-worker");
     assert_eq!(worker::drain(&second).await.unwrap(), vec![run.id]);
     let done = runs::get(db, run.id).await.unwrap().unwrap();
-    assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
+    assert_eq!(
+        done.status,
+        Status::PartiallySucceeded,
+        "{:?}",
+        done.message
+    );
     assert_eq!(done.counts.sent, 40);
     assert_eq!(w.members().await.len(), 40);
     let stats = sandbox_get(&w.sb, "/_sandbox/import_stats").await;
@@ -1303,7 +1494,12 @@ async fn a_run_whose_worker_keeps_dying_is_given_up_with_the_reason() {
     assert!(given_up.message.unwrap().contains("started 10 times"));
     // The export can run again.
     let again = w.run(export.id, Mode::Incremental).await;
-    assert_eq!(again.status, Status::Succeeded, "{:?}", again.message);
+    assert_eq!(
+        again.status,
+        Status::PartiallySucceeded,
+        "{:?}",
+        again.message
+    );
 }
 
 #[tokio::test]
@@ -1314,7 +1510,12 @@ async fn the_quota_left_is_counted_in_the_database_for_every_process() {
         .await
         .unwrap();
     let done = w.run(export.id, Mode::Incremental).await;
-    assert_eq!(done.status, Status::Succeeded, "{:?}", done.message);
+    assert_eq!(
+        done.status,
+        Status::PartiallySucceeded,
+        "{:?}",
+        done.message
+    );
     // Another process (or this one after a restart) reads the same count:
     // every API request Constant Contact saw today.
     let seen = sandbox_get(&w.sb, "/_sandbox/requests").await["requests"]
@@ -1465,7 +1666,7 @@ async fn under_a_heavy_fault_mix_every_run_finishes_and_the_list_is_exact() {
         };
         assert_eq!(
             done.status,
-            Status::Succeeded,
+            Status::PartiallySucceeded,
             "round {round}: {:?}",
             done.message
         );

@@ -89,6 +89,7 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
         cipher: engine::crypto::Cipher::new(&key),
         cc: config.cc_app(),
         max_profiles_per_run: config.max_profiles_per_run,
+        accounts: Default::default(),
     };
     let callback_state = state.clone();
     let upload_state = state.clone();

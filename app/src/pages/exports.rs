@@ -9,10 +9,11 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
-use crate::components::{field_error, form_error, ErrorBanner};
+use crate::components::{field_error, form_error, group, AfterHydration, ErrorBanner};
 use crate::exports_api::{
-    connection_custom_fields, connection_lists, count_export_profiles, get_export, get_export_form,
-    get_run, list_exports, CancelRun, CreateConnectionList, RemoveExport, RunExport, SaveExport,
+    connection_custom_fields, connection_lists, count_export_filled, count_export_profiles,
+    get_export, get_export_form, get_run, list_exports, CancelRun, CreateConnectionList,
+    RemoveExport, RunExport, SaveExport,
 };
 use crate::model::{
     ExportForm, ExportInputView, ExportRow, MappingView, Role, RunDetail, RunView, UserView,
@@ -70,6 +71,7 @@ fn badge_class(status: &str) -> &'static str {
         }
         "failed" => "rounded bg-red-100 px-2 py-0.5 text-xs font-medium text-red-800",
         "cancelled" => "rounded bg-slate-200 px-2 py-0.5 text-xs font-medium text-slate-700",
+        "dry_run" => "rounded bg-violet-100 px-2 py-0.5 text-xs font-medium text-violet-800",
         _ => "rounded bg-sky-100 px-2 py-0.5 text-xs font-medium text-sky-800",
     }
 }
@@ -82,11 +84,24 @@ fn mode_label(mode: &str) -> &'static str {
     }
 }
 
-fn eta_text(seconds: u64) -> String {
-    match seconds {
-        0 => String::from("under a second"),
-        s if s < 90 => format!("about {s} s"),
-        s => format!("about {} min", s.div_ceil(60)),
+/// What is left of an active run, in words: the estimate when the run
+/// has made one (0 means it has not: it is queued, just started, or only
+/// waiting for Constant Contact to process its last imports).
+fn eta_text(run: &RunView) -> Option<String> {
+    if run.status != "running" {
+        return None;
+    }
+    let read_all = run
+        .total
+        .is_some_and(|t| run.counts.read >= t.max(0) as u64);
+    match run.counts.eta_seconds {
+        0 if read_all => Some(String::from(
+            "finishing: Constant Contact is processing the last imports",
+        )),
+        0 => None,
+        s if s < 60 => Some(String::from("less than a minute left")),
+        s if s < 90 * 60 => Some(format!("about {} min left", s.div_ceil(60))),
+        s => Some(format!("about {} h left", s.div_ceil(3600))),
     }
 }
 
@@ -96,14 +111,12 @@ fn RunSummary(run: RunView) -> impl IntoView {
     let c = run.counts.clone();
     let pct = run.percent();
     let active = run.is_active();
-    let total = run
-        .total
-        .map(|t| t.to_string())
-        .unwrap_or_else(|| String::from("…"));
+    let total = run.total.map(group).unwrap_or_else(|| String::from("…"));
+    let eta = eta_text(&run);
     view! {
         <div data-testid="run-summary" class="space-y-1">
             <div class="flex flex-wrap items-center gap-2">
-                <span data-testid="run-status" class=badge_class(&run.status)>{run.status_label()}</span>
+                <span data-testid="run-status" class=badge_class(run.badge())>{run.status_label()}</span>
                 <A href=format!("/runs/{}", run.id) attr:class="text-xs underline">{format!("Run #{}", run.id)}</A>
                 <span class="text-xs text-slate-500">{mode_label(&run.mode)}</span>
                 <span class="text-xs text-slate-500">{run.finished_at.clone().or(run.started_at.clone()).unwrap_or(run.queued_at.clone())}</span>
@@ -113,15 +126,16 @@ fn RunSummary(run: RunView) -> impl IntoView {
                     <div class="h-2 rounded bg-sky-600" style=format!("width: {pct}%")></div>
                 </div>
                 <p class="text-xs text-slate-600">
-                    {format!("{} of {} read · {} sent · ETA {}", c.read, total, c.sent, eta_text(c.eta_seconds))}
+                    {format!("{} of {} read · {} sent", group(c.read), total, group(c.sent))}
+                    {eta.map(|e| format!(" · {e}"))}
                 </p>
             })}
             {(!active).then(|| view! {
                 <p class="text-xs text-slate-600" data-testid="run-counts">
                     {if run.mode == "dry_run" {
-                        format!("would send {} ({} new, {} changed) · {} unchanged · {} skipped", c.adds + c.updates, c.adds, c.updates, c.unchanged, c.skipped())
+                        format!("would send {} ({} new, {} changed) · {} unchanged · {} skipped", group(c.adds + c.updates + c.resent), group(c.adds), group(c.updates), group(c.unchanged), group(c.skipped()))
                     } else {
-                        format!("{} sent · {} unchanged · {} skipped · {} removed", c.sent, c.unchanged, c.skipped(), c.removed)
+                        format!("{} sent · {} unchanged · {} skipped · {} removed", group(c.sent), group(c.unchanged), group(c.skipped()), group(c.removed))
                     }}
                 </p>
             })}
@@ -244,7 +258,8 @@ fn ExportLine(
                 }}
             </td>
             <td class="px-4 py-2">
-                <Show when=move || e.can_change>
+                <Show when=move || e.can_change
+                    fallback=|| view! { <p class="text-xs text-slate-500">"Only its owner or an administrator can run or change it."</p> }>
                     <div class="flex flex-wrap gap-2">
                         <button type="button" class="rounded bg-slate-900 px-3 py-1 text-white hover:bg-slate-700 disabled:opacity-50"
                             disabled=move || !can_run || run.pending().get()
@@ -284,7 +299,13 @@ fn ExportFormPage(id: Option<i64>) -> impl IntoView {
             {move || Suspend::new(async move {
                 match form.await {
                     Ok(f) if f.connections.is_empty() => view! { <NoConnection is_admin=f.is_admin/> }.into_any(),
-                    Ok(f) => view! { <ExportEditor id form=f/> }.into_any(),
+                    // The editor loads the account's lists and counts the
+                    // segments with resources of its own: in the browser only.
+                    Ok(f) => view! {
+                        <AfterHydration fallback=|| view! { <p class="mt-4 text-slate-500">"Loading…"</p> }>
+                            <ExportEditor id form=f.clone()/>
+                        </AfterHydration>
+                    }.into_any(),
                     Err(e) => view! { <div class="mt-4"><ErrorBanner error=e/></div> }.into_any(),
                 }
             })}
@@ -392,6 +413,17 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
             count_export_profiles(joined).await
         },
     );
+    // How many of the selected profiles have an email in the mapped field.
+    let filled = Resource::new(
+        move || (segment_ids.get(), email_source.get()),
+        |(ids, field)| async move {
+            if ids.is_empty() || field.is_empty() {
+                return Ok((0, 0));
+            }
+            let joined = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            count_export_filled(joined, field).await
+        },
+    );
     Effect::new(move |_| {
         if let Some(Ok(l)) = create_list.value().get() {
             list_id.set(l.list_id.clone());
@@ -481,7 +513,7 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
                                         <option value="">"Choose a list…"</option>
                                         {ls.into_iter().map(|l| {
                                             let label = match l.members {
-                                                Some(n) => format!("{} ({n} members)", l.name),
+                                                Some(n) => format!("{} ({} members)", l.name, group(n)),
                                                 None => l.name.clone(),
                                             };
                                             view! { <option value=l.list_id.clone()>{label}</option> }
@@ -545,10 +577,16 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
                                     prop:value=target
                                     on:change=move |ev| extra.update(|m| if let Some(x) = m.get_mut(i) { x.target = event_target_value(&ev) })>
                                     <option value="">"Constant Contact field…"</option>
-                                    {move || targets().into_iter().map(|(k, l)| {
-                                        let taken = extra.with(|m| m.iter().enumerate().any(|(j, x)| j != i && x.target == k));
-                                        view! { <option value=k.clone() disabled=taken>{l}</option> }
-                                    }).collect_view()}
+                                    // Custom fields arrive after the row: each option
+                                    // says whether it is the chosen one.
+                                    {move || {
+                                        let chosen = target();
+                                        targets().into_iter().map(|(k, l)| {
+                                            let taken = extra.with(|m| m.iter().enumerate().any(|(j, x)| j != i && x.target == k));
+                                            let selected = k == chosen;
+                                            view! { <option value=k.clone() disabled=taken selected=selected>{l}</option> }
+                                        }).collect_view()
+                                    }}
                                 </select>
                                 <button type="button" aria-label=format!("Remove attribute {n}") class="rounded border border-slate-300 px-2 py-1"
                                     on:click=move |_| extra.update(|m| { if i < m.len() { m.remove(i); } })>"✕"</button>
@@ -584,7 +622,7 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
                                             let on = event_target_checked(&ev);
                                             segment_ids.update(|v| { v.retain(|x| *x != sid); if on { v.push(sid); v.sort_unstable(); } });
                                         }/>
-                                    {format!("{} ({} members)", s.name, s.members)}
+                                    {format!("{} ({} members)", s.name, group(s.members))}
                                 </label>
                             }
                         }).collect_view()
@@ -594,13 +632,25 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
                     <Transition fallback=|| "Counting…">
                         {move || Suspend::new(async move {
                             match count.await {
-                                Ok(n) if n as u64 > max_profiles => format!("{n} profiles selected: more than {max_profiles}, so a run would fail before sending anything. Choose fewer segments."),
-                                Ok(n) => format!("{n} profiles selected"),
+                                Ok(n) if n as u64 > max_profiles => format!("{} profiles selected: more than {}, so a run would fail before sending anything. Choose fewer segments.", group(n), group(max_profiles)),
+                                Ok(n) => format!("{} profiles selected", group(n)),
                                 Err(e) => e.to_string(),
                             }
                         })}
                     </Transition>
                 </p>
+                {move || match filled.get() {
+                    Some(Ok((with, all))) if all > 0 && with < all => {
+                        let field = email_source.get();
+                        let text = if with == 0 {
+                            format!("None of these {} profiles has a value in {field}: a run would send nothing. Check the Email mapping.", group(all))
+                        } else {
+                            format!("{} of these {} profiles ({}%) have a value in {field}; the others will be skipped.", group(with), group(all), with * 100 / all)
+                        };
+                        Some(view! { <p class="rounded border border-amber-300 bg-amber-50 px-3 py-2 text-sm text-amber-900" data-testid="email-fill-warning">{text}</p> })
+                    }
+                    _ => None,
+                }}
                 <p class="text-sm text-red-700">{err("segments")}</p>
             </section>
 
@@ -664,23 +714,47 @@ fn ExportPage() -> impl IntoView {
                     Ok(d) => {
                         let e = d.export.clone();
                         let eid = e.id;
-                        let can_run = e.can_change && e.enabled && !d.runs.iter().any(RunView::is_active);
+                        let running = d.runs.iter().any(RunView::is_active);
+                        let can_run = e.can_change && e.enabled && !running;
+                        // Why the buttons are missing or greyed, when they are.
+                        let why_not = if !e.can_change {
+                            Some(String::from("Only the export's owner or an administrator can run, change or remove it."))
+                        } else if !e.enabled {
+                            Some(format!("Disabled: {}", e.disabled_reason.clone().unwrap_or_else(|| String::from("its connection cannot be used"))))
+                        } else if running {
+                            Some(String::from("A run is in progress: the next can start when it ends."))
+                        } else {
+                            None
+                        };
+                        let confirm_full = RwSignal::new(false);
+                        let can_change = e.can_change;
                         view! {
                             <Title text=format!("{} · Exports · Segment Export", e.name)/>
-                            <div class="mt-1 flex items-start justify-between gap-4">
+                            <div class="mt-1 flex flex-wrap items-start justify-between gap-4">
                                 <h1 class="text-2xl font-semibold">{e.name.clone()}</h1>
-                                <Show when=move || e.can_change>
-                                    <div class="flex gap-2">
+                                <Show when=move || can_change>
+                                    <div class="flex flex-wrap gap-2">
                                         <button type="button" class="rounded bg-slate-900 px-3 py-2 text-sm text-white disabled:opacity-50" disabled=move || !can_run
                                             on:click=move |_| { run.dispatch(RunExport { id: eid, mode: String::from("incremental") }); }>"Run now"</button>
                                         <button type="button" class="rounded border border-slate-300 px-3 py-2 text-sm disabled:opacity-50" disabled=move || !can_run
-                                            on:click=move |_| { run.dispatch(RunExport { id: eid, mode: String::from("full") }); }>"Full resend"</button>
+                                            on:click=move |_| confirm_full.set(true)>"Full resend"</button>
                                         <button type="button" class="rounded border border-slate-300 px-3 py-2 text-sm disabled:opacity-50" disabled=move || !can_run
                                             on:click=move |_| { run.dispatch(RunExport { id: eid, mode: String::from("dry_run") }); }>"Dry run"</button>
                                         <A href=format!("/data/exports/{eid}/edit") attr:class="rounded border border-slate-300 px-3 py-2 text-sm">"Edit"</A>
                                     </div>
                                 </Show>
                             </div>
+                            {why_not.map(|w| view! { <p class="mt-2 text-sm text-slate-600" data-testid="why-not">{w}</p> })}
+                            <Show when=move || confirm_full.get()>
+                                <div role="alertdialog" aria-label="Confirm full resend" class="mt-3 max-w-2xl rounded border border-amber-300 bg-amber-50 p-3 text-sm">
+                                    <p>"Send every contact again, changed or not? This uses more of the daily Constant Contact quota than a normal run; contacts that are already on the list are updated, never duplicated."</p>
+                                    <div class="mt-2 flex gap-2">
+                                        <button type="button" class="rounded bg-slate-900 px-3 py-1 text-white"
+                                            on:click=move |_| { confirm_full.set(false); run.dispatch(RunExport { id: eid, mode: String::from("full") }); }>"Send everything again"</button>
+                                        <button type="button" class="rounded border border-slate-300 px-3 py-1" on:click=move |_| confirm_full.set(false)>"Cancel"</button>
+                                    </div>
+                                </div>
+                            </Show>
                             <dl class="mt-4 grid max-w-2xl grid-cols-[10rem_1fr] gap-y-1 rounded-lg bg-white p-5 text-sm shadow-sm">
                                 <dt class="text-slate-500">"Connection"</dt><dd>{d.export.connection.clone().unwrap_or_else(|| String::from("(removed)"))}</dd>
                                 <dt class="text-slate-500">"List"</dt><dd>{format!("{} ({})", d.export.list_name, d.export.list_id)}</dd>
@@ -758,6 +832,7 @@ fn RunBody(d: RunDetail, page_no: RwSignal<i64>, cancel: ServerAction<CancelRun>
             ("Profiles read", c.read),
             ("Would add (new)", c.adds),
             ("Would update (changed)", c.updates),
+            ("Would send again (unchanged, full resend)", c.resent),
             ("Unchanged (not sent)", c.unchanged),
             ("Would remove", c.removals),
             ("Import batches", c.batches),
@@ -771,6 +846,7 @@ fn RunBody(d: RunDetail, page_no: RwSignal<i64>, cancel: ServerAction<CancelRun>
             ("Sent", c.sent),
             ("New", c.adds),
             ("Changed", c.updates),
+            ("Sent again unchanged (full resend)", c.resent),
             ("Unchanged (not sent)", c.unchanged),
             ("Processed by Constant Contact", c.accepted),
             ("Rejected by Constant Contact", c.rejected),
@@ -797,7 +873,7 @@ fn RunBody(d: RunDetail, page_no: RwSignal<i64>, cancel: ServerAction<CancelRun>
             <div>
                 <h1 class="text-2xl font-semibold">{format!("Run #{rid} of {}", r.export_name)}</h1>
                 <p class="mt-1 flex items-center gap-2">
-                    <span data-testid="run-status" class=badge_class(&r.status)>{r.status_label()}</span>
+                    <span data-testid="run-status" class=badge_class(r.badge())>{r.status_label()}</span>
                     <span class="text-sm text-slate-600">{mode_label(&r.mode)}</span>
                 </p>
             </div>
@@ -826,17 +902,17 @@ fn RunBody(d: RunDetail, page_no: RwSignal<i64>, cancel: ServerAction<CancelRun>
             <section class="rounded-lg bg-white p-4 text-sm shadow-sm">
                 <h2 class="font-semibold">"Counts"</h2>
                 <dl class="mt-2 grid grid-cols-[1fr_auto] gap-y-1" data-testid="run-count-table">
-                    {rows.into_iter().map(|(k, v)| view! { <dt class="text-slate-600">{k}</dt><dd class="tabular-nums">{v}</dd> }).collect_view()}
+                    {rows.into_iter().map(|(k, v)| view! { <dt class="text-slate-600">{k}</dt><dd class="tabular-nums">{group(v)}</dd> }).collect_view()}
                 </dl>
                 <h3 class="mt-3 font-medium">"Skipped"</h3>
                 <dl class="mt-1 grid grid-cols-[1fr_auto] gap-y-1">
-                    {skips.into_iter().map(|(k, v)| view! { <dt class="text-slate-600">{k}</dt><dd class="tabular-nums">{v}</dd> }).collect_view()}
+                    {skips.into_iter().map(|(k, v)| view! { <dt class="text-slate-600">{k}</dt><dd class="tabular-nums">{group(v)}</dd> }).collect_view()}
                 </dl>
             </section>
         </div>
         <section class="mt-6 max-w-5xl">
             <div class="flex items-center justify-between">
-                <h2 class="font-semibold">{format!("Contact errors ({})", d.errors_total)}</h2>
+                <h2 class="font-semibold">{format!("Contact errors ({})", group(d.errors_total))}</h2>
                 <a href=format!("/runs/{rid}/errors.csv") download=format!("run-{rid}-errors.csv") class="rounded border border-slate-300 px-3 py-1 text-sm hover:bg-slate-50">"Download CSV"</a>
             </div>
             {if d.errors.is_empty() {
@@ -866,8 +942,8 @@ fn RunBody(d: RunDetail, page_no: RwSignal<i64>, cancel: ServerAction<CancelRun>
                     <div class="mt-2 flex items-center gap-2 text-sm">
                         <button type="button" class="rounded border border-slate-300 px-2 py-1 disabled:opacity-50" disabled=move || page_no.get() == 0
                             on:click=move |_| page_no.update(|p| *p = (*p - 1).max(0))>"Previous"</button>
-                        <span>{move || format!("Page {} of {}", page_no.get() + 1, pages.max(1))}</span>
-                        <button type="button" class="rounded border border-slate-300 px-2 py-1 disabled:opacity-50" disabled=move || page_no.get() + 1 >= pages
+                        <span>{move || format!("Page {} of {}", group(page_no.get() + 1), group(pages.max(1)))}</span>
+                        <button type="button" class="rounded border border-slate-300 px-2 py-1 disabled:opacity-50" disabled=move || { page_no.get() + 1 >= pages }
                             on:click=move |_| page_no.update(|p| *p += 1)>"Next"</button>
                     </div>
                 }.into_any()

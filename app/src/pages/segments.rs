@@ -7,7 +7,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
-use crate::components::{field_error, form_error, ErrorBanner};
+use crate::components::{field_error, form_error, group, AfterHydration, ErrorBanner};
 use crate::model::{ConditionInput, FieldView, Role, RuleInput, SegmentDetail, UserView, OPS};
 use crate::pages::upload::{ProfileUpload, SegmentUpload};
 use crate::segments_api::{
@@ -76,7 +76,7 @@ fn SegmentsPage(can_manage: bool) -> impl IntoView {
                                             <p class="text-xs text-slate-500">{s.rule_text.clone().unwrap_or_else(|| s.description.clone())}</p>
                                         </td>
                                         <td class="px-4 py-2">{if s.kind == "rule" { "Rule" } else { "Static list" }}</td>
-                                        <td class="px-4 py-2 tabular-nums">{s.member_count}</td>
+                                        <td class="px-4 py-2 tabular-nums">{group(s.member_count)}</td>
                                         <td class="px-4 py-2 text-slate-600">{s.refreshed.clone().unwrap_or_else(|| String::from("Never"))}</td>
                                     </tr>
                                 }.into_any()).collect_view()}
@@ -101,15 +101,6 @@ fn indices(n: usize) -> Vec<usize> {
 #[component]
 fn RuleBuilder(fields: Vec<FieldView>, rule: RwSignal<RuleInput>) -> impl IntoView {
     let fields = StoredValue::new(fields);
-    let count = Resource::new(
-        move || serde_json::to_string(&rule.get()).unwrap_or_default(),
-        |json| async move {
-            if json.is_empty() {
-                return Ok(0);
-            }
-            preview_rule(json).await
-        },
-    );
     view! {
         <fieldset class="space-y-3">
             <legend class="text-sm font-medium text-slate-700">"Conditions"</legend>
@@ -156,16 +147,36 @@ fn RuleBuilder(fields: Vec<FieldView>, rule: RwSignal<RuleInput>) -> impl IntoVi
                 "Add condition"
             </button>
             <p role="status" aria-live="polite" class="text-sm font-medium">
-                <Transition fallback=|| "Counting…">
-                    {move || Suspend::new(async move {
-                        match count.await {
-                            Ok(n) => format!("{n} profiles match"),
-                            Err(e) => format!("Not counted yet: {e}"),
-                        }
-                    })}
-                </Transition>
+                // Counted in the browser only: see `AfterHydration`.
+                <AfterHydration fallback=|| "Counting…">
+                    <RuleCount rule/>
+                </AfterHydration>
             </p>
         </fieldset>
+    }
+}
+
+/// How many profiles the rule matches, counted again as it changes.
+#[component]
+fn RuleCount(rule: RwSignal<RuleInput>) -> impl IntoView {
+    let count = Resource::new(
+        move || serde_json::to_string(&rule.get()).unwrap_or_default(),
+        |json| async move {
+            if json.is_empty() {
+                return Ok(0);
+            }
+            preview_rule(json).await
+        },
+    );
+    view! {
+        <Transition fallback=|| "Counting…">
+            {move || Suspend::new(async move {
+                match count.await {
+                    Ok(n) => format!("{} profiles match", group(n)),
+                    Err(e) => format!("Not counted yet: {e}"),
+                }
+            })}
+        </Transition>
     }
 }
 
@@ -309,7 +320,7 @@ fn SegmentBody(
             <dt class="text-slate-500">"Kind"</dt><dd>{if s.kind == "rule" { "Rule" } else { "Static list" }}</dd>
             <dt class="text-slate-500">{if s.kind == "rule" { "Rule" } else { "Source" }}</dt>
             <dd>{s.rule_text.clone().unwrap_or_else(|| s.description.clone())}</dd>
-            <dt class="text-slate-500">"Members"</dt><dd data-testid="member-count">{s.member_count}</dd>
+            <dt class="text-slate-500">"Members"</dt><dd data-testid="member-count">{group(s.member_count)}</dd>
             <dt class="text-slate-500">"Last refreshed"</dt><dd>{s.refreshed.clone().unwrap_or_else(|| String::from("Never"))}</dd>
         </dl>
         {move || form_error(refresh.value())().map(|e| view! { <ErrorBanner error=e/> })}
@@ -322,7 +333,7 @@ fn SegmentBody(
                     {d.fill_rates.iter().map(|(f, n)| view! {
                         <tr class="border-t border-slate-100">
                             <td class="px-4 py-2">{f.clone()}</td>
-                            <td class="px-4 py-2 tabular-nums">{format!("{n} ({}%)", n * 100 / members)}</td>
+                            <td class="px-4 py-2 tabular-nums">{format!("{} ({}%)", group(*n), n * 100 / members)}</td>
                         </tr>
                     }.into_any()).collect_view()}
                 </tbody>
