@@ -88,7 +88,6 @@ fn NoAccess() -> impl IntoView {
 /// the screen (wide tables scroll inside themselves).
 #[component]
 pub fn Shell(user: UserView, children: Children) -> impl IntoView {
-    let auth = use_auth();
     let is_admin = user.role.allows(Role::Admin);
     let menu_open = RwSignal::new(false);
     // A link followed closes the menu.
@@ -102,56 +101,76 @@ pub fn Shell(user: UserView, children: Children) -> impl IntoView {
             "Skip to content"
         </a>
         <div class="min-h-screen flex flex-col">
-            <header class="bg-slate-900 text-white">
-                <div class="px-4 py-3 flex flex-wrap items-center justify-between gap-x-4 gap-y-2 md:px-6">
-                    <div class="flex items-center gap-3">
-                        <button type="button" class="rounded border border-slate-500 px-2 py-1 text-sm md:hidden"
-                            aria-controls="main-navigation"
-                            aria-expanded=move || if menu_open.get() { "true" } else { "false" }
-                            on:click=move |_| menu_open.update(|o| *o = !*o)>
-                            "Menu"
-                        </button>
-                        <A href="/" attr:class="text-lg font-semibold tracking-tight">"Segment Export"</A>
-                    </div>
-                    <div class="flex min-w-0 flex-wrap items-center gap-2 text-sm md:gap-3">
-                        <span class="min-w-0 truncate" data-testid="signed-in-user">{user.email.clone()}</span>
-                        <span class="rounded bg-slate-700 px-2 py-0.5 text-xs uppercase tracking-wide">
-                            {user.role.label()}
-                        </span>
-                        <ActionForm action=auth.sign_out>
-                            <button type="submit" class="rounded border border-slate-500 px-3 py-1 hover:bg-slate-800">
-                                "Sign out"
-                            </button>
-                        </ActionForm>
-                    </div>
-                </div>
-            </header>
+            <TopBar user menu_open/>
             <div class="flex flex-1 flex-col md:flex-row">
-                <nav id="main-navigation" aria-label="Main"
-                    class=move || {
-                        let shown = if menu_open.get() { "block" } else { "hidden" };
-                        format!("{shown} border-b border-slate-200 bg-white px-4 py-4 text-sm md:block md:w-56 md:shrink-0 md:border-b-0 md:border-r md:py-6")
-                    }>
-                    <ul class="space-y-1">
-                        <NavLink href="/" label="Overview"/>
-                    </ul>
-                    <NavGroup title="Data">
-                        <NavLink href="/data/segments" label="Segments"/>
-                        <NavLink href="/data/exports" label="Exports"/>
-                    </NavGroup>
-                    <Show when=move || is_admin>
-                        <NavGroup title="Admin">
-                            <NavLink href="/admin/connections" label="Connections"/>
-                            <NavLink href="/admin/users" label="Users"/>
-                            <NavLink href="/admin/system" label="System"/>
-                            <NavLink href="/admin/audit" label="Audit log"/>
-                        </NavGroup>
-                    </Show>
-                </nav>
+                <MainNav is_admin menu_open/>
                 <main id="main" tabindex="-1" class="min-w-0 flex-1 px-4 py-6 md:px-8">{children()}</main>
             </div>
         </div>
     }
+}
+
+/// The product, the Menu button (narrow screens), the user and sign out.
+#[component]
+fn TopBar(user: UserView, menu_open: RwSignal<bool>) -> impl IntoView {
+    let auth = use_auth();
+    view! {
+        <header class="bg-slate-900 text-white">
+            <div class="px-4 py-3 flex flex-wrap items-center justify-between gap-x-4 gap-y-2 md:px-6">
+                <div class="flex items-center gap-3">
+                    <button type="button" class="rounded border border-slate-500 px-2 py-1 text-sm md:hidden"
+                        aria-controls="main-navigation"
+                        aria-expanded=move || if menu_open.get() { "true" } else { "false" }
+                        on:click=move |_| menu_open.update(|o| *o = !*o)>
+                        "Menu"
+                    </button>
+                    <A href="/" attr:class="text-lg font-semibold tracking-tight">"Segment Export"</A>
+                </div>
+                <div class="flex min-w-0 flex-wrap items-center gap-2 text-sm md:gap-3">
+                    <span class="min-w-0 truncate" data-testid="signed-in-user">{user.email.clone()}</span>
+                    <span class="rounded bg-slate-700 px-2 py-0.5 text-xs uppercase tracking-wide">
+                        {user.role.label()}
+                    </span>
+                    <ActionForm action=auth.sign_out>
+                        <button type="submit" class="rounded border border-slate-500 px-3 py-1 hover:bg-slate-800">
+                            "Sign out"
+                        </button>
+                    </ActionForm>
+                </div>
+            </div>
+        </header>
+    }
+    .into_any()
+}
+
+/// Navigation grouped like the product's menus; folded on narrow screens
+/// until the Menu button opens it.
+#[component]
+fn MainNav(is_admin: bool, menu_open: RwSignal<bool>) -> impl IntoView {
+    view! {
+        <nav id="main-navigation" aria-label="Main"
+            class=move || {
+                let shown = if menu_open.get() { "block" } else { "hidden" };
+                format!("{shown} border-b border-slate-200 bg-white px-4 py-4 text-sm md:block md:w-56 md:shrink-0 md:border-b-0 md:border-r md:py-6")
+            }>
+            <ul class="space-y-1">
+                <NavLink href="/" label="Overview"/>
+            </ul>
+            <NavGroup title="Data">
+                <NavLink href="/data/segments" label="Segments"/>
+                <NavLink href="/data/exports" label="Exports"/>
+            </NavGroup>
+            <Show when=move || is_admin>
+                <NavGroup title="Admin">
+                    <NavLink href="/admin/connections" label="Connections"/>
+                    <NavLink href="/admin/users" label="Users"/>
+                    <NavLink href="/admin/system" label="System"/>
+                    <NavLink href="/admin/audit" label="Audit log"/>
+                </NavGroup>
+            </Show>
+        </nav>
+    }
+    .into_any()
 }
 
 #[component]

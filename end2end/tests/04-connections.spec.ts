@@ -50,7 +50,7 @@ test("an administrator adds a Constant Contact connection through its sign-in pa
 
   // The audit log tells who did it.
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Audit log" }).click();
-  await expect(page.getByRole("row").filter({ hasText: "connection.create" })).toContainText(admin.email);
+  await expect(page.getByRole("row").filter({ hasText: "Connection added" })).toContainText(admin.email);
   await signOut(page);
 });
 

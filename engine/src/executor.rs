@@ -491,11 +491,17 @@ impl Writer {
         Ok(())
     }
 
+    /// Progress and the errors found on the way, in one transaction that
+    /// writes nothing once another worker owns the run.
     async fn progress(&self, cp: Checkpoint) -> Result<()> {
-        runs::add_errors(&self.db, self.run_id, &cp.errors).await?;
-        if !runs::save_progress(&self.db, &self.lease, cp.progress()).await? {
+        let mut conn = self.db.pool().acquire().await?;
+        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+        if !runs::save_progress_on(&mut tx, &self.lease, cp.progress()).await? {
             self.lost.store(true, Ordering::Relaxed);
+            return Ok(());
         }
+        runs::add_errors_on(&mut tx, &self.db, self.run_id, &cp.errors).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -552,8 +558,8 @@ impl Writer {
         .bind(seq)
         .execute(&mut *tx)
         .await?;
-        runs::add_errors_on(&mut tx, &self.db, self.run_id, &cp.errors).await?;
         runs::save_progress_on(&mut tx, &self.lease, cp.progress()).await?;
+        runs::add_errors_on(&mut tx, &self.db, self.run_id, &cp.errors).await?;
         tx.commit().await?;
         Ok(())
     }

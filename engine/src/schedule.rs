@@ -206,6 +206,30 @@ pub async fn get(db: &Db) -> Result<State> {
     }
 }
 
+impl Schedule {
+    /// The schedule in words, for the audit log: "daily at 06:30 and
+    /// 18:00 (Europe/Budapest)".
+    pub fn describe(&self) -> String {
+        const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+        let times = self.times.join(" and ");
+        let zone = &self.time_zone;
+        match self.mode.as_str() {
+            "off" => String::from("off"),
+            "daily" => format!("daily at {times} ({zone})"),
+            "weekly" => {
+                let days: Vec<&str> = self
+                    .weekdays
+                    .iter()
+                    .filter_map(|d| DAYS.get(usize::from(*d)).copied())
+                    .collect();
+                format!("weekly on {} at {times} ({zone})", days.join(", "))
+            }
+            "cron" => format!("cron \"{}\" ({zone})", self.cron),
+            other => other.to_owned(),
+        }
+    }
+}
+
 /// Saves a schedule; slots before now are not fired for it.
 pub async fn save(db: &Db, actor: &User, schedule: &Schedule) -> Result<State> {
     schedule.plan()?;
@@ -224,7 +248,7 @@ pub async fn save(db: &Db, actor: &User, schedule: &Schedule) -> Result<State> {
         Some(actor),
         "schedule.update",
         "scheduled refresh",
-        &config,
+        &schedule.describe(),
     )
     .await?;
     tx.commit().await?;
@@ -310,6 +334,30 @@ pub async fn run(db: Db, every: std::time::Duration, mut stop: tokio::sync::watc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedules_are_described_in_words() {
+        let s = |mode: &str, times: &[&str], weekdays: &[u8], cron: &str| Schedule {
+            mode: mode.into(),
+            times: times.iter().map(|t| (*t).to_owned()).collect(),
+            weekdays: weekdays.to_vec(),
+            cron: cron.into(),
+            time_zone: String::from("Europe/Budapest"),
+        };
+        assert_eq!(s("off", &[], &[], "").describe(), "off");
+        assert_eq!(
+            s("daily", &["06:30", "18:00"], &[], "").describe(),
+            "daily at 06:30 and 18:00 (Europe/Budapest)"
+        );
+        assert_eq!(
+            s("weekly", &["07:00"], &[1, 5], "").describe(),
+            "weekly on Mon, Fri at 07:00 (Europe/Budapest)"
+        );
+        assert_eq!(
+            s("cron", &[], &[], "0 6 * * *").describe(),
+            "cron \"0 6 * * *\" (Europe/Budapest)"
+        );
+    }
     use chrono::Utc;
 
     fn ms(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {

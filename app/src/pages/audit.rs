@@ -38,7 +38,7 @@ fn AuditPage() -> impl IntoView {
                                     <tr class="border-t border-slate-100">
                                         <td class="px-4 py-2 whitespace-nowrap text-slate-600">{e.at}</td>
                                         <td class="px-4 py-2">{e.actor}</td>
-                                        <td class="px-4 py-2 font-mono text-xs">{e.action}</td>
+                                        <td class="px-4 py-2" title=e.action.clone()>{action_label(&e.action)}</td>
                                         <td class="px-4 py-2">{e.target}</td>
                                         <td class="px-4 py-2 text-slate-600">{e.detail}</td>
                                     </tr>
@@ -50,4 +50,30 @@ fn AuditPage() -> impl IntoView {
             })}
         </Suspense>
     }
+}
+
+/// An audit action as a user reads it ("export.update" → "Export changed").
+fn action_label(action: &str) -> String {
+    let known = match action {
+        "user.create_first_admin" => "First administrator created",
+        "user.create" => "User added",
+        "user.set_role" => "Role changed",
+        "user.deactivate" => "User deactivated",
+        "user.reactivate" => "User reactivated",
+        "connection.create" => "Connection added",
+        "connection.update" => "Connection changed",
+        "connection.authorize" => "Connection signed in again",
+        "connection.remove" => "Connection removed",
+        "export.create" => "Export added",
+        "export.update" => "Export changed",
+        "export.remove" => "Export removed",
+        "segment.create" => "Segment created",
+        "segment.update" => "Segment changed",
+        "segment.refresh" => "Segment refreshed",
+        "segment.import_static" => "Static segment imported",
+        "segment.replace_members" => "Static segment's members replaced",
+        "schedule.update" => "Scheduled refresh changed",
+        other => return other.replace(['.', '_'], " "),
+    };
+    known.to_owned()
 }

@@ -506,8 +506,8 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
                     {move || Suspend::new(async move {
                         match lists.await {
                             Ok(ls) => view! {
-                                <label class="block text-sm font-medium text-slate-700">"Choose a list"
-                                    <select aria-label="Constant Contact list" class="mt-1 block w-full rounded border border-slate-300 px-3 py-2"
+                                <label class="block text-sm font-medium text-slate-700">"Constant Contact list"
+                                    <select class="mt-1 block w-full rounded border border-slate-300 px-3 py-2"
                                         prop:value=move || list_id.get()
                                         on:change=move |ev| list_id.set(event_target_value(&ev))>
                                         <option value="">"Choose a list…"</option>
@@ -526,15 +526,15 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
                     })}
                 </Transition>
                 <label class="block text-sm font-medium text-slate-700">"Or paste a list ID"
-                    <input aria-label="List ID" class="mt-1 block w-full rounded border border-slate-300 px-3 py-2 font-mono text-sm"
+                    <input class="mt-1 block w-full rounded border border-slate-300 px-3 py-2 font-mono text-sm"
                         placeholder="1b3c5d7e-0000-4000-8000-123456789abc"
                         prop:value=move || list_id.get() on:input=move |ev| list_id.set(event_target_value(&ev))/>
                 </label>
                 <p class="text-xs text-slate-500">"The ID is in the list's address in Constant Contact: …/contacts/ui#contacts/<list ID>."</p>
                 <p class="text-sm text-red-700" data-testid="list-error">{err("list_id")}</p>
                 <div class="flex items-end gap-2">
-                    <label class="block flex-1 text-sm font-medium text-slate-700">"Create a new list"
-                        <input aria-label="New list name" class="mt-1 block w-full rounded border border-slate-300 px-3 py-2" bind:value=new_list/>
+                    <label class="block flex-1 text-sm font-medium text-slate-700">"New list name"
+                        <input class="mt-1 block w-full rounded border border-slate-300 px-3 py-2" bind:value=new_list/>
                     </label>
                     <button type="button" class="rounded border border-slate-300 px-3 py-2 text-sm hover:bg-slate-50"
                         on:click=move |_| { create_list.dispatch(CreateConnectionList { connection_id: connection_id.get(), name: new_list.get() }); }>"Create list"</button>
@@ -545,8 +545,8 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
 
             <section class="space-y-3 rounded-lg bg-white p-5 shadow-sm">
                 <h2 class="font-semibold">"Data matching"</h2>
-                <label class="block text-sm font-medium text-slate-700">"Email (required)"
-                    <select aria-label="Email field" class="mt-1 block w-full rounded border border-slate-300 px-3 py-2"
+                <label class="block text-sm font-medium text-slate-700">"Email field (required)"
+                    <select class="mt-1 block w-full rounded border border-slate-300 px-3 py-2"
                         prop:value=move || email_source.get()
                         on:change=move |ev| email_source.set(event_target_value(&ev))>
                         <option value="">"Choose the profile field with the email address…"</option>
@@ -657,7 +657,7 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
             <section class="space-y-2 rounded-lg bg-white p-5 shadow-sm">
                 <h2 class="font-semibold">"Options"</h2>
                 <label class="block text-sm font-medium text-slate-700">"Export name"
-                    <input aria-label="Export name" class="mt-1 block w-full rounded border border-slate-300 px-3 py-2" bind:value=name/>
+                    <input class="mt-1 block w-full rounded border border-slate-300 px-3 py-2" bind:value=name/>
                 </label>
                 <p class="text-sm text-red-700">{err("name")}</p>
                 <label class="flex items-center gap-2 text-sm">
