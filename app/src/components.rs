@@ -242,8 +242,63 @@ where
 {
     move || {
         value.with(|v| match v {
-            Some(Err(AppError::Field { .. })) | Some(Ok(_)) | None => None,
+            Some(Err(AppError::Field { .. } | AppError::Fields(_))) | Some(Ok(_)) | None => None,
             Some(Err(e)) => Some(e.clone()),
+        })
+    }
+}
+
+/// The field problems of a form's last submit, all at once: announced
+/// (`role="alert"`) and focused, so keyboard and screen-reader users land
+/// on them; each links to its field (`#{prefix}-{field}`). Each field also
+/// shows its own message next to it.
+#[component]
+pub fn ErrorSummary(error: Signal<Option<AppError>>, prefix: &'static str) -> impl IntoView {
+    let node = NodeRef::<leptos::html::Div>::new();
+    let problems = move || {
+        error
+            .get()
+            .map(|e| e.field_problems())
+            .filter(|p| !p.is_empty())
+    };
+    Effect::new(move |_| {
+        if let (Some(_), Some(el)) = (problems(), node.get()) {
+            let _ = el.focus();
+        }
+    });
+    move || {
+        problems().map(|all| {
+            let heading = match all.len() {
+                1 => String::from("One thing to fix before saving:"),
+                n => format!("{n} things to fix before saving:"),
+            };
+            view! {
+                <div node_ref=node role="alert" tabindex="-1" data-testid="error-summary"
+                    class="rounded border border-red-300 bg-red-50 px-4 py-3 text-sm text-red-800 focus:outline-none focus:ring-2 focus:ring-red-400">
+                    <p class="font-medium">{heading}</p>
+                    <ul class="mt-1 list-disc pl-5">
+                        {all.into_iter().map(|(field, message)| {
+                            let id = format!("{prefix}-{field}");
+                            let href = format!("#{id}");
+                            view! {
+                                <li>
+                                    <a href=href class="underline" on:click=move |ev| {
+                                        // Focus the field itself (the router would
+                                        // take the link for a navigation).
+                                        ev.prevent_default();
+                                        if let Some(el) = document().get_element_by_id(&id) {
+                                            use leptos::wasm_bindgen::JsCast;
+                                            if let Some(el) = el.dyn_ref::<leptos::web_sys::HtmlElement>() {
+                                                let _ = el.focus();
+                                            }
+                                        }
+                                    }>{message}</a>
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                </div>
+            }
         })
     }
 }

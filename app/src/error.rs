@@ -14,6 +14,10 @@ pub enum AppError {
     /// A problem with one form field, shown next to it.
     #[error("{message}")]
     Field { field: String, message: String },
+    /// Problems with several fields at once, each shown next to its field
+    /// and all in the form's summary.
+    #[error("{}", .0.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join(" "))]
+    Fields(Vec<(String, String)>),
     /// A refusal the user can act on (a conflict, a lockout, not found).
     #[error("{0}")]
     Refused(String),
@@ -42,7 +46,18 @@ impl AppError {
     pub fn for_field(&self, name: &str) -> Option<String> {
         match self {
             AppError::Field { field, message } if field == name => Some(message.clone()),
+            AppError::Fields(all) => all.iter().find(|(f, _)| f == name).map(|(_, m)| m.clone()),
             _ => None,
+        }
+    }
+
+    /// Every `(field, message)` this error is about (none for an error
+    /// that belongs to no field).
+    pub fn field_problems(&self) -> Vec<(String, String)> {
+        match self {
+            AppError::Field { field, message } => vec![(field.clone(), message.clone())],
+            AppError::Fields(all) => all.clone(),
+            _ => Vec::new(),
         }
     }
 
@@ -52,7 +67,7 @@ impl AppError {
             AppError::Unauthenticated => 401,
             AppError::Forbidden => 403,
             AppError::BadRequest(_) => 400,
-            AppError::Field { .. } => 422,
+            AppError::Field { .. } | AppError::Fields(_) => 422,
             AppError::TooManyRequests(_) => 429,
             AppError::Refused(_) => 409,
             AppError::Internal | AppError::Transport(_) => 500,
@@ -91,6 +106,9 @@ impl From<engine::Error> for AppError {
                 field: field.to_owned(),
                 message,
             },
+            E::InvalidFields(all) => {
+                AppError::Fields(all.into_iter().map(|(f, m)| (f.to_owned(), m)).collect())
+            }
             E::NotFound(_) => AppError::Refused(e.to_string()),
             E::Forbidden => AppError::Forbidden,
             E::InvalidCredentials

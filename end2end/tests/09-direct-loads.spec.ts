@@ -97,6 +97,20 @@ test("forms opened by their address work", async ({ page }) => {
   await expect(page.getByTestId("attribute-row")).toHaveCount(1);
   await expect(page.getByLabel("Constant Contact list")).toBeVisible();
 
+  // Saved empty: every problem at once, announced and focused, each next
+  // to its field too.
+  await open(page, "/data/exports/new");
+  await page.getByRole("button", { name: "Save" }).click();
+  const summary = page.getByTestId("error-summary");
+  await expect(summary).toHaveAttribute("role", "alert");
+  await expect(summary).toBeFocused();
+  await expect(summary.getByRole("listitem")).toHaveCount(3);
+  await expect(page.getByLabel("Export name")).toHaveAttribute("aria-invalid", "true");
+  await expect(page.getByLabel("List ID")).toHaveAttribute("aria-invalid", "true");
+  await expect(page.locator("#export-segments-error")).toHaveText("Choose at least one segment.");
+  await summary.getByRole("link", { name: /name of 1 to 100/ }).click();
+  await expect(page.getByLabel("Export name")).toBeFocused();
+
   // Edit export, reloaded: its saved mapping is shown and can grow.
   const exportPage = await firstLink(page, "/data/exports", /^\/data\/exports\/\d+$/);
   await open(page, `${exportPage}/edit`);

@@ -13,6 +13,10 @@ pub enum Error {
         field: &'static str,
         message: String,
     },
+    /// Several fields failed validation at once: each `(field, message)`
+    /// is shown next to its field, all together.
+    #[error("{}", .0.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join(" "))]
+    InvalidFields(Vec<(&'static str, String)>),
     /// One message for an unknown email and a wrong password.
     #[error("The email or password is not correct.")]
     InvalidCredentials,
@@ -45,6 +49,19 @@ impl Error {
         Error::Invalid {
             field,
             message: message.into(),
+        }
+    }
+
+    /// The problems found, as one error: `Ok` when there are none, the
+    /// single [`Error::Invalid`] for one, [`Error::InvalidFields`] for more.
+    pub fn from_problems(mut problems: Vec<(&'static str, String)>) -> Result<()> {
+        match problems.len() {
+            0 => Ok(()),
+            1 => {
+                let (field, message) = problems.remove(0);
+                Err(Error::Invalid { field, message })
+            }
+            _ => Err(Error::InvalidFields(problems)),
         }
     }
 

@@ -287,62 +287,66 @@ pub fn is_list_id(text: &str) -> bool {
 
 /// Checks what does not need the database or Constant Contact.
 pub fn validate_shape(input: &ExportInput) -> Result<()> {
+    // Every problem at once: the form shows each next to its field.
+    let mut problems: Vec<(&'static str, String)> = Vec::new();
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(Error::invalid(
+        problems.push((
             "name",
-            "Give the export a name of 1 to 100 characters.",
+            String::from("Give the export a name of 1 to 100 characters."),
         ));
     }
     if !is_list_id(&input.list_id) {
-        return Err(Error::invalid(
+        problems.push((
             "list_id",
-            "Choose a list, or paste a list ID (a UUID such as 1b3c5d7e-0000-4000-8000-123456789abc).",
+            String::from("Choose a list, or paste a list ID (a UUID such as 1b3c5d7e-0000-4000-8000-123456789abc)."),
         ));
     }
     let mut targets = std::collections::BTreeSet::new();
+    let mut mapping = None;
     for m in &input.mapping {
-        if m.source.trim().is_empty() {
-            return Err(Error::invalid(
-                "mapping",
-                format!("Choose the profile field for {}.", target_label(&m.target)),
-            ));
-        }
-        if max_chars(&m.target).is_none() {
-            return Err(Error::invalid(
-                "mapping",
-                format!("{} is not a Constant Contact contact field.", m.target),
-            ));
-        }
-        if !targets.insert(m.target.as_str()) {
-            return Err(Error::invalid(
-                "mapping",
-                format!("{} is mapped twice.", target_label(&m.target)),
-            ));
-        }
+        let problem = if m.source.trim().is_empty() {
+            Some(format!(
+                "Choose the profile field for {}.",
+                target_label(&m.target)
+            ))
+        } else if max_chars(&m.target).is_none() {
+            Some(format!(
+                "{} is not a Constant Contact contact field.",
+                m.target
+            ))
+        } else if !targets.insert(m.target.as_str()) {
+            Some(format!("{} is mapped twice.", target_label(&m.target)))
+        } else {
+            None
+        };
+        // The first problem of the mapping (one message under it).
+        mapping = mapping.or(problem);
     }
     if !targets.contains("email") {
-        return Err(Error::invalid(
+        problems.push((
             "email",
-            "Choose the profile field that holds the email address.",
+            String::from("Choose the profile field that holds the email address."),
         ));
     }
-    if targets.contains("birthday_month") != targets.contains("birthday_day") {
-        return Err(Error::invalid(
-            "mapping",
+    if mapping.is_none() && targets.contains("birthday_month") != targets.contains("birthday_day") {
+        mapping = Some(String::from(
             "Map birthday month and birthday day together.",
         ));
     }
+    if let Some(m) = mapping {
+        problems.push(("mapping", m));
+    }
     if input.segment_ids.is_empty() {
-        return Err(Error::invalid("segments", "Choose at least one segment."));
+        problems.push(("segments", String::from("Choose at least one segment.")));
     }
     if !(1..=100).contains(&input.removal_limit_pct) {
-        return Err(Error::invalid(
+        problems.push((
             "removal_limit_pct",
-            "The removal limit is a percentage from 1 to 100.",
+            String::from("The removal limit is a percentage from 1 to 100."),
         ));
     }
-    Ok(())
+    Error::from_problems(problems)
 }
 
 /// A readable name for a Constant Contact field.
@@ -606,6 +610,24 @@ mod tests {
             on_schedule: true,
             remove_left: false,
             removal_limit_pct: DEFAULT_REMOVAL_LIMIT_PCT,
+        }
+    }
+
+    #[test]
+    fn every_problem_of_an_export_is_reported_at_once() {
+        let all = ExportInput {
+            name: String::new(),
+            list_id: String::new(),
+            mapping: vec![],
+            segment_ids: vec![],
+            ..input()
+        };
+        match validate_shape(&all) {
+            Err(Error::InvalidFields(problems)) => {
+                let fields: Vec<&str> = problems.iter().map(|(f, _)| *f).collect();
+                assert_eq!(fields, ["name", "list_id", "email", "segments"]);
+            }
+            other => panic!("expected every problem, got {other:?}"),
         }
     }
 

@@ -9,7 +9,9 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
-use crate::components::{field_error, form_error, group, AfterHydration, ErrorBanner};
+use crate::components::{
+    field_error, form_error, group, AfterHydration, ErrorBanner, ErrorSummary,
+};
 use crate::exports_api::{
     connection_custom_fields, connection_lists, count_export_filled, count_export_profiles,
     get_export, get_export_form, get_run, list_exports, CancelRun, CreateConnectionList,
@@ -479,12 +481,18 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
         });
     };
     let err = move |f: &'static str| field_error(save.value(), f);
+    let invalid = move |f: &'static str| move || err(f)().is_some().then_some("true");
+    let save_error = Signal::derive(move || {
+        save.value()
+            .with(|v| v.as_ref().and_then(|r| r.as_ref().err().cloned()))
+    });
 
     view! {
-        <form class="mt-6 max-w-3xl space-y-6" on:submit=move |ev| { ev.prevent_default(); submit(); }>
+        <form class="mt-6 max-w-3xl space-y-6" novalidate on:submit=move |ev| { ev.prevent_default(); submit(); }>
+            <ErrorSummary error=save_error prefix="export"/>
             <section class="space-y-2 rounded-lg bg-white p-5 shadow-sm">
                 <h2 class="font-semibold">"Connection for export"</h2>
-                <fieldset>
+                <fieldset id="export-connection" tabindex="-1">
                     <legend class="text-sm text-slate-600">"Constant Contact"</legend>
                     {connections.get_value().into_iter().map(|c| {
                         let cid = c.id;
@@ -497,7 +505,7 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
                         }
                     }).collect_view()}
                 </fieldset>
-                <p class="text-sm text-red-700">{err("connection")}</p>
+                <p id="export-connection-error" class="text-sm text-red-700">{err("connection")}</p>
             </section>
 
             <section class="space-y-2 rounded-lg bg-white p-5 shadow-sm">
@@ -526,12 +534,13 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
                     })}
                 </Transition>
                 <label class="block text-sm font-medium text-slate-700">"Or paste a list ID"
-                    <input class="mt-1 block w-full rounded border border-slate-300 px-3 py-2 font-mono text-sm"
+                    <input id="export-list_id" class="mt-1 block w-full rounded border border-slate-300 px-3 py-2 font-mono text-sm"
+                        aria-describedby="export-list_id-error" aria-invalid=invalid("list_id")
                         placeholder="1b3c5d7e-0000-4000-8000-123456789abc"
                         prop:value=move || list_id.get() on:input=move |ev| list_id.set(event_target_value(&ev))/>
                 </label>
                 <p class="text-xs text-slate-500">"The ID is in the list's address in Constant Contact: …/contacts/ui#contacts/<list ID>."</p>
-                <p class="text-sm text-red-700" data-testid="list-error">{err("list_id")}</p>
+                <p id="export-list_id-error" class="text-sm text-red-700" data-testid="list-error">{err("list_id")}</p>
                 <div class="flex items-end gap-2">
                     <label class="block flex-1 text-sm font-medium text-slate-700">"New list name"
                         <input class="mt-1 block w-full rounded border border-slate-300 px-3 py-2" bind:value=new_list/>
@@ -546,7 +555,8 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
             <section class="space-y-3 rounded-lg bg-white p-5 shadow-sm">
                 <h2 class="font-semibold">"Data matching"</h2>
                 <label class="block text-sm font-medium text-slate-700">"Email field (required)"
-                    <select class="mt-1 block w-full rounded border border-slate-300 px-3 py-2"
+                    <select id="export-email" class="mt-1 block w-full rounded border border-slate-300 px-3 py-2"
+                        aria-describedby="export-email-error" aria-invalid=invalid("email")
                         prop:value=move || email_source.get()
                         on:change=move |ev| email_source.set(event_target_value(&ev))>
                         <option value="">"Choose the profile field with the email address…"</option>
@@ -556,7 +566,7 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
                         }).collect_view()}
                     </select>
                 </label>
-                <p class="text-sm text-red-700">{err("email")}</p>
+                <p id="export-email-error" class="text-sm text-red-700">{err("email")}</p>
                 <For
                     each=move || indices(extra.with(Vec::len))
                     key=|i| *i
@@ -594,9 +604,10 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
                         }
                     }
                 />
-                <button type="button" class="rounded border border-slate-300 px-3 py-1 text-sm hover:bg-slate-50"
+                <button id="export-mapping" type="button" class="rounded border border-slate-300 px-3 py-1 text-sm hover:bg-slate-50"
+                    aria-describedby="export-mapping-error"
                     on:click=move |_| extra.update(|m| m.push(MappingView { source: String::new(), target: String::new() }))>"Add attribute"</button>
-                <p class="text-sm text-red-700">{err("mapping")}</p>
+                <p id="export-mapping-error" class="text-sm text-red-700">{err("mapping")}</p>
                 <p class="text-xs text-slate-500">
                     {move || {
                         let labels = targets();
@@ -608,7 +619,8 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
 
             <section class="space-y-2 rounded-lg bg-white p-5 shadow-sm">
                 <h2 class="font-semibold">"Segments"</h2>
-                <input type="search" aria-label="Search segments" placeholder="Search segments"
+                <input id="export-segments" type="search" aria-label="Search segments" placeholder="Search segments"
+                    aria-describedby="export-segments-error"
                     class="block w-full max-w-sm rounded border border-slate-300 px-3 py-2 text-sm" bind:value=search/>
                 <div class="max-h-64 space-y-1 overflow-y-auto">
                     {move || {
@@ -651,15 +663,16 @@ fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
                     }
                     _ => None,
                 }}
-                <p class="text-sm text-red-700">{err("segments")}</p>
+                <p id="export-segments-error" class="text-sm text-red-700">{err("segments")}</p>
             </section>
 
             <section class="space-y-2 rounded-lg bg-white p-5 shadow-sm">
                 <h2 class="font-semibold">"Options"</h2>
                 <label class="block text-sm font-medium text-slate-700">"Export name"
-                    <input class="mt-1 block w-full rounded border border-slate-300 px-3 py-2" bind:value=name/>
+                    <input id="export-name" class="mt-1 block w-full rounded border border-slate-300 px-3 py-2"
+                        aria-describedby="export-name-error" aria-invalid=invalid("name") bind:value=name/>
                 </label>
-                <p class="text-sm text-red-700">{err("name")}</p>
+                <p id="export-name-error" class="text-sm text-red-700">{err("name")}</p>
                 <label class="flex items-center gap-2 text-sm">
                     <input type="checkbox" bind:checked=on_schedule/>
                     "Run on every scheduled refresh (otherwise only with Run now)"
