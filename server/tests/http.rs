@@ -373,3 +373,29 @@ async fn an_unknown_page_is_a_404_with_the_app_around_it() {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert!(res.text().await.unwrap().contains("Page not found"));
 }
+
+#[tokio::test]
+async fn pages_and_answers_are_compressed_for_clients_that_accept_it() {
+    let app = TestApp::spawn().await;
+    let admin = app.setup_admin().await;
+    let page = admin
+        .get(app.url("/data/exports"))
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["content-encoding"], "br");
+    let answer = admin
+        .post(app.url("/api/list_exports"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["content-encoding"], "gzip");
+    // A client that does not say it accepts either gets plain text.
+    let plain = admin.post(app.url("/api/list_exports")).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert!(plain.text().await.unwrap().starts_with('{'));
+}

@@ -159,20 +159,28 @@ fn RuleBuilder(fields: Vec<FieldView>, rule: RwSignal<RuleInput>) -> impl IntoVi
 /// How many profiles the rule matches, counted again as it changes.
 #[component]
 fn RuleCount(rule: RwSignal<RuleInput>) -> impl IntoView {
+    // Only a complete rule is counted: a condition without a field is
+    // being written, and asking the server about it would only be refused.
     let count = Resource::new(
-        move || serde_json::to_string(&rule.get()).unwrap_or_default(),
+        move || {
+            rule.with(|r| {
+                let complete = r.conditions.iter().all(|c| !c.field.is_empty());
+                complete.then(|| serde_json::to_string(r).unwrap_or_default())
+            })
+        },
         |json| async move {
-            if json.is_empty() {
-                return Ok(0);
+            match json {
+                Some(json) if !json.is_empty() => preview_rule(json).await.map(Some),
+                _ => Ok(None),
             }
-            preview_rule(json).await
         },
     );
     view! {
         <Transition fallback=|| "Counting…">
             {move || Suspend::new(async move {
                 match count.await {
-                    Ok(n) => format!("{} profiles match", group(n)),
+                    Ok(Some(n)) => format!("{} profiles match", group(n)),
+                    Ok(None) => String::from("Choose a field for every condition to count the matching profiles."),
                     Err(e) => format!("Not counted yet: {e}"),
                 }
             })}
