@@ -395,7 +395,11 @@ async fn pages_and_answers_are_compressed_for_clients_that_accept_it() {
     assert_eq!(answer.status(), StatusCode::OK);
     assert_eq!(answer.headers()["content-encoding"], "gzip");
     // A client that does not say it accepts either gets plain text.
-    let plain = admin.post(app.url("/api/list_exports")).send().await.unwrap();
+    let plain = admin
+        .post(app.url("/api/list_exports"))
+        .send()
+        .await
+        .unwrap();
     assert!(plain.headers().get("content-encoding").is_none());
     assert!(plain.text().await.unwrap().starts_with('{'));
 }
