@@ -29,14 +29,23 @@ pub async fn create_first_admin(
     use engine::users::{self, Email};
     let call = crate::ssr::call();
     call.run(async {
-        let email = Email::parse(&email)?;
-        let password = Password::parse(&password)?;
-        if password_mismatch(&password, &confirm_password) {
-            return Err(AppError::field(
-                "confirm_password",
-                "The passwords do not match.",
+        // Every problem at once, each shown next to its field.
+        let mut problems = Vec::new();
+        let mut note = |e: engine::Error| problems.extend(AppError::from(e).field_problems());
+        let email = Email::parse(&email).map_err(&mut note).ok();
+        let password = Password::parse(&password).map_err(&mut note).ok();
+        if password
+            .as_ref()
+            .is_some_and(|p| password_mismatch(p, &confirm_password))
+        {
+            problems.push((
+                String::from("confirm_password"),
+                String::from("The passwords do not match."),
             ));
         }
+        let (Some(email), Some(password), true) = (email, password, problems.is_empty()) else {
+            return Err(AppError::from_problems(problems));
+        };
         let user = users::create_first_admin(call.db(), &email, &password).await?;
         call.start_session(user.id).await?;
         tracing::info!(user_id = user.id, "first administrator created");
@@ -58,11 +67,21 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
     use engine::password::Password;
     let call = crate::ssr::call();
     call.run(async {
+        let mut problems = Vec::new();
         if email.trim().is_empty() {
-            return Err(AppError::field("email", "Enter your email address."));
+            problems.push((
+                String::from("email"),
+                String::from("Enter your email address."),
+            ));
         }
         if password.is_empty() {
-            return Err(AppError::field("password", "Enter your password."));
+            problems.push((
+                String::from("password"),
+                String::from("Enter your password."),
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(AppError::from_problems(problems));
         }
         let user = engine::users::authenticate(
             call.db(),

@@ -42,6 +42,17 @@ impl AppError {
         }
     }
 
+    /// The field problems found, as one error: [`AppError::Field`] for one,
+    /// [`AppError::Fields`] for several. (Never called with none.)
+    pub fn from_problems(mut problems: Vec<(String, String)>) -> Self {
+        if problems.len() == 1 {
+            let (field, message) = problems.remove(0);
+            AppError::Field { field, message }
+        } else {
+            AppError::Fields(problems)
+        }
+    }
+
     /// The message for `field`, if this error is about it.
     pub fn for_field(&self, name: &str) -> Option<String> {
         match self {

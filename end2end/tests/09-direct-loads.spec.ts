@@ -234,3 +234,13 @@ test("a run where no profile could be sent fails, says why, and pages through it
   // The page's text is the page's, not its source.
   await expect(page.locator("main")).not.toContainText("page_no");
 });
+
+test("sign in with nothing filled in shows both problems at once", async ({ page }) => {
+  await open(page, "/login");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  const summary = page.getByTestId("error-summary");
+  await expect(summary).toBeFocused();
+  await expect(summary.getByRole("listitem")).toHaveText(["Enter your email address.", "Enter your password."]);
+  await expect(page.getByLabel("Email")).toHaveAttribute("aria-invalid", "true");
+  await expect(page.getByLabel("Password")).toHaveAttribute("aria-invalid", "true");
+});

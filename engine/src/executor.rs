@@ -1708,6 +1708,16 @@ impl Job<'_> {
             self.polls += 1;
             let activity = match self.poll(activity_id).await {
                 Ok(a) => a,
+                // Asking again costs nothing but a request: a poll whose
+                // retries all met a passing fault (a 429, a 5xx, a drop)
+                // is tried again after the next pause, within the run's
+                // budget and the import's time, instead of stopping the run.
+                Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                    tracing::info!(run_id = self.run.id, seq, error = %e, "an import's status could not be read; asking again");
+                    self.nap(every.max(Duration::from_secs(1))).await?;
+                    every = (every.mul_f64(1.5)).min(self.ex.settings.max_poll_every);
+                    continue;
+                }
                 Err(e) => return Err(self.cc_failed("waiting for an import", e).await),
             };
             if activity.is_finished() {

@@ -403,3 +403,25 @@ async fn pages_and_answers_are_compressed_for_clients_that_accept_it() {
     assert!(plain.headers().get("content-encoding").is_none());
     assert!(plain.text().await.unwrap().starts_with('{'));
 }
+
+#[tokio::test]
+async fn a_form_with_several_problems_gets_all_of_them_at_once() {
+    let app = TestApp::spawn().await;
+    app.setup_admin().await;
+    let (status, body) = app
+        .call(
+            &app.client(),
+            "sign_in",
+            &[("email", " "), ("password", "")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let fields: Vec<&str> = err["Fields"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["email", "password"]);
+}

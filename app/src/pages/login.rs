@@ -5,7 +5,7 @@ use leptos_meta::Title;
 use leptos_router::components::Redirect;
 
 use crate::auth::use_auth;
-use crate::components::{field_error, form_error, ErrorBanner, Field};
+use crate::components::{field_error, form_error, ErrorBanner, ErrorSummary, Field};
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
@@ -33,7 +33,8 @@ fn LoginForm() -> impl IntoView {
             <section class="w-full max-w-sm rounded-lg bg-white p-8 shadow">
                 <p class="text-sm font-semibold text-slate-500">"Segment Export"</p>
                 <h1 class="mt-1 text-2xl font-semibold">"Sign in"</h1>
-                <ActionForm action=action attr:class="mt-6 space-y-4">
+                <ActionForm action=action attr:class="mt-6 space-y-4" attr:novalidate="">
+                    <ErrorSummary error=Signal::derive(move || value.get().and_then(Result::err)) prefix="field"/>
                     <Field label="Email" name="email" kind="email" autocomplete="username"
                         error=Signal::derive(field_error(value, "email"))/>
                     <Field label="Password" name="password" kind="password" autocomplete="current-password"

@@ -5,7 +5,7 @@ use leptos_meta::Title;
 use leptos_router::components::Redirect;
 
 use crate::auth::use_auth;
-use crate::components::{field_error, form_error, ErrorBanner, Field};
+use crate::components::{field_error, form_error, ErrorBanner, ErrorSummary, Field};
 use crate::model::MIN_PASSWORD_CHARS;
 
 #[component]
@@ -40,7 +40,8 @@ fn SetupForm() -> impl IntoView {
                 <p class="mt-2 text-sm text-slate-600">
                     "Nobody has an account yet. The account you create here manages users, connections and settings. This page disappears once it exists."
                 </p>
-                <ActionForm action=action attr:class="mt-6 space-y-4">
+                <ActionForm action=action attr:class="mt-6 space-y-4" attr:novalidate="">
+                    <ErrorSummary error=Signal::derive(move || value.get().and_then(Result::err)) prefix="field"/>
                     <Field label="Email" name="email" kind="email" autocomplete="username"
                         error=Signal::derive(field_error(value, "email"))/>
                     <Field label="Password" name="password" kind="password" autocomplete="new-password"
