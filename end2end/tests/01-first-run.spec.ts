@@ -13,7 +13,10 @@ test("a fresh installation asks for the first administrator, then never again", 
   await page.getByLabel("Password", { exact: true }).fill(admin.password);
   await page.getByLabel("Confirm password").fill("something else entirely");
   await page.getByRole("button", { name: "Create administrator" }).click();
-  await expect(page.getByText("The passwords do not match.")).toBeVisible();
+  await expect(page.locator("#field-confirm_password-error")).toHaveText("The passwords do not match.");
+  // And in the form's summary, which takes the focus.
+  await expect(page.getByTestId("error-summary")).toBeFocused();
+  await expect(page.getByTestId("error-summary")).toContainText("The passwords do not match.");
 
   await page.getByLabel("Confirm password").fill(admin.password);
   await page.getByRole("button", { name: "Create administrator" }).click();
