@@ -1,5 +1,5 @@
 import { expect, test, type Page } from "@playwright/test";
-import { admin, open, sandboxURL, signIn } from "./helpers";
+import { admin, firstLink, open, sandboxURL, signedInRoutes, signIn } from "./helpers";
 
 // Every page opened by its address (a reload, a bookmark, a new tab) must
 // hydrate: a page that looks right but whose wasm panicked is dead to the
@@ -20,15 +20,6 @@ function watch(page: Page, expected: RegExp[] = []): string[] {
   return problems;
 }
 
-/** The first address on `listing` that matches `pattern`. */
-async function firstLink(page: Page, listing: string, pattern: RegExp): Promise<string> {
-  await open(page, listing);
-  const hrefs = await page.locator("a[href]").evaluateAll((links) => links.map((a) => a.getAttribute("href") ?? ""));
-  const href = hrefs.find((h) => pattern.test(h));
-  expect(href, `a link like ${pattern} on ${listing}`).toBeTruthy();
-  return href!;
-}
-
 async function contactListCalls(page: Page): Promise<number> {
   const log = (await (await page.request.get(`${sandboxURL}/_sandbox/requests`)).json()) as {
     requests: { method: string; path: string }[];
@@ -39,26 +30,7 @@ async function contactListCalls(page: Page): Promise<number> {
 test("every route loaded directly ten times hydrates with no error", async ({ page }) => {
   test.setTimeout(300_000);
   await signIn(page, admin);
-  const segment = await firstLink(page, "/data/segments", /^\/data\/segments\/\d+$/);
-  const exportPage = await firstLink(page, "/data/exports", /^\/data\/exports\/\d+$/);
-  const run = await firstLink(page, exportPage, /^\/runs\/\d+$/);
-  const routes = [
-    "/",
-    "/data/segments",
-    "/data/segments/new",
-    segment,
-    "/data/exports",
-    "/data/exports/new",
-    exportPage,
-    `${exportPage}/edit`,
-    run,
-    "/admin/connections",
-    "/admin/connections/new",
-    "/admin/connections/new/constant-contact",
-    "/admin/users",
-    "/admin/system",
-    "/admin/audit",
-  ];
+  const routes = await signedInRoutes(page);
   const problems = watch(page);
   const callsBefore = await contactListCalls(page);
   for (const route of routes) {
@@ -136,25 +108,7 @@ test("forms opened by their address work", async ({ page }) => {
 test("at 390 px no page scrolls sideways and the navigation folds", async ({ page }) => {
   await page.setViewportSize({ width: 390, height: 844 });
   await signIn(page, admin);
-  const segment = await firstLink(page, "/data/segments", /^\/data\/segments\/\d+$/);
-  const exportPage = await firstLink(page, "/data/exports", /^\/data\/exports\/\d+$/);
-  const run = await firstLink(page, exportPage, /^\/runs\/\d+$/);
-  for (const route of [
-    "/",
-    "/data/segments",
-    "/data/segments/new",
-    segment,
-    "/data/exports",
-    "/data/exports/new",
-    exportPage,
-    `${exportPage}/edit`,
-    run,
-    "/admin/connections",
-    "/admin/connections/new/constant-contact",
-    "/admin/users",
-    "/admin/system",
-    "/admin/audit",
-  ]) {
+  for (const route of await signedInRoutes(page)) {
     await open(page, route);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     expect(overflow, `${route} scrolls sideways by ${overflow} px`).toBeLessThanOrEqual(0);

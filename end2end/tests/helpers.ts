@@ -47,3 +47,37 @@ export async function addConnection(page: Page, name: string) {
   await page.getByRole("button", { name: "Save" }).click();
   await expect(page.getByRole("row").filter({ hasText: name }).getByText("Authorized", { exact: true })).toBeVisible();
 }
+
+/** The first address on `listing` that matches `pattern`. */
+export async function firstLink(page: Page, listing: string, pattern: RegExp): Promise<string> {
+  await open(page, listing);
+  const hrefs = await page.locator("a[href]").evaluateAll((links) => links.map((a) => a.getAttribute("href") ?? ""));
+  const href = hrefs.find((h) => pattern.test(h));
+  expect(href, `a link like ${pattern} on ${listing}`).toBeTruthy();
+  return href!;
+}
+
+/** Every screen a signed-in administrator can open, with a segment, an
+ * export, its edit form and a run found in the installation. */
+export async function signedInRoutes(page: Page): Promise<string[]> {
+  const segment = await firstLink(page, "/data/segments", /^\/data\/segments\/\d+$/);
+  const exportPage = await firstLink(page, "/data/exports", /^\/data\/exports\/\d+$/);
+  const run = await firstLink(page, exportPage, /^\/runs\/\d+$/);
+  return [
+    "/",
+    "/data/segments",
+    "/data/segments/new",
+    segment,
+    "/data/exports",
+    "/data/exports/new",
+    exportPage,
+    `${exportPage}/edit`,
+    run,
+    "/admin/connections",
+    "/admin/connections/new",
+    "/admin/connections/new/constant-contact",
+    "/admin/users",
+    "/admin/system",
+    "/admin/audit",
+  ];
+}

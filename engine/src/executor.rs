@@ -767,18 +767,17 @@ impl Executor {
             writer: None,
         };
         let mut result = job.go().await;
-        // A run that stops by itself (failure, cancel) first settles the
-        // imports Constant Contact already accepted: they were sent, and
-        // the ledger must say so, or the next run sends them again.
-        // (A run that goes back to the queue leaves them to its resumed
-        // self, which polls the batches recorded as sent.)
-        // A run resumed as often as it may be ends here instead.
-        if let Err(Stop::Resume { why, quota, .. }) = &result {
-            let limit = if *quota {
+        // The most times a run may go back to the queue for this cause.
+        let resume_limit = |quota: bool| {
+            if quota {
                 MAX_QUOTA_RESUMES
             } else {
                 self.settings.max_resumes
-            };
+            }
+        };
+        // A run resumed as often as it may be ends here instead.
+        if let Err(Stop::Resume { why, quota, .. }) = &result {
+            let limit = resume_limit(*quota);
             if job.run.resumes >= limit {
                 result = Err(Stop::End(
                     Status::Failed,
@@ -786,6 +785,11 @@ impl Executor {
                 ));
             }
         }
+        // A run that stops by itself (failure, cancel) first settles the
+        // imports Constant Contact already accepted: they were sent, and
+        // the ledger must say so, or the next run sends them again. (A run
+        // that goes back to the queue leaves them to its resumed self,
+        // which polls the batches recorded as sent.)
         if let Err(Stop::End(..)) = &result {
             job.drain().await;
             job.hand_over().await;
@@ -798,34 +802,28 @@ impl Executor {
         }
         job.count_calls().await;
         if let Err(Stop::Resume { why, at, quota }) = &result {
-            let limit = if *quota {
-                MAX_QUOTA_RESUMES
-            } else {
-                self.settings.max_resumes
-            };
+            let limit = resume_limit(*quota);
             let sent = group(job.counts.sent);
-            {
-                let when = crate::time::format_ms(*at);
-                let message = if *quota {
-                    format!("Waiting for the daily Constant Contact quota: {why}. Resumes at {when}; {sent} contacts were sent so far.")
-                } else {
-                    format!(
+            let when = crate::time::format_ms(*at);
+            let message = if *quota {
+                format!("Waiting for the daily Constant Contact quota: {why}. Resumes at {when}; {sent} contacts were sent so far.")
+            } else {
+                format!(
                         "Waiting to resume: {why}. Resumes at {when} (resume {} of {limit}); {sent} contacts were sent so far.",
                         job.run.resumes + 1
                     )
-                };
-                if let Err(e) = job.flush_errors().await {
-                    tracing::error!(run_id, error = %e, "could not store contact errors");
-                }
-                job.store_tokens().await;
-                // Counts as of the checkpoint: the resumed run reads on
-                // from there and counts the rest itself.
-                let counts = merge(&job.checkpoint_counts, &job.counts);
-                if lease.requeue(&self.db, *at, &message, &counts).await? {
-                    tracing::info!(run_id, %message, "run goes back to the queue");
-                }
-                return Ok(());
+            };
+            if let Err(e) = job.flush_errors().await {
+                tracing::error!(run_id, error = %e, "could not store contact errors");
             }
+            job.store_tokens().await;
+            // Counts as of the checkpoint: the resumed run reads on
+            // from there and counts the rest itself.
+            let counts = merge(&job.checkpoint_counts, &job.counts);
+            if lease.requeue(&self.db, *at, &message, &counts).await? {
+                tracing::info!(run_id, %message, "run goes back to the queue");
+            }
+            return Ok(());
         }
         let (status, message) = match result {
             Ok(()) => {

@@ -408,20 +408,7 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
     ]);
     let generate = timed(demo, &format!("generating {profiles} demo profiles"))?;
 
-    let sandbox = KillOnDrop(
-        Command::new(env.server.with_file_name("sandbox"))
-            .env("SANDBOX_PORT", sandbox_port.to_string())
-            .env(
-                "SANDBOX_CLIENTS",
-                format!(
-                    "{CLIENT}:{SECRET}:http://127.0.0.1:{}/oauth/constant-contact/callback",
-                    env.port
-                ),
-            )
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .context("could not start the sandbox")?,
-    );
+    let sandbox = start_sandbox(env, sandbox_port)?;
     let sandbox_cpu = || cpu_seconds(sandbox.0.id()).unwrap_or(0.0);
     wait_for(&format!("{}/_sandbox/faults", env.sandbox_url))?;
     let mut serve = env.server();
@@ -588,6 +575,24 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
     Ok(())
 }
 
+/// The sandbox the server is registered with, on `port`.
+fn start_sandbox(env: &Env, port: u16) -> Result<KillOnDrop> {
+    Ok(KillOnDrop(
+        Command::new(env.server.with_file_name("sandbox"))
+            .env("SANDBOX_PORT", port.to_string())
+            .env(
+                "SANDBOX_CLIENTS",
+                format!(
+                    "{CLIENT}:{SECRET}:http://127.0.0.1:{}/oauth/constant-contact/callback",
+                    env.port
+                ),
+            )
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .context("could not start the sandbox")?,
+    ))
+}
+
 /// The fault mix of issue 14: a fifth of requests answered 500, a tenth
 /// 503, a tenth dropped, a fifth 429, each delayed 200 ms.
 fn fault_mix() -> Value {
@@ -609,20 +614,7 @@ fn run_fault_bench(env: &Env, profiles: u64, runs: u32, sandbox_port: u16) -> Re
         "7",
     ]);
     timed(demo, &format!("generating {profiles} demo profiles"))?;
-    let _sandbox = KillOnDrop(
-        Command::new(env.server.with_file_name("sandbox"))
-            .env("SANDBOX_PORT", sandbox_port.to_string())
-            .env(
-                "SANDBOX_CLIENTS",
-                format!(
-                    "{CLIENT}:{SECRET}:http://127.0.0.1:{}/oauth/constant-contact/callback",
-                    env.port
-                ),
-            )
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .context("could not start the sandbox")?,
-    );
+    let _sandbox = start_sandbox(env, sandbox_port)?;
     wait_for(&format!("{}/_sandbox/faults", env.sandbox_url))?;
     let _server = KillOnDrop(env.server().spawn().context("could not start the server")?);
     wait_for(&env.url("/health"))?;
