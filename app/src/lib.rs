@@ -20,7 +20,7 @@ pub mod system_api;
 pub mod users_api;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
@@ -64,6 +64,14 @@ pub fn escape_html(text: &str) -> String {
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // The style sheet's name carries its content's hash (see the server's
+    // `assets`); the page is rendered only here, so the browser needs no
+    // copy of it.
+    #[cfg(feature = "ssr")]
+    let stylesheet = use_context::<ssr::AppState>().map(|s| s.stylesheet.clone());
+    #[cfg(not(feature = "ssr"))]
+    let stylesheet: Option<String> = None;
+    let stylesheet = stylesheet.unwrap_or_else(|| format!("/pkg/{}.css", options.output_name));
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -72,6 +80,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
+                <link rel="stylesheet" href=stylesheet/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <MetaTags/>
             </head>
@@ -89,7 +98,6 @@ pub fn App() -> impl IntoView {
     ssr::content_security_policy();
     Auth::provide();
     view! {
-        <Stylesheet id="leptos" href="/pkg/segment-export.css"/>
         <Title text="Segment Export" formatter=title_formatter()/>
         // Pages render once their data is in (`SsrMode::Async`), so a
         // signed-out visitor gets a real 302 to the sign-in page rather

@@ -154,7 +154,7 @@ pub async fn create_segment(
     let call = crate::ssr::call();
     call.run(async {
         let user = call.allowed(policy::create_segment).await?;
-        let rule = convert::parse_rule(&rule)?;
+        let (name, rule) = engine::segments::check(&name, convert::parse_rule(&rule))?;
         Ok(convert::view(
             engine::segments::create_rule(call.db(), Some(&user), &name, &description, &rule)
                 .await?,
@@ -175,7 +175,7 @@ pub async fn update_segment(
     call.run(async {
         let user = call.allowed(policy::create_segment).await?;
         policy::may_change_segment(call.db(), &user, id).await?;
-        let rule = convert::parse_rule(&rule)?;
+        let (name, rule) = engine::segments::check(&name, convert::parse_rule(&rule))?;
         Ok(convert::view(
             engine::segments::update_rule(call.db(), Some(&user), id, &name, &description, &rule)
                 .await?,

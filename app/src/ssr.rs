@@ -30,6 +30,8 @@ pub struct AppState {
     pub max_profiles_per_run: u64,
     /// The accounts' lists and custom fields, kept for a minute.
     pub accounts: engine::account_cache::AccountCache,
+    /// The style sheet's address, with its content hash.
+    pub stylesheet: String,
 }
 
 /// One server function call: the state, the request's session and the

@@ -27,9 +27,15 @@ pub async fn create_user(
     let call = crate::ssr::call();
     call.run(async {
         let actor = call.allowed(engine::policy::administer).await?;
-        let email = Email::parse(&email)?;
-        let role = Role::parse(&role)?;
-        let password = Password::parse(&password)?;
+        // Every problem at once, each shown next to its field.
+        let mut problems = Vec::new();
+        let mut note = |e: engine::Error| problems.extend(AppError::from(e).field_problems());
+        let email = Email::parse(&email).map_err(&mut note).ok();
+        let role = Role::parse(&role).map_err(&mut note).ok();
+        let password = Password::parse(&password).map_err(&mut note).ok();
+        let (Some(email), Some(role), Some(password)) = (email, role, password) else {
+            return Err(AppError::from_problems(problems));
+        };
         let user = users::create_user(call.db(), Some(&actor), &email, role, &password).await?;
         Ok(user.into())
     })

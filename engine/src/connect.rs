@@ -142,20 +142,39 @@ pub async fn begin_new(
     usable_by: &str,
     agreed: bool,
 ) -> Result<String> {
-    let name = DisplayName::parse(name)?;
-    let usable_by = UsableBy::parse(usable_by)?;
+    // Every problem at once, each shown next to its field.
+    let mut problems = Vec::new();
+    let name = match DisplayName::parse(name) {
+        Ok(name) if connections::is_name_taken(db, &name, None).await? => {
+            problems.push((
+                "display_name",
+                String::from("A connection with this name already exists."),
+            ));
+            None
+        }
+        Ok(name) => Some(name),
+        Err(e) => {
+            problems.extend(e.into_problems()?);
+            None
+        }
+    };
+    let usable_by = match UsableBy::parse(usable_by) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            problems.extend(e.into_problems()?);
+            None
+        }
+    };
     if !agreed {
-        return Err(Error::invalid(
+        problems.push((
             "agree",
-            "Agree to the data privacy and compliance statement to connect.",
+            String::from("Agree to the data privacy and compliance statement to connect."),
         ));
     }
-    if connections::is_name_taken(db, &name, None).await? {
-        return Err(Error::invalid(
-            "display_name",
-            "A connection with this name already exists.",
-        ));
-    }
+    Error::from_problems(problems)?;
+    let (Some(name), Some(usable_by)) = (name, usable_by) else {
+        return Err(Error::Internal(String::from("a problem went unreported")));
+    };
     let previous = load(session).await?.filter(|d| d.connection_id.is_none());
     let draft = Draft {
         display_name: name.as_str().to_owned(),

@@ -65,6 +65,16 @@ impl Error {
         }
     }
 
+    /// The field problems this error is about, to gather with others; an
+    /// error about no field comes back as it is.
+    pub fn into_problems(self) -> std::result::Result<Vec<(&'static str, String)>, Error> {
+        match self {
+            Error::Invalid { field, message } => Ok(vec![(field, message)]),
+            Error::InvalidFields(all) => Ok(all),
+            other => Err(other),
+        }
+    }
+
     /// True when the cause is ours (database, I/O), not the user's input.
     pub fn is_internal(&self) -> bool {
         matches!(

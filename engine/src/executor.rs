@@ -933,14 +933,9 @@ impl Executor {
         }
         tracing::info!(run_id, status = status.as_str(), %message, "run finished");
         // Many new ledger rows: fresh statistics, so the next run's plans
-        // know the table's size (autovacuum gets there, but later).
-        if self.db.backend() == crate::Backend::Postgres && job.counts.sent >= 10_000 {
-            if let Err(e) = sqlx::query("ANALYZE export_ledger")
-                .execute(self.db.pool())
-                .await
-            {
-                tracing::warn!(error = %e, "could not refresh the ledger's statistics");
-            }
+        // know the table's size.
+        if job.counts.sent >= crate::db::BULK_ROWS as u64 {
+            self.db.refresh_statistics(&["export_ledger"]).await;
         }
         Ok(())
     }

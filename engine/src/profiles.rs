@@ -468,6 +468,8 @@ pub async fn refresh_catalogue(db: &Db) -> Result<()> {
             .await?;
     }
     tx.commit().await?;
+    // Every import ends here: the profiles were just written in bulk.
+    db.refresh_statistics(&["profiles"]).await;
     Ok(())
 }
 

@@ -219,6 +219,31 @@ fn parse_name(name: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
+/// A rule segment's name and rule (as parsed by the caller), with every
+/// problem of both reported at once.
+pub fn check(name: &str, rule: Result<Rule>) -> Result<(String, Rule)> {
+    let mut problems = Vec::new();
+    let name = match parse_name(name) {
+        Ok(name) => Some(name),
+        Err(e) => {
+            problems.extend(e.into_problems()?);
+            None
+        }
+    };
+    let rule = match rule.and_then(|r| r.validate().map(|()| r)) {
+        Ok(rule) => Some(rule),
+        Err(e) => {
+            problems.extend(e.into_problems()?);
+            None
+        }
+    };
+    Error::from_problems(problems)?;
+    match (name, rule) {
+        (Some(name), Some(rule)) => Ok((name, rule)),
+        _ => Err(Error::Internal(String::from("a problem went unreported"))),
+    }
+}
+
 fn name_taken(e: sqlx::Error) -> Error {
     match e {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
@@ -784,6 +809,7 @@ async fn store_members(db: &Db, id: i64, mut new: NewMembers<'_>) -> Result<()> 
     let (mut fresh, mut old) = (Cursor::default(), Cursor::default());
     let mut old_after = String::new();
     let mut count: i64 = 0;
+    let mut changed = 0;
     loop {
         if fresh.wants_page() {
             fresh.fill(new.next_page(db).await?);
@@ -809,9 +835,11 @@ async fn store_members(db: &Db, id: i64, mut new: NewMembers<'_>) -> Result<()> 
             _ => changes.left.extend(old.page.pop_front()),
         }
         if changes.full() {
+            changed += changes.entered.len() + changes.left.len();
             changes.write(db, &mut tx).await?;
         }
     }
+    changed += changes.entered.len() + changes.left.len();
     changes.write(db, &mut tx).await?;
     sqlx::query(
         "UPDATE segments SET member_count = $1, refreshed_at = $2, updated_at = $2 WHERE id = $3",
@@ -822,6 +850,10 @@ async fn store_members(db: &Db, id: i64, mut new: NewMembers<'_>) -> Result<()> 
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    if changed >= crate::db::BULK_ROWS {
+        db.refresh_statistics(&["segment_members", "segment_changes"])
+            .await;
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The server: configuration, the axum router (Leptos pages and server
 //! functions, health), and the command-line subcommands.
 
+pub mod assets;
 pub mod cli;
 pub mod config;
 mod downloads;
@@ -78,18 +79,24 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
         )))
         .with_signed(Key::from(key.bytes()));
 
-    let options = LeptosOptions::builder()
+    let bundle = assets::Bundle::read(std::path::Path::new(&config.site_root), OUTPUT_NAME);
+    let mut options = LeptosOptions::builder()
         .output_name(OUTPUT_NAME)
         .site_root(config.site_root.as_str())
         .site_pkg_dir("pkg")
         .site_addr(config.addr)
         .build();
+    if let Some(hash_file) = &bundle.hash_file {
+        options.hash_files = true;
+        options.hash_file = hash_file.to_string_lossy().into();
+    }
     let state = AppState {
         db: db.clone(),
         cipher: engine::crypto::Cipher::new(&key),
         cc: config.cc_app(),
         max_profiles_per_run: config.max_profiles_per_run,
         accounts: Default::default(),
+        stylesheet: bundle.stylesheet.clone(),
     };
     let callback_state = state.clone();
     let upload_state = state.clone();
@@ -110,6 +117,10 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
 
     let router = Router::new()
         .route("/health", get(health).with_state(db))
+        .nest_service(
+            "/pkg",
+            assets::routes(std::path::Path::new(&config.site_root)),
+        )
         .route(
             "/data/import/profiles",
             axum::routing::post(upload::import_profiles).with_state(upload_state.clone()),

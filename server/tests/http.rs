@@ -425,3 +425,79 @@ async fn a_form_with_several_problems_gets_all_of_them_at_once() {
         .collect();
     assert_eq!(fields, ["email", "password"]);
 }
+
+/// The bundle goes out under its hashed names, precompressed when the
+/// browser accepts it, and is kept for good; pages name the current files.
+#[tokio::test]
+async fn the_bundle_is_served_by_hashed_name_precompressed_and_kept_for_good() {
+    let site = tempfile::tempdir().unwrap();
+    let pkg = site.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("snippets/app-0/")).unwrap();
+    std::fs::write(
+        site.path().join("hash.txt"),
+        "js: 1111111111111111\nwasm: 2222222222222222\ncss: 3333333333333333\n",
+    )
+    .unwrap();
+    let js = "segment-export.1111111111111111.js";
+    let wasm = "segment-export.2222222222222222.wasm";
+    std::fs::write(pkg.join(js), "export default function () {}").unwrap();
+    std::fs::write(pkg.join(format!("{js}.br")), "brotli bytes").unwrap();
+    std::fs::write(pkg.join(wasm), b"\0asm").unwrap();
+    std::fs::write(pkg.join(format!("{wasm}.gz")), "gzip bytes").unwrap();
+    std::fs::write(pkg.join("segment-export.3333333333333333.css"), "body{}").unwrap();
+    std::fs::write(pkg.join("snippets/app-0/inline0.js"), "export {}").unwrap();
+    let root = site.path().to_string_lossy().into_owned();
+    let (app, _sb) = TestApp::spawn_with_sandbox(move |c, _| c.site_root = root).await;
+
+    let admin = app.setup_admin().await;
+    let page = app.page(&admin, "/").await.text().await.unwrap();
+    for name in [js, wasm, "segment-export.3333333333333333.css"] {
+        assert!(page.contains(&format!("/pkg/{name}")), "{name} not linked");
+    }
+
+    let get = |path: &str, accept: Option<&str>| {
+        let mut req = app.client().get(app.url(path));
+        if let Some(accept) = accept {
+            req = req.header("accept-encoding", accept);
+        }
+        req.send()
+    };
+    let header = |res: &reqwest::Response, name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let immutable = Some(String::from("public, max-age=31536000, immutable"));
+
+    let res = get(&format!("/pkg/{js}"), Some("gzip, br")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "content-encoding").as_deref(), Some("br"));
+    assert_eq!(header(&res, "cache-control"), immutable);
+    assert!(header(&res, "content-type").unwrap().contains("javascript"));
+    assert_eq!(res.text().await.unwrap(), "brotli bytes");
+
+    let res = get(&format!("/pkg/{wasm}"), Some("gzip, br"))
+        .await
+        .unwrap();
+    assert_eq!(header(&res, "content-encoding").as_deref(), Some("gzip"));
+    assert_eq!(
+        header(&res, "content-type").as_deref(),
+        Some("application/wasm")
+    );
+    assert_eq!(header(&res, "cache-control"), immutable);
+    assert_eq!(res.text().await.unwrap(), "gzip bytes");
+
+    // A browser that accepts neither gets the file as it is.
+    let res = get(&format!("/pkg/{wasm}"), None).await.unwrap();
+    assert_eq!(header(&res, "content-encoding"), None);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"\0asm");
+
+    // A name without a hash is revalidated; a missing file is a 404.
+    let res = get("/pkg/snippets/app-0/inline0.js", None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "cache-control").as_deref(), Some("no-cache"));
+    let res = get("/pkg/segment-export.0000000000000000.js", None)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}

@@ -1,7 +1,9 @@
-//! `cargo xtask bench [--profiles N] [--database postgres://…] [--faults [RUNS]]`:
-//! the export benchmark (on SQLite, or on fresh databases of the PostgreSQL
-//! server that URL names). With `--faults`, instead: RUNS (20) full
-//! resends under issue 14's fault mix (see [`run_fault_bench`]).
+//! `cargo xtask bench [--profiles N] [--database postgres://…] [--faults [RUNS]]
+//! [--http-users USERS [--seconds S]]`: the export benchmark (on SQLite, or
+//! on fresh databases of the PostgreSQL server that URL names). With
+//! `--faults`, instead: RUNS (20) full resends under issue 14's fault mix
+//! (see [`run_fault_bench`]). With `--http-users`, instead: the page
+//! rendering load test (see [`http`]).
 //!
 //! Builds the release server and sandbox, generates N demo profiles into a
 //! fresh SQLite database, connects to the sandbox (rate limit on) through
@@ -30,6 +32,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::{build_server, root, target_dir, KillOnDrop};
+
+mod http;
 
 const CLIENT: &str = "segment-export-demo";
 const SECRET: &str = "demo-client-secret";
@@ -302,6 +306,18 @@ fn write_csv(path: &Path, n: u64) -> Result<()> {
 
 pub fn bench(args: &[String]) -> Result<()> {
     let faults = args.iter().any(|a| a == "--faults");
+    let number = |flag: &str| -> Result<Option<u64>> {
+        match args.iter().position(|a| a == flag) {
+            Some(i) => Ok(Some(
+                args.get(i + 1)
+                    .and_then(|n| n.replace(['_', ','], "").parse().ok())
+                    .with_context(|| format!("{flag} needs a number"))?,
+            )),
+            None => Ok(None),
+        }
+    };
+    let http_users = number("--http-users")?;
+    let http_seconds = number("--seconds")?.unwrap_or(30);
     let profiles: u64 = match args.iter().position(|a| a == "--profiles") {
         Some(i) => args
             .get(i + 1)
@@ -311,6 +327,8 @@ pub fn bench(args: &[String]) -> Result<()> {
             .context("--profiles needs a number")?,
         // Under faults every request may be slowed and retried.
         None if faults => 100_000,
+        // Enough for an export to be running throughout the load test.
+        None if http_users.is_some() => 100_000,
         None => 1_000_000,
     };
     let database = match args.iter().position(|a| a == "--database") {
@@ -345,6 +363,13 @@ pub fn bench(args: &[String]) -> Result<()> {
         sandbox_url: format!("http://127.0.0.1:{sandbox_port}"),
     };
     let result = match args.iter().position(|a| a == "--faults") {
+        None if http_users.is_some() => http::run(
+            &env,
+            profiles,
+            http_users.unwrap_or(50) as usize,
+            http_seconds,
+            sandbox_port,
+        ),
         Some(i) => {
             let runs = match args.get(i + 1).filter(|a| !a.starts_with("--")) {
                 Some(n) => n.parse().context("--faults takes a number of runs")?,

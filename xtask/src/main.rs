@@ -25,9 +25,14 @@ commands:
                 TEST_POSTGRES_URL is set), then Playwright in Chromium
   e2e           only the Playwright suite (builds first)
   setup         install what the build needs (wasm target, npm packages)
-  bench [--profiles N]
+  bench [--profiles N] [--database postgres://…]
                 the export benchmark against the sandbox (default 1,000,000
-                profiles); writes target/bench/export.json";
+                profiles); writes target/bench/export.json
+  bench --faults [RUNS]
+                full resends under faults; writes target/bench/faults.json
+  bench --http-users N [--seconds S]
+                N signed-in users reloading pages while an export runs;
+                p50/p95/p99 into target/bench/http.json";
 
 mod bench;
 
@@ -190,6 +195,8 @@ fn build_site() -> Result<()> {
             .arg("--minify"),
     )?;
 
+    fingerprint(&pkg)?;
+
     // Static assets (favicon) go to the site root, as cargo-leptos does.
     let public = root().join("public");
     if public.is_dir() {
@@ -199,6 +206,81 @@ fn build_site() -> Result<()> {
                 std::fs::copy(entry.path(), site_root().join(entry.file_name()))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Renames the bundle's script, module and style sheet after their
+/// content (`segment-export.<hash>.js`), so the server can let browsers
+/// keep them for good, and writes the hashes to `site/hash.txt` in the
+/// form Leptos reads (`js: <hash>`). Every script, module and style sheet
+/// under `pkg` then gets a brotli (`.br`) and a gzip (`.gz`) copy, at the
+/// best levels, which the server sends instead of compressing on the fly.
+fn fingerprint(pkg: &Path) -> Result<()> {
+    use sha2::Digest;
+    // What earlier builds left: every other file under the bundle's name
+    // (older hashed names and their compressed copies).
+    let fresh = ["js", "wasm", "css"].map(|kind| format!("{OUTPUT_NAME}.{kind}"));
+    for entry in std::fs::read_dir(pkg)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_file()
+            && name.starts_with(&format!("{OUTPUT_NAME}."))
+            && !fresh.iter().any(|f| f == name)
+        {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    let mut manifest = String::new();
+    for kind in ["js", "wasm", "css"] {
+        let plain = pkg.join(format!("{OUTPUT_NAME}.{kind}"));
+        let bytes =
+            std::fs::read(&plain).with_context(|| format!("reading {}", plain.display()))?;
+        let digest = sha2::Sha256::digest(&bytes);
+        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::rename(&plain, pkg.join(format!("{OUTPUT_NAME}.{hash}.{kind}")))?;
+        manifest.push_str(&format!("{kind}: {hash}\n"));
+    }
+    std::fs::write(site_root().join("hash.txt"), manifest)?;
+    compress_tree(pkg)
+}
+
+/// Writes `.br` and `.gz` beside every script, module and style sheet
+/// under `dir`.
+fn compress_tree(dir: &Path) -> Result<()> {
+    use std::io::Write;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            compress_tree(&path)?;
+            continue;
+        }
+        if !matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("js" | "wasm" | "css")
+        ) {
+            continue;
+        }
+        let bytes = std::fs::read(&path)?;
+        let with = |ext: &str| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(ext);
+            PathBuf::from(name)
+        };
+        let mut br = Vec::new();
+        brotli::BrotliCompress(
+            &mut bytes.as_slice(),
+            &mut br,
+            &brotli::enc::BrotliEncoderParams {
+                quality: 11,
+                lgwin: 22,
+                ..Default::default()
+            },
+        )?;
+        std::fs::write(with(".br"), br)?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&bytes)?;
+        std::fs::write(with(".gz"), gz.finish()?)?;
     }
     Ok(())
 }

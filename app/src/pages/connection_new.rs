@@ -8,7 +8,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
 
-use crate::components::{field_error, form_error, ErrorBanner};
+use crate::components::{field_error, form_error, ErrorBanner, ErrorSummary};
 use crate::connections_api::{
     get_connection_draft, AddExportUser, CancelConnection, SaveConnection, StartConnect,
 };
@@ -121,14 +121,19 @@ fn FormBody(
             })}
             {draft.error.clone().map(|e| view! { <ErrorBanner error=AppError::Refused(e)/> })}
 
+            <ErrorSummary prefix="connection" error=Signal::derive(move || {
+                start.value().get().and_then(Result::err)
+                    .or_else(|| save.value().get().and_then(Result::err))
+            })/>
             <section class="rounded-lg bg-white p-5 shadow-sm space-y-4">
                 <div class="space-y-1">
-                    <label for="display_name" class="block text-sm font-medium text-slate-700">"Display name"</label>
-                    <input id="display_name" name="display_name" maxlength="100" bind:value=name
-                        aria-describedby="display_name-error"
+                    <label for="connection-display_name" class="block text-sm font-medium text-slate-700">"Display name"</label>
+                    <input id="connection-display_name" name="display_name" maxlength="100" bind:value=name
+                        aria-describedby="connection-display_name-error"
+                        aria-invalid=move || name_error().is_some().then_some("true")
                         class="block w-full rounded border border-slate-300 px-3 py-2 text-sm"/>
                     <p class="text-xs text-slate-500">"A name that says what the connection is for, e.g. “Newsletter account”."</p>
-                    <p id="display_name-error" class="text-sm text-red-700">{name_error}</p>
+                    <p id="connection-display_name-error" class="text-sm text-red-700">{name_error}</p>
                 </div>
                 <fieldset class="space-y-1">
                     <legend class="text-sm font-medium text-slate-700">"Who can use this connection"</legend>
@@ -145,10 +150,12 @@ fn FormBody(
                     <legend class="text-sm font-medium text-slate-700">"Data privacy and compliance"</legend>
                     <p class="text-sm text-slate-600">{PRIVACY_STATEMENT}</p>
                     <label class="flex items-center gap-2 text-sm font-medium">
-                        <input type="checkbox" name="agree" bind:checked=agreed/>
+                        <input type="checkbox" id="connection-agree" name="agree" bind:checked=agreed
+                            aria-describedby="connection-agree-error"
+                            aria-invalid=move || field_error(start.value(), "agree")().is_some().then_some("true")/>
                         "I agree"
                     </label>
-                    <p class="text-sm text-red-700">{field_error(start.value(), "agree")}</p>
+                    <p id="connection-agree-error" class="text-sm text-red-700">{field_error(start.value(), "agree")}</p>
                 </fieldset>
                 <button type="button" disabled=move || !agreed.get()
                     on:click=move |_| connecting.set(true)

@@ -7,7 +7,9 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
-use crate::components::{field_error, form_error, group, AfterHydration, ErrorBanner};
+use crate::components::{
+    field_error, form_error, group, AfterHydration, ErrorBanner, ErrorSummary,
+};
 use crate::model::{ConditionInput, FieldView, Role, RuleInput, SegmentDetail, UserView, OPS};
 use crate::pages::upload::{ProfileUpload, SegmentUpload};
 use crate::segments_api::{
@@ -246,15 +248,23 @@ fn SegmentForm(
                 None => { create.dispatch(CreateSegment { name: name.get(), description: description.get(), rule: json }); }
             }
         }>
+            <ErrorSummary prefix="segment" error=Signal::derive(move || {
+                create.value().get().and_then(Result::err)
+                    .or_else(|| update.value().get().and_then(Result::err))
+            })/>
             <label class="block text-sm font-medium text-slate-700">"Name"
-                <input class="mt-1 block w-full rounded border border-slate-300 px-3 py-2" bind:value=name/>
+                <input id="segment-name" class="mt-1 block w-full rounded border border-slate-300 px-3 py-2" bind:value=name
+                    aria-describedby="segment-name-error"
+                    aria-invalid=move || name_error().is_some().then_some("true")/>
             </label>
-            <p class="text-sm text-red-700">{name_error}</p>
+            <p id="segment-name-error" class="text-sm text-red-700">{name_error}</p>
             <label class="block text-sm font-medium text-slate-700">"Description"
                 <input class="mt-1 block w-full rounded border border-slate-300 px-3 py-2" bind:value=description/>
             </label>
-            <RuleBuilder fields rule/>
-            <p class="text-sm text-red-700">{rule_error}</p>
+            <div id="segment-rule" tabindex="-1" aria-describedby="segment-rule-error" class="focus:outline-none">
+                <RuleBuilder fields rule/>
+            </div>
+            <p id="segment-rule-error" class="text-sm text-red-700">{rule_error}</p>
             {move || other_error().map(|e| view! { <ErrorBanner error=e/> })}
             <Show when=saved>
                 <p role="status" class="text-sm text-green-700">"Saved and refreshed."</p>

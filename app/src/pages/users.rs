@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::components::{field_error, form_error, ErrorBanner, Field};
+use crate::components::{field_error, form_error, ErrorBanner, ErrorSummary, Field};
 use crate::model::{Role, UserView, MIN_PASSWORD_CHARS};
 use crate::users_api::{list_users, CreateUser, SetUserActive, SetUserRole};
 
@@ -137,16 +137,19 @@ fn AddUser(create: ServerAction<CreateUser>) -> impl IntoView {
         <section class="mt-8 max-w-md rounded-lg bg-white p-5 shadow-sm">
             <h2 class="font-semibold">"Add user"</h2>
             <ActionForm action=create node_ref=form attr:class="mt-4 space-y-4">
+                <ErrorSummary error=Signal::derive(move || value.get().and_then(Result::err)) prefix="field"/>
                 <Field label="Email" name="email" kind="email" autocomplete="off"
                     error=Signal::derive(field_error(value, "email"))/>
                 <div class="space-y-1">
                     <label for="field-role" class="block text-sm font-medium text-slate-700">"Role"</label>
-                    <select id="field-role" name="role" class="block w-full rounded border border-slate-300 px-3 py-2 text-sm">
+                    <select id="field-role" name="role" aria-describedby="field-role-error"
+                        aria-invalid=move || field_error(value, "role")().is_some().then_some("true")
+                        class="block w-full rounded border border-slate-300 px-3 py-2 text-sm">
                         {Role::ALL.into_iter().map(|r| view! {
                             <option value=r.key() selected=r == Role::Contributor>{r.label()}</option>
                         }).collect_view()}
                     </select>
-                    <p class="text-sm text-red-700">{field_error(value, "role")}</p>
+                    <p id="field-role-error" class="text-sm text-red-700">{field_error(value, "role")}</p>
                 </div>
                 <Field label="Initial password" name="password" kind="password" autocomplete="new-password"
                     hint=format!("At least {MIN_PASSWORD_CHARS} characters. Share it with the user securely.")

@@ -1,0 +1,71 @@
+// Direct page loads in Chromium, for `cargo xtask bench --http-users`.
+//
+// Usage: node end2end/bench/page-loads.mjs BASE_URL EMAIL PASSWORD TIMES PATH...
+//
+// Signs in once, then opens each path TIMES times in a fresh tab, as a
+// bookmark or a reload does, with the browser's cache kept between loads
+// (a returning user's). A load is timed from the navigation's start to the
+// page being hydrated (`body[data-hydrated]`, set once the wasm has taken
+// over): what a user waits for before the page answers a click. Prints one
+// JSON object: each path's median and worst, and the median of all loads.
+import { chromium } from "@playwright/test";
+
+const [base, email, password, timesText, ...paths] = process.argv.slice(2);
+const times = Number(timesText);
+if (!base || !email || !password || !(times > 0) || paths.length === 0) {
+  console.error("usage: page-loads.mjs BASE_URL EMAIL PASSWORD TIMES PATH...");
+  process.exit(2);
+}
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+});
+const context = await browser.newContext({ baseURL: base });
+// Notes the moment the app marks the page hydrated, in the page's own
+// clock (milliseconds since the navigation started).
+await context.addInitScript(() => {
+  new MutationObserver((_, observer) => {
+    if (document.body?.hasAttribute("data-hydrated")) {
+      window.__hydratedAt = performance.now();
+      observer.disconnect();
+    }
+  }).observe(document, { attributes: true, subtree: true, attributeFilter: ["data-hydrated"] });
+});
+const signIn = await context.request.post("/api/sign_in", { form: { email, password } });
+if (!signIn.ok()) {
+  console.error(`sign-in failed: ${signIn.status()} ${await signIn.text()}`);
+  process.exit(1);
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)];
+};
+const round = (x) => Math.round(x * 10) / 10;
+
+// One load first, unmeasured, so the bundle is in the cache.
+const warm = await context.newPage();
+await warm.goto(paths[0]);
+await warm.locator("body[data-hydrated]").waitFor();
+await warm.close();
+
+const all = [];
+const byPath = {};
+const errors = [];
+for (const path of paths) {
+  const ms = [];
+  for (let i = 0; i < times; i++) {
+    const page = await context.newPage();
+    page.on("pageerror", (e) => errors.push(`${path}: ${e.message}`));
+    await page.goto(path, { waitUntil: "commit" });
+    await page.locator("body[data-hydrated]").waitFor();
+    const hydratedAt = await page.evaluate(() => window.__hydratedAt ?? performance.now());
+    ms.push(hydratedAt);
+    all.push(hydratedAt);
+    await page.close();
+  }
+  byPath[path] = { median_ms: round(median(ms)), max_ms: round(Math.max(...ms)) };
+}
+await browser.close();
+console.log(JSON.stringify({ loads: all.length, median_ms: round(median(all)), max_ms: round(Math.max(...all)), paths: byPath, errors }));
