@@ -6,6 +6,17 @@ test("an administrator adds a contributor", async ({ page }) => {
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Users" }).click();
   await expect(page.getByRole("heading", { name: "Users" })).toBeVisible();
 
+  // Nothing filled in: both problems at once, each by its field and in
+  // the focused summary.
+  await page.getByRole("button", { name: "Add user" }).click();
+  const summary = page.getByTestId("error-summary");
+  await expect(summary).toBeFocused();
+  await expect(summary).toContainText("2 things to fix");
+  await expect(page.locator("#field-email-error")).toHaveText("Enter an email address.");
+  await expect(page.locator("#field-password-error")).not.toBeEmpty();
+  await expect(page.getByLabel("Email")).toHaveAttribute("aria-invalid", "true");
+  await expect(page.getByLabel("Initial password")).toHaveAttribute("aria-invalid", "true");
+
   await page.getByLabel("Email").fill(contributor.email);
   await page.getByLabel("Role", { exact: true }).selectOption({ label: "Contributor" });
   await page.getByLabel("Initial password").fill(contributor.password);
@@ -22,7 +33,8 @@ test("an administrator adds a contributor", async ({ page }) => {
   await page.getByLabel("Email").fill(contributor.email.toUpperCase());
   await page.getByLabel("Initial password").fill(contributor.password);
   await page.getByRole("button", { name: "Add user" }).click();
-  await expect(page.getByText("A user with this email already exists.")).toBeVisible();
+  await expect(page.locator("#field-email-error")).toHaveText("A user with this email already exists.");
+  await expect(page.getByTestId("error-summary")).toContainText("A user with this email already exists.");
 
   // The last administrator cannot demote themselves.
   const me = page.getByRole("row").filter({ hasText: admin.email });

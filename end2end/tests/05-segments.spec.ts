@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { contributor, open, shot, signIn } from "./helpers";
+import { contributor, open, shot, signIn, signOut } from "./helpers";
 
 test("a contributor uploads a profiles CSV and reads the import report", async ({ page }) => {
   await signIn(page, contributor);
@@ -72,4 +72,20 @@ test("a contributor imports a static segment from a list of ids", async ({ page 
   await expect(page.getByTestId("member-count")).toHaveText("3");
   await expect(page.getByRole("definition").filter({ hasText: "Imported from leads.csv" })).toBeVisible();
   await expect(page.getByRole("cell", { name: "P0000003" })).toBeVisible();
+});
+
+test("a segment saved with nothing filled in shows every problem at once", async ({ page }) => {
+  await signIn(page, contributor);
+  await open(page, "/data/segments/new");
+  await page.getByRole("button", { name: "Create segment" }).click();
+  const summary = page.getByTestId("error-summary");
+  await expect(summary).toBeFocused();
+  await expect(summary).toContainText("2 things to fix");
+  await expect(page.locator("#segment-name-error")).toHaveText("A segment name has 1 to 100 characters.");
+  await expect(page.locator("#segment-rule-error")).not.toBeEmpty();
+  await expect(page.locator("#segment-name")).toHaveAttribute("aria-invalid", "true");
+  // Each problem in the summary leads to its field.
+  await summary.getByRole("link", { name: "A segment name has 1 to 100 characters." }).click();
+  await expect(page.locator("#segment-name")).toBeFocused();
+  await signOut(page);
 });

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::executor::Executor;
+use crate::run::Executor;
 use crate::runs;
 
 /// Runs workers until `stop` turns true. Each worker takes one run at a

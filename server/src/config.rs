@@ -125,11 +125,11 @@ impl Config {
     }
 
     /// How runs behave in this process.
-    pub fn run_settings(&self) -> engine::executor::Settings {
-        engine::executor::Settings {
+    pub fn run_settings(&self) -> engine::run::Settings {
+        engine::run::Settings {
             max_profiles: self.max_profiles_per_run,
             lease_ms: (self.run_lease_seconds.max(1) * 1000) as i64,
-            ..engine::executor::Settings::default()
+            ..engine::run::Settings::default()
         }
     }
 

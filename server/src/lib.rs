@@ -188,8 +188,8 @@ async fn health(State(db): State<Db>) -> Response {
 }
 
 /// What executes runs in this process.
-pub fn executor(config: &Config, db: Db) -> anyhow::Result<engine::executor::Executor> {
-    Ok(engine::executor::Executor {
+pub fn executor(config: &Config, db: Db) -> anyhow::Result<engine::run::Executor> {
+    Ok(engine::run::Executor {
         db,
         cipher: engine::crypto::Cipher::new(&secret_key(config)?),
         app: config.cc_app(),
