@@ -477,11 +477,12 @@ pub async fn run_export(id: i64, mode: String) -> Result<i64, AppError> {
     call.run(async {
         let user = call.allowed(engine::policy::create_export).await?;
         changeable(&call, &user, id).await?;
-        let mode = match mode.as_str() {
-            "full" => Mode::Full,
-            "dry_run" => Mode::DryRun,
-            _ => Mode::Incremental,
-        };
+        // An unknown mode is refused, never taken for an incremental run.
+        let mode = Mode::parse(&mode).map_err(|_| {
+            AppError::BadRequest(format!(
+                "\"{mode}\" is not a run mode (incremental, full or dry_run)."
+            ))
+        })?;
         let run = engine::runs::trigger(call.db(), id, Trigger::Manual, mode, Some(&user)).await?;
         Ok(run.id)
     })

@@ -67,11 +67,11 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     // The style sheet's name carries its content's hash (see the server's
     // `assets`); the page is rendered only here, so the browser needs no
     // copy of it.
+    let plain = format!("/pkg/{}.css", options.output_name);
     #[cfg(feature = "ssr")]
-    let stylesheet = use_context::<ssr::AppState>().map(|s| s.stylesheet.clone());
+    let stylesheet = use_context::<ssr::AppState>().map_or(plain, |s| s.stylesheet.clone());
     #[cfg(not(feature = "ssr"))]
-    let stylesheet: Option<String> = None;
-    let stylesheet = stylesheet.unwrap_or_else(|| format!("/pkg/{}.css", options.output_name));
+    let stylesheet = plain;
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -168,6 +168,17 @@ async fn a_contributor_configures_an_export_runs_it_and_reads_the_results() {
     assert_eq!(page["exports"][0]["list_name"], "Customers");
     assert!(page["exports"][0]["last_run"].is_null());
 
+    // A mode that is not one is refused, not taken for an incremental run.
+    let (status, body) = app
+        .call(
+            &carol,
+            "run_export",
+            &[("id", &id.to_string()), ("mode", "everything")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("is not a run mode"), "{body}");
+
     let run: i64 = serde_json::from_value(
         call_json(
             &app,

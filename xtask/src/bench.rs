@@ -24,7 +24,7 @@
 //! profiles the targets are checked and a miss fails the command.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,12 @@ use serde_json::{json, Value};
 
 use crate::{build_server, root, target_dir, KillOnDrop};
 
+mod faults;
 mod http;
+mod setup;
+
+use faults::run_fault_bench;
+use setup::{call, fresh_postgres, set_up_export, write_csv};
 
 const CLIENT: &str = "segment-export-demo";
 const SECRET: &str = "demo-client-secret";
@@ -178,132 +183,6 @@ fn wait_for(url: &str) -> Result<()> {
     bail!("{url} did not come up")
 }
 
-/// Calls a server function and returns its JSON answer.
-fn call(
-    http: &reqwest::blocking::Client,
-    env: &Env,
-    f: &str,
-    form: &[(&str, &str)],
-) -> Result<Value> {
-    let res = http.post(env.url(&format!("/api/{f}"))).form(form).send()?;
-    let status = res.status();
-    let text = res.text()?;
-    if !status.is_success() {
-        bail!("{f}: {status} {text}");
-    }
-    Ok(serde_json::from_str(&text)?)
-}
-
-/// Plays the admin's browser: first admin, connection through the
-/// sandbox's sign-in page, a list, and the export. Returns the export id
-/// and the signed-in client.
-fn set_up_export(env: &Env) -> Result<(i64, reqwest::blocking::Client)> {
-    let http = reqwest::blocking::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let pw = "bench password 1";
-    call(
-        &http,
-        env,
-        "create_first_admin",
-        &[
-            ("email", "bench@example.com"),
-            ("password", pw),
-            ("confirm_password", pw),
-        ],
-    )?;
-    let url: String = serde_json::from_value(call(
-        &http,
-        env,
-        "start_connect",
-        &[
-            ("display_name", "Bench"),
-            ("usable_by", "admins"),
-            ("agree", "on"),
-        ],
-    )?)?;
-    let (base, query) = url.split_once('?').context("authorization URL")?;
-    let mut form: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    form.extend([
-        ("username".to_owned(), "demo@example.com".to_owned()),
-        ("password".to_owned(), "demo-password".to_owned()),
-        ("decision".to_owned(), "allow".to_owned()),
-    ]);
-    let consent = http.post(base).form(&form).send()?;
-    let back = consent
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .context("no redirect from the consent page")?
-        .to_owned();
-    http.get(&back).send()?;
-    call(&http, env, "add_export_user", &[])?;
-    let connection = call(
-        &http,
-        env,
-        "save_connection",
-        &[("display_name", "Bench"), ("usable_by", "admins")],
-    )?;
-    let cid = connection["id"]
-        .as_i64()
-        .context("connection id")?
-        .to_string();
-    let list = call(
-        &http,
-        env,
-        "create_connection_list",
-        &[("connection_id", &cid), ("name", "Benchmark")],
-    )?;
-    let segments = call(
-        &http,
-        env,
-        "list_segments",
-        &[("search", "Everyone with an email")],
-    )?;
-    let segment = segments[0]["id"].as_i64().context("demo segment")?;
-    let export = json!({
-        "name": "Benchmark",
-        "connection_id": cid.parse::<i64>()?,
-        "list_id": list["list_id"],
-        "mapping": [
-            { "source": "email", "target": "email" },
-            { "source": "first_name", "target": "first_name" },
-            { "source": "last_name", "target": "last_name" }
-        ],
-        "segment_ids": [segment],
-        "on_schedule": false,
-        "remove_left": false,
-        "removal_limit_pct": 20
-    });
-    let id = call(
-        &http,
-        env,
-        "save_export",
-        &[("export", &export.to_string())],
-    )?;
-    Ok((id.as_i64().context("export id")?, http))
-}
-
-/// A CSV of `n` profiles, written in a streaming way.
-fn write_csv(path: &Path, n: u64) -> Result<()> {
-    use std::io::Write;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(w, "id,email,first_name,last_name,country,lifetime_value")?;
-    for i in 0..n {
-        writeln!(
-            w,
-            "C{i:08},person{i}@example.com,First{i},Last{i},{},{}",
-            ["HU", "DE", "AT", "US"][(i % 4) as usize],
-            i % 5000
-        )?;
-    }
-    w.flush()?;
-    Ok(())
-}
-
 pub fn bench(args: &[String]) -> Result<()> {
     let faults = args.iter().any(|a| a == "--faults");
     let number = |flag: &str| -> Result<Option<u64>> {
@@ -381,34 +260,6 @@ pub fn bench(args: &[String]) -> Result<()> {
     };
     let _ = std::fs::remove_dir_all(&work);
     result
-}
-
-/// A new, empty database `name` on the PostgreSQL server of `url` (made
-/// with `psql`); returns its URL.
-fn fresh_postgres(url: &str, name: &str) -> Result<String> {
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        let status = Command::new("psql")
-            .args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", &sql])
-            .status()
-            .context("could not run psql (the PostgreSQL client)")?;
-        if !status.success() {
-            bail!("psql failed: {sql}");
-        }
-    }
-    // The same server and user, the new database.
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    Ok(format!("{server}/{name}{query}"))
 }
 
 fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
@@ -616,127 +467,6 @@ fn start_sandbox(env: &Env, port: u16) -> Result<KillOnDrop> {
             .spawn()
             .context("could not start the sandbox")?,
     ))
-}
-
-/// The fault mix of issue 14: a fifth of requests answered 500, a tenth
-/// 503, a tenth dropped, a fifth 429, each delayed 200 ms.
-fn fault_mix() -> Value {
-    json!({ "p500": 0.2, "p503": 0.1, "drop": 0.1, "p429": 0.2, "latency_ms": 200 })
-}
-
-/// `--faults [RUNS]`: full resends of the same export, one after the
-/// other, under [`fault_mix`]. Reports how many finished, how many
-/// contacts Constant Contact got more than once within a run, and the
-/// requests each contact cost; fails unless every run finished with the
-/// list exact and nothing repeated.
-fn run_fault_bench(env: &Env, profiles: u64, runs: u32, sandbox_port: u16) -> Result<()> {
-    let mut demo = env.server();
-    demo.args([
-        "demo-data",
-        "--profiles",
-        &profiles.to_string(),
-        "--seed",
-        "7",
-    ]);
-    timed(demo, &format!("generating {profiles} demo profiles"))?;
-    let _sandbox = start_sandbox(env, sandbox_port)?;
-    wait_for(&format!("{}/_sandbox/faults", env.sandbox_url))?;
-    let _server = KillOnDrop(env.server().spawn().context("could not start the server")?);
-    wait_for(&env.url("/health"))?;
-    let (export, _http) = set_up_export(env)?;
-    let export = export.to_string();
-    let sandbox = reqwest::blocking::Client::new();
-    let stats = || -> Result<Value> {
-        Ok(sandbox
-            .get(format!("{}/_sandbox/import_stats", env.sandbox_url))
-            .send()?
-            .json()?)
-    };
-    let res = sandbox
-        .put(format!("{}/_sandbox/faults", env.sandbox_url))
-        .json(&fault_mix())
-        .send()?;
-    if !res.status().is_success() {
-        bail!("could not set the sandbox's faults: {}", res.status());
-    }
-    let (mut finished, mut repeated, mut sent_total, mut calls_total) = (0u32, 0u64, 0u64, 0u64);
-    let mut seconds = Vec::new();
-    let mut failures = Vec::new();
-    // Contacts the last finished run put on the list.
-    let mut expected = 0u64;
-    for i in 1..=runs {
-        let rows_before = stats()?["import_rows"].as_u64().unwrap_or(0);
-        eprintln!("==> run {i} of {runs} (full resend, under faults)");
-        let started = Instant::now();
-        let out = env
-            .server()
-            .args(["export", "run", &export, "--full", "--json"])
-            .stderr(Stdio::inherit())
-            .output()
-            .context("could not start the run")?;
-        seconds.push(started.elapsed().as_secs_f64());
-        // Only a finished run prints itself; one waiting to be resumed
-        // (its faults outlasted every retry) says so on stderr.
-        let run: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        let status = run["status"]
-            .as_str()
-            .unwrap_or("waiting to resume")
-            .to_owned();
-        let sent = run["counts"]["sent"].as_u64().unwrap_or(0);
-        let rows = stats()?["import_rows"].as_u64().unwrap_or(0) - rows_before;
-        if out.status.success() && (status == "succeeded" || status == "partially_succeeded") {
-            finished += 1;
-            // Constant Contact took more rows than the run sent contacts.
-            repeated += rows.saturating_sub(sent);
-            sent_total += sent;
-            calls_total += run["counts"]["api_calls"].as_u64().unwrap_or(0);
-            expected = sent.saturating_sub(run["counts"]["unsubscribed"].as_u64().unwrap_or(0));
-        } else {
-            failures.push(format!(
-                "run {i}: {status}: {}",
-                run["message"].as_str().unwrap_or("")
-            ));
-            // A run waiting to be resumed holds the export: stop here.
-            if run.is_null() {
-                break;
-            }
-        }
-    }
-    let lists: Value = sandbox
-        .get(format!("{}/_sandbox/lists", env.sandbox_url))
-        .send()?
-        .json()?;
-    let on_list = lists["lists"][0]["members"].as_u64().unwrap_or(0);
-    seconds.sort_by(f64::total_cmp);
-    let report = json!({
-        "profiles": profiles,
-        "faults": fault_mix(),
-        "runs": runs,
-        "runs_finished": finished,
-        "contacts_repeated": repeated,
-        "requests_per_contact": (calls_total as f64 / sent_total.max(1) as f64 * 10_000.0).round() / 10_000.0,
-        "requests_per_1000_contacts": round(calls_total as f64 * 1000.0 / sent_total.max(1) as f64),
-        "contacts_sent": sent_total,
-        "on_list": on_list,
-        "seconds_median": round(seconds.get(seconds.len() / 2).copied().unwrap_or(0.0)),
-        "seconds_max": round(seconds.last().copied().unwrap_or(0.0)),
-        "failures": failures,
-    });
-    let dir = target_dir().join("bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("faults.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    println!("written to {}", dir.join("faults.json").display());
-    if finished != runs || repeated != 0 || on_list != expected {
-        bail!(
-            "under faults: {finished} of {runs} runs finished, {repeated} contacts repeated, \
-             {on_list} on the list where {expected} belong"
-        );
-    }
-    Ok(())
 }
 
 /// Seconds between Constant Contact requests: the engine's
