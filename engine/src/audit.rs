@@ -3,7 +3,13 @@
 use crate::db::{col, Db};
 use crate::error::Result;
 use crate::time::now_ms;
-use crate::users::User;
+
+/// Who did it, as the log records them (a signed-in user; the command line
+/// and demo data record none). The log knows nothing else about users.
+pub trait Actor {
+    fn id(&self) -> i64;
+    fn email(&self) -> &str;
+}
 
 /// One audit entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,9 +23,9 @@ pub struct Entry {
 
 /// Writes an entry inside the caller's transaction, so it commits (or not)
 /// with the change it describes.
-pub async fn record(
+pub async fn record<A: Actor + Sync>(
     conn: &mut sqlx::AnyConnection,
-    actor: Option<&User>,
+    actor: Option<&A>,
     action: &str,
     target: &str,
     detail: &str,
@@ -28,8 +34,8 @@ pub async fn record(
         "INSERT INTO audit_log (at, actor_id, actor_email, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(now_ms())
-    .bind(actor.map(|a| a.id))
-    .bind(actor.map(|a| a.email.clone()))
+    .bind(actor.map(|a| a.id()))
+    .bind(actor.map(|a| a.email().to_owned()))
     .bind(action)
     .bind(target)
     .bind(detail)

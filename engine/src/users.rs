@@ -103,6 +103,16 @@ pub struct User {
     pub last_sign_in_at: Option<i64>,
 }
 
+impl audit::Actor for User {
+    fn id(&self) -> i64 {
+        self.id
+    }
+
+    fn email(&self) -> &str {
+        &self.email
+    }
+}
+
 const USER_COLUMNS: &str = "id, email, role, active, created_at, last_sign_in_at";
 
 fn user_from_row(row: &AnyRow) -> Result<User> {
