@@ -38,7 +38,7 @@ mod http;
 mod setup;
 
 use faults::run_fault_bench;
-use setup::{call, fresh_postgres, set_up_export, write_csv};
+use setup::{call, fresh_postgres, generate_demo, set_up_export, write_csv, write_report};
 
 const CLIENT: &str = "segment-export-demo";
 const SECRET: &str = "demo-client-secret";
@@ -274,15 +274,7 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
         .args(["--id-column", "id"]);
     let import = timed(import, &format!("importing a CSV of {profiles} profiles"))?;
 
-    let mut demo = env.server();
-    demo.args([
-        "demo-data",
-        "--profiles",
-        &profiles.to_string(),
-        "--seed",
-        "7",
-    ]);
-    let generate = timed(demo, &format!("generating {profiles} demo profiles"))?;
+    let generate = generate_demo(env, profiles)?;
 
     let sandbox = start_sandbox(env, sandbox_port)?;
     let sandbox_cpu = || cpu_seconds(sandbox.0.id()).unwrap_or(0.0);
@@ -389,14 +381,7 @@ fn run_bench(env: &Env, profiles: u64, sandbox_port: u16) -> Result<()> {
         },
         "generate": { "seconds": round(generate.seconds) },
     });
-    let dir = target_dir().join("bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("export.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    println!("written to {}", dir.join("export.json").display());
+    write_report("export", &report)?;
 
     let mut misses = Vec::new();
     if profiles >= 1_000_000 {

@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::{round, set_up_export, start_sandbox, timed, wait_for, Env};
-use crate::{target_dir, KillOnDrop};
+use super::{generate_demo, round, set_up_export, start_sandbox, wait_for, write_report, Env};
+use crate::KillOnDrop;
 
 /// The fault mix of issue 14: a fifth of requests answered 500, a tenth
 /// 503, a tenth dropped, a fifth 429, each delayed 200 ms.
@@ -27,15 +27,7 @@ pub(super) fn run_fault_bench(
     runs: u32,
     sandbox_port: u16,
 ) -> Result<()> {
-    let mut demo = env.server();
-    demo.args([
-        "demo-data",
-        "--profiles",
-        &profiles.to_string(),
-        "--seed",
-        "7",
-    ]);
-    timed(demo, &format!("generating {profiles} demo profiles"))?;
+    generate_demo(env, profiles)?;
     let _sandbox = start_sandbox(env, sandbox_port)?;
     wait_for(&format!("{}/_sandbox/faults", env.sandbox_url))?;
     let _server = KillOnDrop(env.server().spawn().context("could not start the server")?);
@@ -119,14 +111,7 @@ pub(super) fn run_fault_bench(
         "seconds_max": round(seconds.last().copied().unwrap_or(0.0)),
         "failures": failures,
     });
-    let dir = target_dir().join("bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("faults.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    println!("written to {}", dir.join("faults.json").display());
+    write_report("faults", &report)?;
     if finished != runs || repeated != 0 || on_list != expected {
         bail!(
             "under faults: {finished} of {runs} runs finished, {repeated} contacts repeated, \

@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::{call, round, set_up_export, start_sandbox, timed, wait_for, Env};
-use crate::{root, target_dir, KillOnDrop};
+use super::{
+    call, generate_demo, round, set_up_export, start_sandbox, wait_for, write_report, Env,
+};
+use crate::{root, KillOnDrop};
 
 /// The p99 the issue sets, in milliseconds.
 const P99_TARGET_MS: f64 = 50.0;
@@ -40,15 +42,7 @@ pub(super) fn run(
     seconds: u64,
     sandbox_port: u16,
 ) -> Result<()> {
-    let mut demo = env.server();
-    demo.args([
-        "demo-data",
-        "--profiles",
-        &profiles.to_string(),
-        "--seed",
-        "7",
-    ]);
-    timed(demo, &format!("generating {profiles} demo profiles"))?;
+    generate_demo(env, profiles)?;
     let _sandbox = start_sandbox(env, sandbox_port)?;
     wait_for(&format!("{}/_sandbox/faults", env.sandbox_url))?;
     // This server runs the exports itself, as a single-process install does.
@@ -213,14 +207,7 @@ pub(super) fn run(
         "first_failures": failures.iter().take(5).collect::<Vec<_>>(),
         "direct_page_loads": loads,
     });
-    let dir = target_dir().join("bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("http.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    println!("written to {}", dir.join("http.json").display());
+    write_report("http", &report)?;
     let load_median = loads["median_ms"].as_f64().unwrap_or(f64::MAX);
     let mut misses = Vec::new();
     for (ok, what) in [

@@ -7,7 +7,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::Env;
+use super::{timed, Env, Timed};
+use crate::target_dir;
 
 /// Calls a server function and returns its JSON answer.
 pub(super) fn call(
@@ -161,4 +162,30 @@ pub(super) fn fresh_postgres(url: &str, name: &str) -> Result<String> {
         None => base,
     };
     Ok(format!("{server}/{name}{query}"))
+}
+
+/// `profiles` demo profiles (seed 7) generated into the benchmark's
+/// database by the server's `demo-data` command; returns how it went.
+pub(super) fn generate_demo(env: &Env, profiles: u64) -> Result<Timed> {
+    let mut demo = env.server();
+    demo.args([
+        "demo-data",
+        "--profiles",
+        &profiles.to_string(),
+        "--seed",
+        "7",
+    ]);
+    timed(demo, &format!("generating {profiles} demo profiles"))
+}
+
+/// Prints `report` and writes it to `target/bench/{name}.json`.
+pub(super) fn write_report(name: &str, report: &Value) -> Result<()> {
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.json"));
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(&path, &text)?;
+    println!("{text}");
+    println!("written to {}", path.display());
+    Ok(())
 }
