@@ -28,13 +28,21 @@ pub async fn create_user(
     call.run(async {
         let actor = call.allowed(engine::policy::administer).await?;
         // Every problem at once, each shown next to its field.
-        let mut problems = Vec::new();
-        let mut note = |e: engine::Error| problems.extend(AppError::from(e).field_problems());
-        let email = Email::parse(&email).map_err(&mut note).ok();
-        let role = Role::parse(&role).map_err(&mut note).ok();
-        let password = Password::parse(&password).map_err(&mut note).ok();
-        let (Some(email), Some(role), Some(password)) = (email, role, password) else {
-            return Err(AppError::from_problems(problems));
+        let parsed = (
+            Email::parse(&email),
+            Role::parse(&role),
+            Password::parse(&password),
+        );
+        let (email, role, password) = match parsed {
+            (Ok(email), Ok(role), Ok(password)) => (email, role, password),
+            (email, role, password) => {
+                return Err(engine::Error::gather(
+                    [email.err(), role.err(), password.err()]
+                        .into_iter()
+                        .flatten(),
+                )
+                .into())
+            }
         };
         let user = users::create_user(call.db(), Some(&actor), &email, role, &password).await?;
         Ok(user.into())

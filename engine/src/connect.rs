@@ -143,37 +143,31 @@ pub async fn begin_new(
     agreed: bool,
 ) -> Result<String> {
     // Every problem at once, each shown next to its field.
-    let mut problems = Vec::new();
-    let name = match DisplayName::parse(name) {
-        Ok(name) if connections::is_name_taken(db, &name, None).await? => {
-            problems.push((
+    let mut name = DisplayName::parse(name);
+    if let Ok(n) = &name {
+        if connections::is_name_taken(db, n, None).await? {
+            name = Err(Error::invalid(
                 "display_name",
-                String::from("A connection with this name already exists."),
+                "A connection with this name already exists.",
             ));
-            None
         }
-        Ok(name) => Some(name),
-        Err(e) => {
-            problems.extend(e.into_problems()?);
-            None
-        }
-    };
-    let usable_by = match UsableBy::parse(usable_by) {
-        Ok(u) => Some(u),
-        Err(e) => {
-            problems.extend(e.into_problems()?);
-            None
-        }
-    };
-    if !agreed {
-        problems.push((
-            "agree",
-            String::from("Agree to the data privacy and compliance statement to connect."),
-        ));
     }
-    Error::from_problems(problems)?;
-    let (Some(name), Some(usable_by)) = (name, usable_by) else {
-        return Err(Error::Internal(String::from("a problem went unreported")));
+    let agreement = match agreed {
+        true => Ok(()),
+        false => Err(Error::invalid(
+            "agree",
+            "Agree to the data privacy and compliance statement to connect.",
+        )),
+    };
+    let (name, usable_by) = match (name, UsableBy::parse(usable_by), agreement) {
+        (Ok(name), Ok(usable_by), Ok(())) => (name, usable_by),
+        (name, usable_by, agreement) => {
+            return Err(Error::gather(
+                [name.err(), usable_by.err(), agreement.err()]
+                    .into_iter()
+                    .flatten(),
+            ))
+        }
     };
     let previous = load(session).await?.filter(|d| d.connection_id.is_none());
     let draft = Draft {

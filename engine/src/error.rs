@@ -65,13 +65,21 @@ impl Error {
         }
     }
 
-    /// The field problems this error is about, to gather with others; an
-    /// error about no field comes back as it is.
-    pub fn into_problems(self) -> std::result::Result<Vec<(&'static str, String)>, Error> {
-        match self {
-            Error::Invalid { field, message } => Ok(vec![(field, message)]),
-            Error::InvalidFields(all) => Ok(all),
-            other => Err(other),
+    /// Several checks' errors as one, so a form hears of every problem at
+    /// once: the first error about no field (a database failure, say) as it
+    /// is, otherwise every field problem, in order.
+    pub fn gather(errors: impl IntoIterator<Item = Error>) -> Error {
+        let mut problems = Vec::new();
+        for e in errors {
+            match e {
+                Error::Invalid { field, message } => problems.push((field, message)),
+                Error::InvalidFields(all) => problems.extend(all),
+                other => return other,
+            }
+        }
+        match Error::from_problems(problems) {
+            Err(e) => e,
+            Ok(()) => Error::Internal(String::from("no error to gather")),
         }
     }
 

@@ -78,25 +78,14 @@ fn parse_name(name: &str) -> Result<String> {
 /// A rule segment's name and rule (as parsed by the caller), with every
 /// problem of both reported at once.
 pub fn check(name: &str, rule: Result<Rule>) -> Result<(String, Rule)> {
-    let mut problems = Vec::new();
-    let name = match parse_name(name) {
-        Ok(name) => Some(name),
-        Err(e) => {
-            problems.extend(e.into_problems()?);
-            None
-        }
-    };
-    let rule = match rule.and_then(|r| r.validate().map(|()| r)) {
-        Ok(rule) => Some(rule),
-        Err(e) => {
-            problems.extend(e.into_problems()?);
-            None
-        }
-    };
-    Error::from_problems(problems)?;
-    match (name, rule) {
-        (Some(name), Some(rule)) => Ok((name, rule)),
-        _ => Err(Error::Internal(String::from("a problem went unreported"))),
+    match (
+        parse_name(name),
+        rule.and_then(|r| r.validate().map(|()| r)),
+    ) {
+        (Ok(name), Ok(rule)) => Ok((name, rule)),
+        (name, rule) => Err(Error::gather(
+            [name.err(), rule.err()].into_iter().flatten(),
+        )),
     }
 }
 

@@ -44,7 +44,6 @@ pub enum Match {
     Any,
 }
 
-/// A rule: conditions joined by AND or OR.
 /// The most conditions a rule may have.
 pub const MAX_CONDITIONS: usize = 50;
 
@@ -54,6 +53,7 @@ pub const MAX_FIELD_CHARS: usize = 200;
 /// The longest value a condition may compare with.
 pub const MAX_VALUE_CHARS: usize = 1_000;
 
+/// A rule: conditions joined by AND or OR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     #[serde(rename = "match")]
