@@ -165,6 +165,7 @@ fn MainNav(is_admin: bool, menu_open: RwSignal<bool>) -> impl IntoView {
                     <NavLink href="/admin/connections" label="Connections"/>
                     <NavLink href="/admin/users" label="Users"/>
                     <NavLink href="/admin/system" label="System"/>
+                    <NavLink href="/admin/api-tokens" label="API tokens"/>
                     <NavLink href="/admin/audit" label="Audit log"/>
                 </NavGroup>
             </Show>

@@ -17,6 +17,7 @@ pub mod segments_api;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod system_api;
+pub mod tokens_api;
 pub mod users_api;
 
 use leptos::prelude::*;
@@ -28,8 +29,8 @@ use crate::auth::Auth;
 use crate::components::Guarded;
 use crate::model::Role;
 use crate::pages::{
-    audit, connection_new, connections, exports, home, login::LoginPage, not_found::NotFound,
-    segments, setup::SetupPage, system, users,
+    api_tokens, audit, connection_new, connections, exports, home, login::LoginPage,
+    not_found::NotFound, segments, setup::SetupPage, system, users,
 };
 
 /// How a page title reaches the document. On the server `leptos_meta`
@@ -120,6 +121,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/data/exports/:id/edit") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Contributor page=exports::edit_page/> }/>
                 <Route path=path!("/runs/:id") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=exports::run_page/> }/>
                 <Route path=path!("/admin/system") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=system::page/> }/>
+                <Route path=path!("/admin/api-tokens") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=api_tokens::page/> }/>
                 <Route path=path!("/admin/audit") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=audit::page/> }/>
             </Routes>
         </Router>

@@ -102,6 +102,27 @@ pub struct Overview {
     pub version: String,
 }
 
+/// An API token as Admin > API tokens lists it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiTokenView {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    /// The secret's first characters.
+    pub prefix: String,
+    pub created_by: String,
+    pub created: String,
+    pub last_used: Option<String>,
+    pub revoked: Option<String>,
+}
+
+/// A token just created, with the secret shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub token: ApiTokenView,
+    pub secret: String,
+}
+
 /// A connection as Admin > Connections shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionView {

@@ -172,6 +172,24 @@ impl Db {
         Ok(())
     }
 
+    /// Migrations this build knows that the database has not applied
+    /// (successfully): none means the schema is what the code expects.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(migrator
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+
     /// The pool every query of the engine runs on.
     pub fn pool(&self) -> &AnyPool {
         &self.pool

@@ -12,7 +12,7 @@ use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::Acquire;
 
-use crate::db::{col, Db};
+use crate::db::{col, Backend, Db};
 use crate::error::{Error, Result};
 use crate::time::now_ms;
 
@@ -302,63 +302,30 @@ pub async fn upsert(db: &Db, batch: Vec<(String, BTreeMap<String, String>)>) -> 
     let attributes = |fields: &BTreeMap<String, String>| {
         serde_json::to_string(fields).map_err(|e| Error::Internal(e.to_string()))
     };
-    let mut conn = db.pool().acquire().await?;
-    let mut tx = conn.begin().await?;
-    // New profiles first, as they are. Writing before reading matters on
-    // SQLite: a transaction that reads first and then writes fails at once
-    // ("database is locked") if another writer committed in between, while
-    // one that writes first waits for the lock.
-    let insert_sql = format!(
+    // One statement, merged by the database under the row's lock: two
+    // imports touching the same profile at once each keep their fields
+    // (a read-merge-write in the application loses one of them on
+    // PostgreSQL, whose reads do not lock).
+    // In id order: concurrent imports then lock rows in the same order,
+    // and never deadlock one another.
+    order.sort_unstable();
+    let merge = match db.backend() {
+        Backend::Sqlite => "json_patch(profiles.attributes, excluded.attributes)",
+        Backend::Postgres => "(profiles.attributes::jsonb || excluded.attributes::jsonb)::text",
+    };
+    let sql = format!(
         "INSERT INTO profiles (id, attributes, updated_at) VALUES {} \
-         ON CONFLICT (id) DO NOTHING RETURNING id",
+         ON CONFLICT (id) DO UPDATE SET attributes = {merge}, updated_at = excluded.updated_at",
         db.placeholders().rows(order.len(), 3)
     );
-    let mut insert = sqlx::query_scalar::<_, String>(&insert_sql);
+    let mut upsert = sqlx::query(&sql);
     for id in &order {
-        insert = insert
+        upsert = upsert
             .bind(id.clone())
             .bind(attributes(&merged[id])?)
             .bind(now);
     }
-    let inserted: std::collections::HashSet<String> =
-        insert.fetch_all(&mut *tx).await?.into_iter().collect();
-    // Existing ones: the file's fields over the stored ones.
-    let existing: Vec<&String> = order.iter().filter(|id| !inserted.contains(*id)).collect();
-    if !existing.is_empty() {
-        let select_sql = format!(
-            "SELECT id, attributes FROM profiles WHERE id IN ({})",
-            db.placeholders().list(existing.len())
-        );
-        let mut select = sqlx::query(&select_sql);
-        for id in &existing {
-            select = select.bind(*id);
-        }
-        for row in select.fetch_all(&mut *tx).await? {
-            let id: String = col(&row, "id")?;
-            let stored: String = col(&row, "attributes")?;
-            let stored: BTreeMap<String, String> =
-                serde_json::from_str(&stored).unwrap_or_default();
-            if let Some(new) = merged.get_mut(&id) {
-                let mut all = stored;
-                all.extend(std::mem::take(new));
-                *new = all;
-            }
-        }
-        let update_sql = format!(
-            "INSERT INTO profiles (id, attributes, updated_at) VALUES {} \
-             ON CONFLICT (id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at",
-            db.placeholders().rows(existing.len(), 3)
-        );
-        let mut update = sqlx::query(&update_sql);
-        for id in &existing {
-            update = update
-                .bind((*id).clone())
-                .bind(attributes(&merged[*id])?)
-                .bind(now);
-        }
-        update.execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+    upsert.execute(db.pool()).await?;
     Ok(rows)
 }
 

@@ -38,6 +38,66 @@ pub async fn record(db: &Db, app: &str, requests: i64, exhausted: bool) -> Resul
     Ok(())
 }
 
+/// Counts a 429 answer to `app` today.
+pub async fn record_throttled(db: &Db, app: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO api_usage (app, day, throttled) VALUES ($1, $2, 1) \
+         ON CONFLICT (app, day) DO UPDATE SET throttled = api_usage.throttled + 1",
+    )
+    .bind(app)
+    .bind(today())
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// One application's Constant Contact requests, for metrics and the
+/// overview.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    pub app: String,
+    /// Requests sent, since the first one counted.
+    pub requests_total: i64,
+    /// 429 answers received, since the first one counted.
+    pub throttled_total: i64,
+    /// Requests sent today (UTC).
+    pub requests_today: i64,
+    /// Requests left today.
+    pub left_today: u64,
+}
+
+/// Every application's usage.
+pub async fn usage(db: &Db) -> Result<Vec<Usage>> {
+    let day = today();
+    let rows = sqlx::query(
+        "SELECT app, CAST(SUM(requests) AS BIGINT) AS requests_total, \
+                CAST(SUM(throttled) AS BIGINT) AS throttled_total, \
+                CAST(SUM(CASE WHEN day = $1 THEN requests ELSE 0 END) AS BIGINT) AS requests_today, \
+                MAX(CASE WHEN day = $1 THEN exhausted_at ELSE NULL END) AS exhausted_at \
+         FROM api_usage GROUP BY app ORDER BY app",
+    )
+    .bind(day)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let requests_today: i64 = col(r, "requests_today")?;
+            let exhausted: Option<i64> = col(r, "exhausted_at")?;
+            Ok(Usage {
+                app: col(r, "app")?,
+                requests_total: col(r, "requests_total")?,
+                throttled_total: col(r, "throttled_total")?,
+                requests_today,
+                left_today: if exhausted.is_some() {
+                    0
+                } else {
+                    DAILY_QUOTA.saturating_sub(requests_today.max(0) as u64)
+                },
+            })
+        })
+        .collect()
+}
+
 /// Requests `app` has left today: none once Constant Contact said so.
 pub async fn left_today(db: &Db, app: &str) -> Result<u64> {
     let row =
@@ -63,6 +123,12 @@ impl UsageBook for AppUsage {
         let requests = i64::from(!exhausted);
         if let Err(e) = record(&self.db, &self.app, requests, exhausted).await {
             tracing::warn!(error = %e, "could not count a Constant Contact request");
+        }
+    }
+
+    async fn throttled(&self) {
+        if let Err(e) = record_throttled(&self.db, &self.app).await {
+            tracing::warn!(error = %e, "could not count a Constant Contact 429");
         }
     }
 

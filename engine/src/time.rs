@@ -24,6 +24,23 @@ pub fn format_ms(ms: i64) -> String {
     )
 }
 
+/// `2026-11-28T22:17:00.000Z` (RFC 3339, UTC), for machines.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let Ok(t) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
+        return String::new();
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +48,6 @@ mod tests {
     #[test]
     fn formats_a_known_instant() {
         assert_eq!(format_ms(1_795_904_220_000), "2026-11-28 22:17 UTC");
+        assert_eq!(rfc3339_ms(1_795_904_220_042), "2026-11-28T22:17:00.042Z");
     }
 }

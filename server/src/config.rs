@@ -91,6 +91,12 @@ pub struct Config {
     #[arg(long, env = "RUN_LEASE_SECONDS", default_value_t = 30)]
     pub run_lease_seconds: u64,
 
+    /// Serve Prometheus metrics at `/metrics` (off: 404). Anyone who can
+    /// reach the server can read them: expose the path only to your
+    /// monitoring network.
+    #[arg(long, env = "METRICS_ENABLED", default_value_t = false)]
+    pub metrics: bool,
+
     /// Log filter, e.g. `info` or `server=debug,sqlx=warn`.
     #[arg(
         long,
@@ -121,6 +127,7 @@ impl Config {
             workers: 1,
             max_profiles_per_run: 1_000_000,
             run_lease_seconds: 30,
+            metrics: false,
         }
     }
 

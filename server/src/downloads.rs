@@ -42,6 +42,11 @@ pub async fn run_errors_csv(
         tracing::error!(error = %e, "writing a run's errors failed");
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
+    csv_attachment(&format!("run-{id}-errors.csv"), body)
+}
+
+/// A CSV file to save as `name`.
+pub fn csv_attachment(name: &str, body: Vec<u8>) -> Response {
     (
         [
             (
@@ -50,7 +55,7 @@ pub async fn run_errors_csv(
             ),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"run-{id}-errors.csv\""),
+                format!("attachment; filename=\"{name}\""),
             ),
         ],
         body,

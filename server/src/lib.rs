@@ -1,10 +1,12 @@
 //! The server: configuration, the axum router (Leptos pages and server
 //! functions, health), and the command-line subcommands.
 
+pub mod api;
 pub mod assets;
 pub mod cli;
 pub mod config;
 mod downloads;
+pub mod health;
 mod oauth_callback;
 pub mod security;
 mod upload;
@@ -14,10 +16,8 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use app::ssr::AppState;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{MatchedPath, Request};
 use axum::middleware;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use engine::secrets::SecretKey;
@@ -101,6 +101,7 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
     let callback_state = state.clone();
     let upload_state = state.clone();
     let download_state = state.clone();
+    let api_state = state.clone();
     let context = move || provide_context(state.clone());
     let routes = generate_route_list(app::App);
     let origins = security::Origins::new(config.public_url.as_deref(), config.addr)?;
@@ -116,7 +117,10 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
     }
 
     let router = Router::new()
-        .route("/health", get(health).with_state(db))
+        .route("/health", get(health::health).with_state(db.clone()))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready).with_state(db.clone()))
+        .nest("/api/v1", api::routes(api_state))
         .nest_service(
             "/pkg",
             assets::routes(std::path::Path::new(&config.site_root)),
@@ -145,7 +149,20 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
             context,
             app::shell,
         ))
-        .with_state(options)
+        .with_state(options);
+    // Request latency is measured only when metrics are served.
+    let router = if config.metrics {
+        let metrics = std::sync::Arc::new(health::Metrics::default());
+        router
+            .route(
+                "/metrics",
+                get(health::metrics).with_state((db, metrics.clone())),
+            )
+            .layer(middleware::from_fn_with_state(metrics, health::measure))
+    } else {
+        router
+    };
+    let router = router
         .layer(sessions)
         .layer(middleware::from_fn_with_state(
             limiter,
@@ -174,17 +191,6 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
             .quality(tower_http::CompressionLevel::Fastest),
     );
     Ok(security::with_headers(router))
-}
-
-/// `GET /health`: 200 when the database answers.
-async fn health(State(db): State<Db>) -> Response {
-    match sqlx::query("SELECT 1").execute(db.pool()).await {
-        Ok(_) => (StatusCode::OK, "ok").into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "health check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
-        }
-    }
 }
 
 /// What executes runs in this process.

@@ -1,3 +1,4 @@
+pub mod api_tokens;
 pub mod audit;
 pub mod connection_new;
 pub mod connections;

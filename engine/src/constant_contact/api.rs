@@ -209,6 +209,8 @@ pub trait UsageBook: Send + Sync {
     async fn count(&self, exhausted: bool);
     /// Requests left today, as counted (`None` when it cannot be read).
     async fn left_today(&self) -> Option<u64>;
+    /// Counts a 429 answer (throttled, or the quota spent), for metrics.
+    async fn throttled(&self) {}
 }
 
 /// Where a token set lives beyond one client (a connection's row). Every
@@ -435,9 +437,13 @@ impl ApiClient {
                     }
                 }
             };
-            if err == CcError::QuotaExceeded {
+            if matches!(err, CcError::QuotaExceeded | CcError::Throttled) {
                 if let Some(u) = &self.usage {
-                    u.count(true).await;
+                    if err == CcError::QuotaExceeded {
+                        u.count(true).await;
+                    }
+                    let u = u.clone();
+                    tokio::spawn(async move { u.throttled().await });
                 }
             }
             if err == CcError::Unauthorized && !refreshed {

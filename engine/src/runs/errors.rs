@@ -71,18 +71,49 @@ pub async fn errors(
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<ContactError>, i64)> {
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM run_errors WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_one(db.pool())
-        .await?;
-    let rows = sqlx::query(
-        "SELECT profile_id, email, kind, field, reason FROM run_errors WHERE run_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
-    )
-    .bind(run_id)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db.pool())
-    .await?;
+    errors_matching(db, run_id, "", offset, limit).await
+}
+
+/// [`errors`] whose email, profile id, problem or reason contains
+/// `filter` (any case); all of them for an empty filter.
+pub async fn errors_matching(
+    db: &Db,
+    run_id: i64,
+    filter: &str,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<ContactError>, i64)> {
+    let filter = filter.trim().to_lowercase();
+    // `\` escapes LIKE's wildcards, so a filter matches as typed.
+    let pattern = format!(
+        "%{}%",
+        filter
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let matching = if filter.is_empty() {
+        ""
+    } else {
+        " AND (LOWER(email) LIKE $2 ESCAPE '\\' OR LOWER(profile_id) LIKE $2 ESCAPE '\\' \
+           OR LOWER(kind) LIKE $2 ESCAPE '\\' OR LOWER(reason) LIKE $2 ESCAPE '\\')"
+    };
+    let count_sql = format!("SELECT COUNT(*) FROM run_errors WHERE run_id = $1{matching}");
+    let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(run_id);
+    if !filter.is_empty() {
+        count = count.bind(&pattern);
+    }
+    let total = count.fetch_one(db.pool()).await?;
+    let (limit_at, offset_at) = if filter.is_empty() { (2, 3) } else { (3, 4) };
+    let sql = format!(
+        "SELECT profile_id, email, kind, field, reason FROM run_errors WHERE run_id = $1{matching} \
+         ORDER BY id LIMIT ${limit_at} OFFSET ${offset_at}"
+    );
+    let mut page = sqlx::query(&sql).bind(run_id);
+    if !filter.is_empty() {
+        page = page.bind(&pattern);
+    }
+    let rows = page.bind(limit).bind(offset).fetch_all(db.pool()).await?;
     let list = rows
         .iter()
         .map(|r| {

@@ -15,7 +15,7 @@ use crate::users::User;
 mod errors;
 mod queue;
 
-pub use errors::{add_errors, errors, write_errors_csv, ContactError};
+pub use errors::{add_errors, errors, errors_matching, write_errors_csv, ContactError};
 pub(crate) use errors::{add_errors_on, drop_errors_after};
 pub(crate) use queue::save_progress_on;
 pub use queue::{
@@ -68,6 +68,10 @@ pub enum Trigger {
     Manual,
     Schedule,
     Cli,
+    /// The REST API, with this token (see [`crate::api_tokens`]).
+    Api {
+        token_id: i64,
+    },
 }
 
 impl Trigger {
@@ -76,6 +80,16 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Schedule => "schedule",
             Trigger::Cli => "cli",
+            Trigger::Api { .. } => "api",
+        }
+    }
+
+    /// The `trigger` column's value (an API run is stored as manual, with
+    /// its token beside it).
+    fn stored(self) -> &'static str {
+        match self {
+            Trigger::Api { .. } => Trigger::Manual.as_str(),
+            other => other.as_str(),
         }
     }
 }
@@ -193,7 +207,8 @@ pub struct Run {
     pub resumes: i64,
 }
 
-const COLUMNS: &str = "r.id, r.export_id, e.name AS export_name, r.trigger, r.mode, r.status, r.message, \
+const COLUMNS: &str = "r.id, r.export_id, e.name AS export_name, \
+    CASE WHEN r.api_token_id IS NULL THEN r.trigger ELSE 'api' END AS trigger, r.mode, r.status, r.message, \
     u.email AS requested_by, r.cancel_requested, r.attempts, r.queued_at, r.started_at, r.finished_at, \
     r.phase, r.total, r.counts, r.resume_counts, r.checkpoint, r.not_before, r.resumes";
 
@@ -292,14 +307,18 @@ pub async fn trigger(
         )));
     }
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO runs (export_id, trigger, mode, status, requested_by, queued_at, counts) \
-         VALUES ($1, $2, $3, 'queued', $4, $5, '{}') RETURNING id",
+        "INSERT INTO runs (export_id, trigger, mode, status, requested_by, queued_at, counts, api_token_id) \
+         VALUES ($1, $2, $3, 'queued', $4, $5, '{}', $6) RETURNING id",
     )
     .bind(export_id)
-    .bind(trigger.as_str())
+    .bind(trigger.stored())
     .bind(mode.as_str())
     .bind(actor.map(|a| a.id))
     .bind(now_ms())
+    .bind(match trigger {
+        Trigger::Api { token_id } => Some(token_id),
+        _ => None,
+    })
     .fetch_one(db.pool())
     .await
     .map_err(already_active)?;
