@@ -9,7 +9,7 @@ use crate::error::AppError;
 use crate::model::{ExportDetail, ExportForm, ExportsPage, ListOption, RunDetail};
 
 #[cfg(feature = "ssr")]
-mod convert {
+pub(crate) mod convert {
     use crate::model::{
         BatchView, ContactErrorView, Counts, ExportRow, MappingView, RunView, UsableConnection,
     };

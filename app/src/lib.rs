@@ -12,6 +12,7 @@ pub mod connections_api;
 pub mod error;
 pub mod exports_api;
 pub mod model;
+pub mod overview_api;
 pub mod pages;
 pub mod segments_api;
 #[cfg(feature = "ssr")]

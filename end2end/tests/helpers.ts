@@ -78,6 +78,7 @@ export async function signedInRoutes(page: Page): Promise<string[]> {
     "/admin/connections/new/constant-contact",
     "/admin/users",
     "/admin/system",
+    "/admin/api-tokens",
     "/admin/audit",
   ];
 }

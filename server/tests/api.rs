@@ -558,7 +558,10 @@ async fn metrics_count_runs_contacts_requests_and_latency() {
             .unwrap()
     };
     assert_eq!(run["status"], "partially_succeeded", "{run}");
-    assert_eq!(value("segment_export_runs{status=\"partially_succeeded\"}"), 1.0);
+    assert_eq!(
+        value("segment_export_runs{status=\"partially_succeeded\"}"),
+        1.0
+    );
     assert_eq!(value("segment_export_runs{status=\"succeeded\"}"), 0.0);
     assert_eq!(value("segment_export_runs{status=\"failed\"}"), 0.0);
     assert_eq!(value("segment_export_contacts_sent_total"), sent as f64);

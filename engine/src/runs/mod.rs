@@ -274,6 +274,21 @@ pub async fn latest(db: &Db) -> Result<Vec<Run>> {
     rows.iter().map(from_row).collect()
 }
 
+/// Every export's newest `per_export` runs, oldest first within each
+/// export (for the overview's charts).
+pub async fn recent_by_export(db: &Db, per_export: i64) -> Result<Vec<Run>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} {FROM} WHERE r.id IN (\
+           SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY export_id ORDER BY id DESC) AS n \
+                           FROM runs) ranked WHERE n <= $1) \
+         ORDER BY r.export_id, r.id"
+    ))
+    .bind(per_export)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
 fn already_active(e: sqlx::Error) -> Error {
     match e {
         sqlx::Error::Database(d) if d.is_unique_violation() => Error::Conflict(String::from(
