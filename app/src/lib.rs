@@ -5,6 +5,7 @@
 // Leptos view types nest deeply; the release (wasm) build needs room.
 #![recursion_limit = "256"]
 
+pub mod alerts_api;
 pub mod audit_api;
 pub mod auth;
 pub mod components;

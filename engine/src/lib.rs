@@ -3,6 +3,7 @@
 //! `server` from the CLI; it never imports either.
 
 pub mod account_cache;
+pub mod alerts;
 pub mod api_tokens;
 pub mod audit;
 pub mod connect;

@@ -237,8 +237,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(workers = workers.len(), "export workers started");
     // Every process ticks; one of them fires each scheduled slot.
     tokio::spawn(engine::schedule::run(
-        db,
+        db.clone(),
         std::time::Duration::from_secs(20),
+        stop_workers.subscribe(),
+    ));
+    // Every process raises and delivers alerts; each goes out once.
+    tokio::spawn(engine::alerts::run(
+        db,
+        engine::crypto::Cipher::new(&secret_key(&config)?),
+        engine::alerts::Settings::default(),
         stop_workers.subscribe(),
     ));
     let listener = tokio::net::TcpListener::bind(config.addr)

@@ -1,3 +1,4 @@
+pub mod alerts;
 pub mod api_tokens;
 pub mod audit;
 pub mod connection_new;

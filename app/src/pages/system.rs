@@ -63,6 +63,7 @@ fn SystemPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+        <crate::pages::alerts::AlertsSection/>
     }
 }
 

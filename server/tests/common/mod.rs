@@ -3,6 +3,8 @@
 #![allow(dead_code)] // each test binary uses its own part
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+pub mod fixtures;
+
 use std::net::SocketAddr;
 
 use engine::testing::TestDb;

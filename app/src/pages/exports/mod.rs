@@ -394,5 +394,10 @@ fn ExportPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        // Outside the live-refreshing part: a half-filled form stays put.
+        {move || {
+            let export_id = id();
+            (export_id > 0).then(|| view! { <crate::pages::alerts::ExportAlertsSection export_id/> })
+        }}
     }
 }

@@ -1,37 +1,17 @@
-//! The REST API (`/api/v1`) over HTTP: tokens made by administrators,
-//! every endpoint as each token role, idempotent triggers, JSON errors
-//! with stable codes, the OpenAPI document; and the health and metrics
-//! endpoints for orchestrators.
+//! Operations over HTTP: the REST API (`/api/v1`) with tokens made by
+//! administrators (every endpoint as each token role, idempotent
+//! triggers, JSON errors with stable codes, the OpenAPI document); the
+//! health and metrics endpoints for orchestrators; the overview.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 
 use std::time::Duration;
 
-use common::{add_connection, TestApp};
+use common::fixtures::{call_json, token, two_exports};
+use common::TestApp;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-
-async fn call_json(app: &TestApp, client: &Client, f: &str, form: &[(&str, &str)]) -> Value {
-    let (status, body) = app.call(client, f, form).await;
-    assert_eq!(status, StatusCode::OK, "{f}: {body}");
-    serde_json::from_str(&body).unwrap()
-}
-
-/// Creates a token as `admin`; returns its secret.
-async fn token(app: &TestApp, admin: &Client, name: &str, role: &str) -> String {
-    let created = call_json(
-        app,
-        admin,
-        "create_api_token",
-        &[("name", name), ("role", role)],
-    )
-    .await;
-    let secret = created["secret"].as_str().unwrap().to_owned();
-    assert!(secret.starts_with("sxp_"), "{created}");
-    assert!(secret.starts_with(created["token"]["prefix"].as_str().unwrap()));
-    secret
-}
 
 /// An API call: the status and the JSON body.
 async fn api(
@@ -67,23 +47,6 @@ async fn post(app: &TestApp, path: &str, token: &str, body: Option<Value>) -> (S
     api(app, reqwest::Method::POST, path, Some(token), body, None).await
 }
 
-fn export_json(name: &str, connection: i64, list: &str, segments: &[i64]) -> String {
-    json!({
-        "name": name,
-        "connection_id": connection,
-        "list_id": list,
-        "mapping": [
-            { "source": "email", "target": "email" },
-            { "source": "first_name", "target": "first_name" }
-        ],
-        "segment_ids": segments,
-        "on_schedule": false,
-        "remove_left": false,
-        "removal_limit_pct": 20
-    })
-    .to_string()
-}
-
 async fn wait_for_run(app: &TestApp, token: &str, run: i64) -> Value {
     for _ in 0..600 {
         let (status, r) = get(app, &format!("/api/v1/runs/{run}"), token).await;
@@ -94,47 +57,6 @@ async fn wait_for_run(app: &TestApp, token: &str, run: i64) -> Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("run {run} did not finish in 30 s");
-}
-
-/// Two exports on one connection: `Admin's` (owned by the admin) and
-/// `Carol's` (owned by a contributor). Returns (admin's id, carol's id).
-async fn two_exports(app: &TestApp, admin: &Client, carol: &Client) -> (i64, i64) {
-    engine::demo::generate(&app.db.db, 200, 7).await.unwrap();
-    let connection = add_connection(app, admin, "Marketing").await["id"]
-        .as_i64()
-        .unwrap();
-    let cid = connection.to_string();
-    let list = call_json(
-        app,
-        admin,
-        "create_connection_list",
-        &[("connection_id", &cid), ("name", "Customers")],
-    )
-    .await;
-    let list_id = list["list_id"].as_str().unwrap().to_owned();
-    let segment = engine::segments::by_name(&app.db.db, "High value")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    let mut ids = Vec::new();
-    for (who, name) in [(admin, "Admin's"), (carol, "Carol's")] {
-        let id: i64 = serde_json::from_value(
-            call_json(
-                app,
-                who,
-                "save_export",
-                &[(
-                    "export",
-                    &export_json(name, connection, &list_id, &[segment]),
-                )],
-            )
-            .await,
-        )
-        .unwrap();
-        ids.push(id);
-    }
-    (ids[0], ids[1])
 }
 
 #[tokio::test]
@@ -578,4 +500,87 @@ async fn metrics_count_runs_contacts_requests_and_latency() {
         text.contains("segment_export_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/runs/{id}\",status=\"200\"}"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn the_overview_puts_failing_exports_first_with_their_history() {
+    let (app, _sb) = TestApp::spawn_with_sandbox(|_, _| {}).await;
+    let admin = app.setup_admin().await;
+    let carol = app.user(&admin, "carol@example.com", "contributor").await;
+    let viewer = app.user(&admin, "vic@example.com", "viewer").await;
+    let (admins, carols) = two_exports(&app, &admin, &carol).await;
+    let secret = token(&app, &admin, "ops", "admin").await;
+    let empty = call_json(&app, &viewer, "get_dashboard", &[]).await;
+    assert_eq!(empty["exports"].as_array().unwrap().len(), 2, "{empty}");
+    assert!(empty["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["failing"] == false && e["history"] == json!([])));
+    // Not on the schedule: on demand only.
+    assert!(empty["exports"][0]["next_run"].is_null(), "{empty}");
+
+    // Admin's: three dry runs (succeeded); Carol's: one run that skipped
+    // an invalid email (partially succeeded).
+    for _ in 0..3 {
+        let (_, r) = post(
+            &app,
+            &format!("/api/v1/exports/{admins}/runs"),
+            &secret,
+            Some(json!({"mode": "dry_run"})),
+        )
+        .await;
+        wait_for_run(&app, &secret, r["id"].as_i64().unwrap()).await;
+    }
+    let (_, r) = post(
+        &app,
+        &format!("/api/v1/exports/{carols}/runs"),
+        &secret,
+        None,
+    )
+    .await;
+    let carols_run = wait_for_run(&app, &secret, r["id"].as_i64().unwrap()).await;
+
+    let d = call_json(&app, &viewer, "get_dashboard", &[]).await;
+    let exports = d["exports"].as_array().unwrap();
+    assert_eq!(exports[0]["name"], "Carol's", "failing first: {d}");
+    assert_eq!(exports[0]["failing"], true);
+    assert_eq!(exports[0]["last_run"]["status"], "partially_succeeded");
+    assert_eq!(exports[0]["history"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        exports[0]["history"][0]["sent"],
+        carols_run["counts"]["sent"]
+    );
+    assert_eq!(exports[0]["history"][0]["failed"], 1);
+    assert_eq!(exports[1]["name"], "Admin's");
+    assert_eq!(exports[1]["failing"], false);
+    assert_eq!(exports[1]["history"].as_array().unwrap().len(), 3);
+    assert_eq!(d["connections"][0]["status"], "authorized", "{d}");
+    assert_eq!(d["connections"][0]["token_age_days"], 0);
+    assert!(d["quota"][0]["used"].as_i64().unwrap() > 0, "{d}");
+    assert_eq!(d["quota"][0]["limit"], 10_000);
+
+    // A connection that needs signing in again: both its exports need attention.
+    let connection = d["connections"][0]["id"].as_i64().unwrap();
+    engine::connections::set_status(
+        &app.db.db,
+        connection,
+        engine::connections::Status::NeedsReauthentication,
+        Some("The refresh token was refused."),
+    )
+    .await
+    .unwrap();
+    let d = call_json(&app, &viewer, "get_dashboard", &[]).await;
+    assert!(
+        d["exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["failing"] == true),
+        "{d}"
+    );
+    assert_eq!(d["connections"][0]["status"], "needs_reauth");
+
+    let (status, _) = app.call(&app.client(), "get_dashboard", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

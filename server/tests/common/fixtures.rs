@@ -1,0 +1,88 @@
+//! Fixtures several test binaries share: calling a server function for
+//! JSON, API tokens, and two exports on one connection.
+#![allow(dead_code)]
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+use super::{add_connection, TestApp};
+
+/// Calls a server function that must succeed; its JSON answer.
+pub async fn call_json(app: &TestApp, client: &Client, f: &str, form: &[(&str, &str)]) -> Value {
+    let (status, body) = app.call(client, f, form).await;
+    assert_eq!(status, StatusCode::OK, "{f}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Creates an API token as `admin`; returns its secret.
+pub async fn token(app: &TestApp, admin: &Client, name: &str, role: &str) -> String {
+    let created = call_json(
+        app,
+        admin,
+        "create_api_token",
+        &[("name", name), ("role", role)],
+    )
+    .await;
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("sxp_"), "{created}");
+    assert!(secret.starts_with(created["token"]["prefix"].as_str().unwrap()));
+    secret
+}
+
+pub fn export_json(name: &str, connection: i64, list: &str, segments: &[i64]) -> String {
+    json!({
+        "name": name,
+        "connection_id": connection,
+        "list_id": list,
+        "mapping": [
+            { "source": "email", "target": "email" },
+            { "source": "first_name", "target": "first_name" }
+        ],
+        "segment_ids": segments,
+        "on_schedule": false,
+        "remove_left": false,
+        "removal_limit_pct": 20
+    })
+    .to_string()
+}
+
+/// Two exports on one connection: `Admin's` (owned by the admin) and
+/// `Carol's` (owned by a contributor). Returns (admin's id, carol's id).
+pub async fn two_exports(app: &TestApp, admin: &Client, carol: &Client) -> (i64, i64) {
+    engine::demo::generate(&app.db.db, 200, 7).await.unwrap();
+    let connection = add_connection(app, admin, "Marketing").await["id"]
+        .as_i64()
+        .unwrap();
+    let cid = connection.to_string();
+    let list = call_json(
+        app,
+        admin,
+        "create_connection_list",
+        &[("connection_id", &cid), ("name", "Customers")],
+    )
+    .await;
+    let list_id = list["list_id"].as_str().unwrap().to_owned();
+    let segment = engine::segments::by_name(&app.db.db, "High value")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let mut ids = Vec::new();
+    for (who, name) in [(admin, "Admin's"), (carol, "Carol's")] {
+        let id: i64 = serde_json::from_value(
+            call_json(
+                app,
+                who,
+                "save_export",
+                &[(
+                    "export",
+                    &export_json(name, connection, &list_id, &[segment]),
+                )],
+            )
+            .await,
+        )
+        .unwrap();
+        ids.push(id);
+    }
+    (ids[0], ids[1])
+}
