@@ -489,9 +489,14 @@ pub async fn run_export(id: i64, mode: String) -> Result<i64, AppError> {
     .await
 }
 
-/// A run with its timeline and a page of its per-contact errors.
+/// A run with its timeline and a page of its per-contact errors (those
+/// whose email, profile, problem or reason contains `errors_filter`).
 #[server(endpoint = "get_run")]
-pub async fn get_run(id: i64, errors_page: i64) -> Result<RunDetail, AppError> {
+pub async fn get_run(
+    id: i64,
+    errors_page: i64,
+    errors_filter: Option<String>,
+) -> Result<RunDetail, AppError> {
     let call = crate::ssr::call();
     call.run(async {
         let user = call.allowed(engine::policy::read).await?;
@@ -500,8 +505,14 @@ pub async fn get_run(id: i64, errors_page: i64) -> Result<RunDetail, AppError> {
             .await?
             .ok_or_else(|| AppError::Refused(String::from("The run was not found.")))?;
         let export = engine::exports::get(db, run.export_id).await?;
-        let (errors, errors_total) =
-            engine::runs::errors(db, id, errors_page.max(0) * 50, 50).await?;
+        let (errors, errors_total) = engine::runs::errors_matching(
+            db,
+            id,
+            errors_filter.as_deref().unwrap_or(""),
+            errors_page.max(0) * 50,
+            50,
+        )
+        .await?;
         let batches = engine::runs::batches(db, id).await?;
         Ok(RunDetail {
             can_cancel: run.status.is_active()

@@ -90,3 +90,63 @@ test("a contributor gives their export its own alert rule, but no webhook", asyn
   }
   await signOut(page);
 });
+
+test("exports, runs, contact errors and the audit log can be searched and filtered", async ({ page }) => {
+  await signIn(page, admin);
+
+  // Exports: by text and by the last run's status.
+  await open(page, "/data/exports");
+  const rows = page.getByTestId("export-row");
+  const all = await rows.count();
+  expect(all).toBeGreaterThan(0);
+  const firstName = (await rows.first().getByRole("link").first().innerText()).trim();
+  await page.getByLabel("Search exports").fill(firstName);
+  await expect(rows.first()).toContainText(firstName);
+  await page.getByLabel("Search exports").fill("no export is called this");
+  await expect(page.getByText("No exports match.")).toBeVisible();
+  await page.getByLabel("Search exports").fill("");
+  await expect(rows).toHaveCount(all);
+  await page.getByLabel("Last run").selectOption("never");
+  for (const text of await rows.allInnerTexts()) expect(text).toContain("Never run");
+  await page.getByLabel("Last run").selectOption("");
+
+  // An export's runs: by status and trigger.
+  const exportPage = await firstLink(page, "/data/exports", /^\/data\/exports\/\d+$/);
+  await open(page, exportPage);
+  const history = page.getByTestId("run-history");
+  await page.getByLabel("Started by").selectOption("cli");
+  await expect(history).toContainText("No runs match.");
+  await page.getByLabel("Started by").selectOption("");
+  await page.getByLabel("Status", { exact: true }).selectOption("dry_run");
+  for (const text of await history.getByTestId("run-summary").allInnerTexts()) expect(text).toContain("Dry run");
+
+  // A run's contact errors: by email, problem or reason.
+  const run = await firstLink(page, exportPage, /^\/runs\/\d+$/);
+  await open(page, run);
+  const search = page.getByLabel("Search errors");
+  if (await search.count()) {
+    await search.fill("nothing matches this");
+    await page.getByRole("button", { name: "Search", exact: true }).click();
+    await expect(page.getByText("No errors match.")).toBeVisible();
+    await page.getByRole("button", { name: "Show all" }).click();
+    await expect(page.getByRole("heading", { name: /^Contact errors \([\d,]+\)$/ })).toBeVisible();
+  }
+
+  // The audit log: who, what, when.
+  await open(page, "/admin/audit");
+  await page.getByLabel("Who").fill(contributor.email);
+  await page.getByRole("button", { name: "Filter" }).click();
+  const entries = page.locator("tbody tr");
+  await expect(entries.first()).toBeVisible();
+  for (const text of await entries.allInnerTexts()) expect(text).toContain(contributor.email);
+  await page.getByLabel("Who").fill("");
+  await page.getByLabel("What").fill("api token");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await expect(page.getByRole("cell", { name: "API token created" }).first()).toBeVisible();
+  await page.getByLabel("To").fill("2000-01-01");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await expect(page.getByText("No entries match.")).toBeVisible();
+  await page.getByRole("button", { name: "Clear" }).click();
+  await expect(entries.first()).toBeVisible();
+  await signOut(page);
+});

@@ -44,11 +44,52 @@ pub async fn record<A: Actor + Sync>(
     Ok(())
 }
 
+/// Which entries to show: each part narrows, empty parts do not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Part of the actor's email ("command line" for entries without one).
+    pub who: String,
+    /// Part of the action, its object or its details.
+    pub what: String,
+    /// Entries at or after (Unix ms).
+    pub since: Option<i64>,
+    /// Entries before (Unix ms).
+    pub until: Option<i64>,
+}
+
+/// `text` as a LIKE pattern that matches it anywhere, as typed.
+pub(crate) fn contains_pattern(text: &str) -> String {
+    format!(
+        "%{}%",
+        text.trim()
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
 /// The newest entries first.
 pub async fn recent(db: &Db, limit: i64) -> Result<Vec<Entry>> {
+    search(db, &Filter::default(), limit).await
+}
+
+/// The newest entries that pass `filter`, at most `limit`.
+pub async fn search(db: &Db, filter: &Filter, limit: i64) -> Result<Vec<Entry>> {
+    let who = contains_pattern(&filter.who);
+    let what = contains_pattern(&filter.what);
     let rows = sqlx::query(
-        "SELECT at, actor_email, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+        "SELECT at, actor_email, action, target, detail FROM audit_log \
+         WHERE LOWER(COALESCE(actor_email, 'command line')) LIKE $1 ESCAPE '\\' \
+           AND (LOWER(action) LIKE $2 ESCAPE '\\' OR LOWER(target) LIKE $2 ESCAPE '\\' \
+                OR LOWER(detail) LIKE $2 ESCAPE '\\') \
+           AND at >= $3 AND at < $4 \
+         ORDER BY id DESC LIMIT $5",
     )
+    .bind(who)
+    .bind(what)
+    .bind(filter.since.unwrap_or(i64::MIN))
+    .bind(filter.until.unwrap_or(i64::MAX))
     .bind(limit)
     .fetch_all(db.pool())
     .await?;

@@ -41,6 +41,19 @@ pub fn rfc3339_ms(ms: i64) -> String {
     )
 }
 
+/// The start of a UTC day given as `YYYY-MM-DD` (a date input's value),
+/// in Unix ms; `None` for anything else.
+pub fn parse_date_ms(text: &str) -> Option<i64> {
+    let mut parts = text.trim().splitn(3, '-');
+    let year: i32 = parts.next()?.parse().ok()?;
+    let month: u8 = parts.next()?.parse().ok()?;
+    let day: u8 = parts.next()?.parse().ok()?;
+    let date =
+        time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()?;
+    let at = date.midnight().assume_utc();
+    Some((at.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +62,8 @@ mod tests {
     fn formats_a_known_instant() {
         assert_eq!(format_ms(1_795_904_220_000), "2026-11-28 22:17 UTC");
         assert_eq!(rfc3339_ms(1_795_904_220_042), "2026-11-28T22:17:00.042Z");
+        assert_eq!(parse_date_ms("2026-11-28"), Some(1_795_824_000_000));
+        assert_eq!(parse_date_ms("2026-02-30"), None);
+        assert_eq!(parse_date_ms("yesterday"), None);
     }
 }

@@ -83,15 +83,8 @@ pub async fn errors_matching(
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<ContactError>, i64)> {
-    let filter = filter.trim().to_lowercase();
-    // `\` escapes LIKE's wildcards, so a filter matches as typed.
-    let pattern = format!(
-        "%{}%",
-        filter
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
+    let filter = filter.trim();
+    let pattern = crate::audit::contains_pattern(filter);
     let matching = if filter.is_empty() {
         ""
     } else {

@@ -163,6 +163,8 @@ fn ExportsPage(is_admin: bool) -> impl IntoView {
         move || (tick.get(), run.version().get(), remove.version().get()),
         |_| list_exports(),
     );
+    let query = RwSignal::new(String::new());
+    let status = RwSignal::new(String::new());
     Effect::new(move |_| {
         if let Some(Ok(p)) = page.get() {
             active.set(
@@ -194,6 +196,8 @@ fn ExportsPage(is_admin: bool) -> impl IntoView {
         </Show>
         {move || form_error(run.value())().map(|e| view! { <div class="mt-4"><ErrorBanner error=e/></div> })}
         {move || form_error(remove.value())().map(|e| view! { <div class="mt-4"><ErrorBanner error=e/></div> })}
+        // Outside the live-refreshing list: typing is never interrupted.
+        <ExportFilter query status/>
         <Transition fallback=|| view! { <p class="mt-4 text-slate-500">"Loading exports…"</p> }>
             {move || Suspend::new(async move {
                 match page.await {
@@ -217,13 +221,102 @@ fn ExportsPage(is_admin: bool) -> impl IntoView {
                                 </tr>
                             </thead>
                             <tbody>
-                                {p.exports.into_iter().map(|e| view! { <ExportLine e run remove is_admin next=p.next_refresh.clone()/> }).collect_view()}
+                                {move || {
+                                    let q = query.get().trim().to_lowercase();
+                                    let wanted = status.get();
+                                    let shown: Vec<ExportRow> = p.exports.iter().filter(|e| export_matches(e, &q, &wanted)).cloned().collect();
+                                    if shown.is_empty() {
+                                        view! { <tr><td colspan="7" class="px-4 py-3 text-slate-600">"No exports match."</td></tr> }.into_any()
+                                    } else {
+                                        shown.into_iter().map(|e| view! { <ExportLine e run remove is_admin next=p.next_refresh.clone()/> }).collect_view().into_any()
+                                    }
+                                }}
                             </tbody>
                         </table>
                     }.into_any(),
                 }
             })}
         </Transition>
+    }
+}
+
+/// The statuses the filters offer: a run's, "active" (queued or
+/// running) and "never" (no run yet).
+const STATUS_CHOICES: [(&str, &str); 8] = [
+    ("", "All statuses"),
+    ("succeeded", "Succeeded"),
+    ("partially_succeeded", "Partially succeeded"),
+    ("failed", "Failed"),
+    ("cancelled", "Cancelled"),
+    ("active", "Queued or running"),
+    ("dry_run", "Dry run"),
+    ("never", "Never run"),
+];
+
+/// True when a run (or its absence) has the status chosen in a filter.
+fn status_matches(run: Option<&RunView>, wanted: &str) -> bool {
+    match (wanted, run) {
+        ("", _) => true,
+        ("never", r) => r.is_none(),
+        ("active", Some(r)) => r.is_active(),
+        ("dry_run", Some(r)) => r.mode == "dry_run",
+        (s, Some(r)) => r.status == s && (r.mode != "dry_run" || s != "succeeded"),
+        (_, None) => false,
+    }
+}
+
+fn export_matches(e: &ExportRow, q: &str, status: &str) -> bool {
+    let text = q.is_empty()
+        || [Some(&e.name), e.connection.as_ref(), Some(&e.list_name)]
+            .into_iter()
+            .flatten()
+            .any(|t| t.to_lowercase().contains(q));
+    text && status_matches(e.last_run.as_ref(), status)
+}
+
+/// Status, trigger and date filter over an export's runs.
+#[component]
+fn RunFilter(filter: RwSignal<(String, String, String)>) -> impl IntoView {
+    let field = "mt-1 block rounded border border-slate-300 px-2 py-1";
+    view! {
+        <div role="search" aria-label="Filter runs" class="mt-2 flex max-w-2xl flex-wrap items-end gap-3 text-sm">
+            <label class="font-medium text-slate-700">"Status"
+                <select class=field on:change=move |ev| filter.update(|f| f.0 = event_target_value(&ev))>
+                    {STATUS_CHOICES.into_iter().filter(|(k, _)| *k != "never")
+                        .map(|(k, label)| view! { <option value=k selected=move || filter.with(|f| f.0 == k)>{label}</option> }).collect_view()}
+                </select>
+            </label>
+            <label class="font-medium text-slate-700">"Started by"
+                <select class=field on:change=move |ev| filter.update(|f| f.1 = event_target_value(&ev))>
+                    {[("", "Anyone or anything"), ("manual", "Run now"), ("schedule", "Scheduled refresh"), ("cli", "Command line"), ("api", "API")]
+                        .into_iter()
+                        .map(|(k, label)| view! { <option value=k selected=move || filter.with(|f| f.1 == k)>{label}</option> }).collect_view()}
+                </select>
+            </label>
+            <label class="font-medium text-slate-700">"Since"
+                <input type="date" class=field prop:value=move || filter.with(|f| f.2.clone())
+                    on:change=move |ev| filter.update(|f| f.2 = event_target_value(&ev))/>
+            </label>
+        </div>
+    }
+}
+
+/// Search and status filter above the exports.
+#[component]
+fn ExportFilter(query: RwSignal<String>, status: RwSignal<String>) -> impl IntoView {
+    view! {
+        <div role="search" aria-label="Filter exports" class="mt-4 flex flex-wrap items-end gap-3 text-sm">
+            <label class="font-medium text-slate-700">"Search exports"
+                <input type="search" placeholder="name, connection or list" bind:value=query
+                    class="mt-1 block w-64 max-w-full rounded border border-slate-300 px-3 py-1"/>
+            </label>
+            <label class="font-medium text-slate-700">"Last run"
+                <select class="mt-1 block rounded border border-slate-300 px-2 py-1"
+                    on:change=move |ev| status.set(event_target_value(&ev))>
+                    {STATUS_CHOICES.into_iter().map(|(k, label)| view! { <option value=k selected=move || status.get() == k>{label}</option> }).collect_view()}
+                </select>
+            </label>
+        </div>
     }
 }
 
@@ -309,6 +402,8 @@ fn ExportPage() -> impl IntoView {
     let active = RwSignal::new(false);
     let tick = live_ticker(active);
     let run = ServerAction::<RunExport>::new();
+    // The run history's filter: status, trigger, first day (YYYY-MM-DD).
+    let run_filter = RwSignal::new((String::new(), String::new(), String::new()));
     let detail = Resource::new(
         move || (id(), tick.get(), run.version().get()),
         |(id, _, _)| get_export(id),
@@ -383,9 +478,23 @@ fn ExportPage() -> impl IntoView {
                             {if d.runs.is_empty() {
                                 view! { <p class="mt-2 text-sm text-slate-500">"Never run."</p> }.into_any()
                             } else {
+                                let runs = d.runs.clone();
                                 view! {
-                                    <ul class="mt-2 max-w-2xl space-y-2">
-                                        {d.runs.into_iter().map(|r| view! { <li class="rounded-lg bg-white p-3 shadow-sm"><RunSummary run=r/></li> }).collect_view()}
+                                    <RunFilter filter=run_filter/>
+                                    <ul class="mt-2 max-w-2xl space-y-2" data-testid="run-history">
+                                        {move || {
+                                            let (status, trigger, since) = run_filter.get();
+                                            let shown: Vec<RunView> = runs.iter().filter(|r| {
+                                                status_matches(Some(r), &status)
+                                                    && (trigger.is_empty() || r.trigger == trigger)
+                                                    && (since.is_empty() || r.queued_at.get(..10).is_some_and(|day| day >= since.as_str()))
+                                            }).cloned().collect();
+                                            if shown.is_empty() {
+                                                view! { <li class="text-sm text-slate-600">"No runs match."</li> }.into_any()
+                                            } else {
+                                                shown.into_iter().map(|r| view! { <li class="rounded-lg bg-white p-3 shadow-sm"><RunSummary run=r/></li> }).collect_view().into_any()
+                                            }
+                                        }}
                                     </ul>
                                 }.into_any()
                             }}

@@ -14,12 +14,23 @@ pub(super) fn RunPage() -> impl IntoView {
             .unwrap_or(0)
     };
     let page_no = RwSignal::new(0i64);
+    // The errors' filter as typed, and as applied.
+    let typed = RwSignal::new(String::new());
+    let filter = RwSignal::new(String::new());
     let active = RwSignal::new(false);
     let tick = live_ticker(active);
     let cancel = ServerAction::<CancelRun>::new();
     let detail = Resource::new(
-        move || (id(), page_no.get(), tick.get(), cancel.version().get()),
-        |(id, p, _, _)| get_run(id, p),
+        move || {
+            (
+                id(),
+                page_no.get(),
+                filter.get(),
+                tick.get(),
+                cancel.version().get(),
+            )
+        },
+        |(id, p, f, _, _)| get_run(id, p, Some(f)),
     );
     Effect::new(move |_| {
         if let Some(Ok(d)) = detail.get() {
@@ -33,7 +44,7 @@ pub(super) fn RunPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match detail.await {
                     Err(e) => view! { <ErrorBanner error=e/> }.into_any(),
-                    Ok(d) => view! { <RunBody d page_no cancel/> }.into_any(),
+                    Ok(d) => view! { <RunBody d page_no typed filter cancel/> }.into_any(),
                 }
             })}
         </Transition>
@@ -44,8 +55,12 @@ pub(super) fn RunPage() -> impl IntoView {
 pub(super) fn RunBody(
     d: RunDetail,
     page_no: RwSignal<i64>,
+    typed: RwSignal<String>,
+    filter: RwSignal<String>,
     cancel: ServerAction<CancelRun>,
 ) -> impl IntoView {
+    let filtered = !filter.get_untracked().is_empty();
+    let searchable = d.errors_total > 0 || filtered;
     let r = d.run.clone();
     let c = r.counts.clone();
     let rid = r.id;
@@ -136,10 +151,34 @@ pub(super) fn RunBody(
         </div>
         <section class="mt-6 max-w-5xl">
             <div class="flex items-center justify-between">
-                <h2 class="font-semibold">{format!("Contact errors ({})", group(d.errors_total))}</h2>
+                <h2 class="font-semibold">{if filtered {
+                    format!("Contact errors ({} matching \u{201c}{}\u{201d})", group(d.errors_total), filter.get_untracked())
+                } else {
+                    format!("Contact errors ({})", group(d.errors_total))
+                }}</h2>
                 <a href=format!("/runs/{rid}/errors.csv") download=format!("run-{rid}-errors.csv") class="rounded border border-slate-300 px-3 py-1 text-sm hover:bg-slate-50">"Download CSV"</a>
             </div>
-            {if d.errors.is_empty() {
+            {searchable.then(|| view! {
+                <form role="search" aria-label="Filter contact errors" class="mt-2 flex flex-wrap items-end gap-2 text-sm"
+                    on:submit=move |ev| {
+                        ev.prevent_default();
+                        page_no.set(0);
+                        filter.set(typed.get_untracked().trim().to_owned());
+                    }>
+                    <label class="font-medium text-slate-700">"Search errors"
+                        <input type="search" placeholder="email, profile, problem or reason" bind:value=typed
+                            class="mt-1 block w-72 max-w-full rounded border border-slate-300 px-3 py-1"/>
+                    </label>
+                    <button type="submit" class="rounded border border-slate-300 px-3 py-1 hover:bg-slate-50">"Search"</button>
+                    {filtered.then(|| view! {
+                        <button type="button" class="rounded border border-slate-300 px-3 py-1 hover:bg-slate-50"
+                            on:click=move |_| { typed.set(String::new()); page_no.set(0); filter.set(String::new()); }>"Show all"</button>
+                    })}
+                </form>
+            })}
+            {if d.errors.is_empty() && filtered {
+                view! { <p class="mt-2 text-sm text-slate-500">"No errors match."</p> }.into_any()
+            } else if d.errors.is_empty() {
                 view! { <p class="mt-2 text-sm text-slate-500">"No contact had a problem."</p> }.into_any()
             } else {
                 view! {
