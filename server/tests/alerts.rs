@@ -371,3 +371,76 @@ async fn alerts_reach_email_and_webhook_once_and_failing_channels_are_retried() 
         .unwrap();
     assert_eq!(hook["status"], "sent", "{hook}");
 }
+
+#[tokio::test]
+async fn a_run_that_fails_and_its_connection_each_alert_once() {
+    let (app, sb) = TestApp::spawn_with_sandbox(|_, _| {}).await;
+    let admin = app.setup_admin().await;
+    let carol = app.user(&admin, "carol@example.com", "contributor").await;
+    let (admins, _) = two_exports(&app, &admin, &carol).await;
+    let (hook_url, hooks) = webhook_receiver(Vec::new()).await;
+    // Partial runs do not alert under a 100% threshold; failures do.
+    call_json(
+        &app,
+        &admin,
+        "save_default_alert_rule",
+        &rule_form("", &hook_url, "100"),
+    )
+    .await;
+
+    // Constant Contact forgets every token: the run cannot succeed.
+    let res = reqwest::Client::new()
+        .post(format!("{}/_sandbox/tokens/revoke_all", sb.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    let run = call_json(
+        &app,
+        &admin,
+        "run_export",
+        &[("id", &admins.to_string()), ("mode", "incremental")],
+    )
+    .await;
+    wait_for(&app, &admin, &run).await;
+    let d = call_json(
+        &app,
+        &admin,
+        "get_run",
+        &[("id", &run.to_string()), ("errors_page", "0")],
+    )
+    .await;
+    assert_eq!(d["run"]["status"], "failed", "{d}");
+
+    tick(&app).await;
+    tick(&app).await;
+    let events: Vec<Value> = hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| serde_json::from_str(b).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "run_failed").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "connection_needs_reauth")
+            .count(),
+        1,
+        "{kinds:?}"
+    );
+    let failed = events.iter().find(|e| e["event"] == "run_failed").unwrap();
+    assert_eq!(failed["run_id"], run, "{failed}");
+    assert!(
+        failed["text"].as_str().unwrap().contains("Admin's"),
+        "{failed}"
+    );
+}
