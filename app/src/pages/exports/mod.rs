@@ -280,19 +280,19 @@ fn RunFilter(filter: RwSignal<(String, String, String)>) -> impl IntoView {
     let field = "mt-1 block rounded border border-slate-300 px-2 py-1";
     view! {
         <div role="search" aria-label="Filter runs" class="mt-2 flex max-w-2xl flex-wrap items-end gap-3 text-sm">
-            <label class="font-medium text-slate-700">"Status"
-                <select class=field on:change=move |ev| filter.update(|f| f.0 = event_target_value(&ev))>
+            <div class="font-medium text-slate-700"><label for="run-filter-status">"Status"</label>
+                <select id="run-filter-status" class=field on:change=move |ev| filter.update(|f| f.0 = event_target_value(&ev))>
                     {STATUS_CHOICES.into_iter().filter(|(k, _)| *k != "never")
                         .map(|(k, label)| view! { <option value=k selected=move || filter.with(|f| f.0 == k)>{label}</option> }).collect_view()}
                 </select>
-            </label>
-            <label class="font-medium text-slate-700">"Started by"
-                <select class=field on:change=move |ev| filter.update(|f| f.1 = event_target_value(&ev))>
+            </div>
+            <div class="font-medium text-slate-700"><label for="run-filter-trigger">"Started by"</label>
+                <select id="run-filter-trigger" class=field on:change=move |ev| filter.update(|f| f.1 = event_target_value(&ev))>
                     {[("", "Anyone or anything"), ("manual", "Run now"), ("schedule", "Scheduled refresh"), ("cli", "Command line"), ("api", "API")]
                         .into_iter()
                         .map(|(k, label)| view! { <option value=k selected=move || filter.with(|f| f.1 == k)>{label}</option> }).collect_view()}
                 </select>
-            </label>
+            </div>
             <label class="font-medium text-slate-700">"Since"
                 <input type="date" class=field prop:value=move || filter.with(|f| f.2.clone())
                     on:change=move |ev| filter.update(|f| f.2 = event_target_value(&ev))/>
@@ -310,12 +310,12 @@ fn ExportFilter(query: RwSignal<String>, status: RwSignal<String>) -> impl IntoV
                 <input type="search" placeholder="name, connection or list" bind:value=query
                     class="mt-1 block w-64 max-w-full rounded border border-slate-300 px-3 py-1"/>
             </label>
-            <label class="font-medium text-slate-700">"Last run"
-                <select class="mt-1 block rounded border border-slate-300 px-2 py-1"
+            <div class="font-medium text-slate-700"><label for="export-filter-status">"Last run"</label>
+                <select id="export-filter-status" class="mt-1 block rounded border border-slate-300 px-2 py-1"
                     on:change=move |ev| status.set(event_target_value(&ev))>
                     {STATUS_CHOICES.into_iter().map(|(k, label)| view! { <option value=k selected=move || status.get() == k>{label}</option> }).collect_view()}
                 </select>
-            </label>
+            </div>
         </div>
     }
 }
