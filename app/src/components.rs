@@ -304,6 +304,43 @@ pub fn ErrorSummary(error: Signal<Option<AppError>>, prefix: &'static str) -> im
     }
 }
 
+/// A form's Role select (`field-role`, Contributor first chosen), with
+/// its error underneath.
+#[component]
+pub fn RoleSelect(
+    error: Signal<Option<String>>,
+    #[prop(optional)] hint: Option<&'static str>,
+) -> impl IntoView {
+    view! {
+        <div class="space-y-1">
+            <label for="field-role" class="block text-sm font-medium text-slate-700">"Role"</label>
+            <select id="field-role" name="role" aria-describedby="field-role-error"
+                aria-invalid=move || error.get().is_some().then_some("true")
+                class="block w-full rounded border border-slate-300 px-3 py-2 text-sm">
+                {crate::model::Role::ALL.into_iter().map(|r| view! {
+                    <option value=r.key() selected=r == crate::model::Role::Contributor>{r.label()}</option>
+                }).collect_view()}
+            </select>
+            {hint.map(|h| view! { <p class="text-xs text-slate-500">{h}</p> })}
+            <p id="field-role-error" class="text-sm text-red-700">{move || error.get()}</p>
+        </div>
+    }
+}
+
+/// Empties `form` each time its action succeeds, ready for the next entry.
+pub fn reset_on_success<T, S>(form: NodeRef<leptos::html::Form>, value: S)
+where
+    S: With<Value = Option<Result<T, AppError>>> + Copy + Send + Sync + 'static,
+{
+    Effect::new(move |_| {
+        if value.with(|v| matches!(v, Some(Ok(_)))) {
+            if let Some(form) = form.get() {
+                form.reset();
+            }
+        }
+    });
+}
+
 /// A labelled input with its error underneath.
 #[component]
 pub fn Field(

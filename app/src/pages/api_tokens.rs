@@ -4,8 +4,10 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::components::{field_error, form_error, ErrorBanner, ErrorSummary, Field};
-use crate::model::{ApiTokenView, Role, UserView};
+use crate::components::{
+    field_error, form_error, reset_on_success, ErrorBanner, ErrorSummary, Field, RoleSelect,
+};
+use crate::model::{ApiTokenView, UserView};
 use crate::tokens_api::{list_api_tokens, CreateApiToken, RevokeApiToken};
 
 pub fn page(_user: UserView) -> AnyView {
@@ -115,13 +117,7 @@ fn TokenTable(tokens: Vec<ApiTokenView>, revoke: ServerAction<RevokeApiToken>) -
 fn CreateToken(create: ServerAction<CreateApiToken>) -> impl IntoView {
     let value = create.value();
     let form = NodeRef::<leptos::html::Form>::new();
-    Effect::new(move |_| {
-        if value.with(|v| matches!(v, Some(Ok(_)))) {
-            if let Some(form) = form.get() {
-                form.reset();
-            }
-        }
-    });
+    reset_on_success(form, value);
     let created = move || {
         value.with(|v| match v {
             Some(Ok(c)) => Some((c.token.name.clone(), c.secret.clone())),
@@ -144,18 +140,8 @@ fn CreateToken(create: ServerAction<CreateApiToken>) -> impl IntoView {
                 <Field label="Name" name="name" autocomplete="off"
                     hint="What uses it, e.g. \u{201c}Nightly pipeline\u{201d}."
                     error=Signal::derive(field_error(value, "name"))/>
-                <div class="space-y-1">
-                    <label for="field-role" class="block text-sm font-medium text-slate-700">"Role"</label>
-                    <select id="field-role" name="role" aria-describedby="field-role-error"
-                        aria-invalid=move || field_error(value, "role")().is_some().then_some("true")
-                        class="block w-full rounded border border-slate-300 px-3 py-2 text-sm">
-                        {Role::ALL.into_iter().map(|r| view! {
-                            <option value=r.key() selected=r == Role::Contributor>{r.label()}</option>
-                        }).collect_view()}
-                    </select>
-                    <p class="text-xs text-slate-500">"Viewers read; contributors also run and cancel the exports of the administrator who creates the token; administrators run and cancel every export."</p>
-                    <p id="field-role-error" class="text-sm text-red-700">{field_error(value, "role")}</p>
-                </div>
+                <RoleSelect error=Signal::derive(field_error(value, "role"))
+                    hint="Viewers read; contributors also run and cancel the exports of the administrator who creates the token; administrators run and cancel every export."/>
                 {move || form_error(value)().map(|e| view! { <ErrorBanner error=e/> })}
                 <button type="submit" disabled=move || create.pending().get()
                     class="rounded bg-slate-900 px-4 py-2 text-sm font-medium text-white hover:bg-slate-700 disabled:opacity-50">

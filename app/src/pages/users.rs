@@ -3,7 +3,9 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::components::{field_error, form_error, ErrorBanner, ErrorSummary, Field};
+use crate::components::{
+    field_error, form_error, reset_on_success, ErrorBanner, ErrorSummary, Field, RoleSelect,
+};
 use crate::model::{Role, UserView, MIN_PASSWORD_CHARS};
 use crate::users_api::{list_users, CreateUser, SetUserActive, SetUserRole};
 
@@ -116,13 +118,7 @@ fn AddUser(create: ServerAction<CreateUser>) -> impl IntoView {
     let value = create.value();
     // Empty the form once the user exists, ready for the next one.
     let form = NodeRef::<leptos::html::Form>::new();
-    Effect::new(move |_| {
-        if value.with(|v| matches!(v, Some(Ok(_)))) {
-            if let Some(form) = form.get() {
-                form.reset();
-            }
-        }
-    });
+    reset_on_success(form, value);
     let added = move || {
         value.with(|v| match v {
             Some(Ok(u)) => Some(format!(
@@ -140,17 +136,7 @@ fn AddUser(create: ServerAction<CreateUser>) -> impl IntoView {
                 <ErrorSummary error=Signal::derive(move || value.get().and_then(Result::err)) prefix="field"/>
                 <Field label="Email" name="email" kind="email" autocomplete="off"
                     error=Signal::derive(field_error(value, "email"))/>
-                <div class="space-y-1">
-                    <label for="field-role" class="block text-sm font-medium text-slate-700">"Role"</label>
-                    <select id="field-role" name="role" aria-describedby="field-role-error"
-                        aria-invalid=move || field_error(value, "role")().is_some().then_some("true")
-                        class="block w-full rounded border border-slate-300 px-3 py-2 text-sm">
-                        {Role::ALL.into_iter().map(|r| view! {
-                            <option value=r.key() selected=r == Role::Contributor>{r.label()}</option>
-                        }).collect_view()}
-                    </select>
-                    <p id="field-role-error" class="text-sm text-red-700">{field_error(value, "role")}</p>
-                </div>
+                <RoleSelect error=Signal::derive(field_error(value, "role"))/>
                 <Field label="Initial password" name="password" kind="password" autocomplete="new-password"
                     hint=format!("At least {MIN_PASSWORD_CHARS} characters. Share it with the user securely.")
                     error=Signal::derive(field_error(value, "password"))/>

@@ -277,35 +277,18 @@ pub async fn record(db: &Db, raised: &Raised, rule: &Rule) -> Result<Option<i64>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runs::{Counts, Mode, Run};
+    use crate::runs::{Counts, Run};
 
     fn run(status: Status, read: u64, skipped: u64, rejected: u64) -> Run {
         Run {
-            id: 1,
-            export_id: 1,
-            export_name: String::from("E"),
-            trigger: String::from("manual"),
-            mode: Mode::Incremental,
             status,
-            message: None,
-            requested_by: None,
-            cancel_requested: false,
-            attempts: 1,
-            queued_at: 0,
-            started_at: Some(0),
-            finished_at: Some(1),
-            phase: None,
-            total: Some(read as i64),
             counts: Counts {
                 read,
                 skipped_no_email: skipped,
                 rejected,
                 ..Counts::default()
             },
-            resume_counts: None,
-            checkpoint: None,
-            not_before: None,
-            resumes: 0,
+            ..Run::example()
         }
     }
 

@@ -100,29 +100,15 @@ mod tests {
     #[test]
     fn prior_rate_comes_from_finished_real_runs() {
         let run = |mode, status, read, secs: i64| Run {
-            id: 1,
-            export_id: 1,
-            export_name: String::new(),
-            trigger: String::from("manual"),
             mode,
             status,
-            message: None,
-            requested_by: None,
-            cancel_requested: false,
-            attempts: 1,
-            queued_at: 0,
             started_at: Some(1_000),
             finished_at: Some(1_000 + secs * 1000),
-            phase: None,
-            total: None,
             counts: Counts {
                 read,
                 ..Counts::default()
             },
-            resume_counts: None,
-            checkpoint: None,
-            not_before: None,
-            resumes: 0,
+            ..Run::example()
         };
         assert_eq!(prior_rate(&[]), None);
         let runs = [

@@ -207,6 +207,35 @@ pub struct Run {
     pub resumes: i64,
 }
 
+#[cfg(test)]
+impl Run {
+    /// A finished incremental run of export 1, for tests to adjust.
+    pub(crate) fn example() -> Run {
+        Run {
+            id: 1,
+            export_id: 1,
+            export_name: String::from("E"),
+            trigger: String::from("manual"),
+            mode: Mode::Incremental,
+            status: Status::Succeeded,
+            message: None,
+            requested_by: None,
+            cancel_requested: false,
+            attempts: 1,
+            queued_at: 0,
+            started_at: Some(0),
+            finished_at: Some(1),
+            phase: None,
+            total: None,
+            counts: Counts::default(),
+            resume_counts: None,
+            checkpoint: None,
+            not_before: None,
+            resumes: 0,
+        }
+    }
+}
+
 const COLUMNS: &str = "r.id, r.export_id, e.name AS export_name, \
     CASE WHEN r.api_token_id IS NULL THEN r.trigger ELSE 'api' END AS trigger, r.mode, r.status, r.message, \
     u.email AS requested_by, r.cancel_requested, r.attempts, r.queued_at, r.started_at, r.finished_at, \
