@@ -11,7 +11,7 @@ use crate::model::{ExportDetail, ExportForm, ExportsPage, ListOption, RunDetail}
 #[cfg(feature = "ssr")]
 pub(crate) mod convert {
     use crate::model::{
-        BatchView, ContactErrorView, Counts, ExportRow, MappingView, RunView, UsableConnection,
+        BatchView, ContactErrorView, ExportRow, MappingView, RunView, UsableConnection,
     };
     use engine::exports::Export;
     use engine::runs::Run;
@@ -25,8 +25,8 @@ pub(crate) mod convert {
             export_id: r.export_id,
             export_name: r.export_name,
             trigger: r.trigger,
-            mode: r.mode.as_str().to_owned(),
-            status: r.status.as_str().to_owned(),
+            mode: r.mode,
+            status: r.status,
             message: r.message,
             requested_by: r.requested_by,
             cancel_requested: r.cancel_requested,
@@ -37,10 +37,7 @@ pub(crate) mod convert {
             duration_seconds: r.started_at.map(|s| (end - s).max(0) / 1000),
             phase: r.phase,
             total: r.total,
-            counts: serde_json::from_value::<Counts>(
-                serde_json::to_value(&r.counts).unwrap_or_default(),
-            )
-            .unwrap_or_default(),
+            counts: r.counts,
         }
     }
 

@@ -7,58 +7,9 @@ pub const MIN_PASSWORD_CHARS: usize = 10;
 #[cfg(feature = "ssr")]
 const _: () = assert!(MIN_PASSWORD_CHARS == engine::password::Password::MIN_CHARS);
 
-/// A user's role, as the UI knows it (the engine has its own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Role {
-    Viewer,
-    Contributor,
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Admin, Role::Contributor, Role::Viewer];
-
-    pub fn allows(self, required: Role) -> bool {
-        self >= required
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Role::Admin => "Administrator",
-            Role::Contributor => "Contributor",
-            Role::Viewer => "Viewer",
-        }
-    }
-
-    /// The value used in forms and by the engine.
-    pub fn key(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Contributor => "contributor",
-            Role::Viewer => "viewer",
-        }
-    }
-
-    /// What this role may do, in the words of the product.
-    pub fn summary(self) -> &'static str {
-        match self {
-            Role::Admin => "Manages users, connections and system settings, and everything a contributor can do.",
-            Role::Contributor => "Configures and runs exports on the connections shared with contributors, and manages segments.",
-            Role::Viewer => "Sees segments, exports and their runs, but cannot change or run them.",
-        }
-    }
-}
-
-#[cfg(feature = "ssr")]
-impl From<engine::users::Role> for Role {
-    fn from(r: engine::users::Role) -> Self {
-        match r {
-            engine::users::Role::Admin => Role::Admin,
-            engine::users::Role::Contributor => Role::Contributor,
-            engine::users::Role::Viewer => Role::Viewer,
-        }
-    }
-}
+/// A user's role, a run's status, mode and trigger, and its counters: the
+/// engine's own types, shared through the `types` crate.
+pub use types::{Counts, Role, RunMode, RunStatus, TriggerKind};
 
 /// A user as pages show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,7 +28,7 @@ impl From<engine::users::User> for UserView {
         UserView {
             id: u.id,
             email: u.email,
-            role: u.role.into(),
+            role: u.role,
             active: u.active,
             created: engine::time::format_ms(u.created_at),
             last_sign_in: u.last_sign_in_at.map(engine::time::format_ms),
@@ -340,13 +291,9 @@ pub struct RunView {
     pub id: i64,
     pub export_id: i64,
     pub export_name: String,
-    /// `manual`, `schedule` or `cli`.
-    pub trigger: String,
-    /// `incremental`, `full` or `dry_run`.
-    pub mode: String,
-    /// `queued`, `running`, `succeeded`, `partially_succeeded`, `failed`,
-    /// `cancelled`.
-    pub status: String,
+    pub trigger: TriggerKind,
+    pub mode: RunMode,
+    pub status: RunStatus,
     pub message: Option<String>,
     pub requested_by: Option<String>,
     pub cancel_requested: bool,
@@ -358,13 +305,16 @@ pub struct RunView {
     pub duration_seconds: Option<i64>,
     pub phase: Option<String>,
     pub total: Option<i64>,
-    /// The run's counters by name (see `engine::runs::Counts`).
     pub counts: Counts,
 }
 
 impl RunView {
     pub fn is_active(&self) -> bool {
-        self.status == "queued" || self.status == "running"
+        self.status.is_active()
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.mode == RunMode::DryRun
     }
 
     /// The status as a user should read it: a run asked to stop is
@@ -372,21 +322,21 @@ impl RunView {
     /// already has first), and a run back in the queue to be resumed
     /// later is "Waiting to resume".
     pub fn status_label(&self) -> &'static str {
-        match self.status.as_str() {
-            "running" if self.cancel_requested => "Cancelling…",
+        match self.status {
+            RunStatus::Running if self.cancel_requested => "Cancelling…",
             // A dry run sends nothing: it did not "succeed" at exporting.
-            "succeeded" if self.mode == "dry_run" => "Dry run complete",
-            "queued" if self.phase.as_deref() == Some("waiting") => "Waiting to resume",
-            other => run_status_label(other),
+            RunStatus::Succeeded if self.is_dry_run() => "Dry run complete",
+            RunStatus::Queued if self.phase.as_deref() == Some("waiting") => "Waiting to resume",
+            other => other.label(),
         }
     }
 
     /// Which badge colour the status gets (a finished dry run has its own).
-    pub fn badge(&self) -> &str {
-        if self.mode == "dry_run" && self.status == "succeeded" {
+    pub fn badge(&self) -> &'static str {
+        if self.is_dry_run() && self.status == RunStatus::Succeeded {
             "dry_run"
         } else {
-            &self.status
+            self.status.as_str()
         }
     }
 
@@ -397,55 +347,6 @@ impl RunView {
             _ if !self.is_active() => 100,
             _ => 0,
         }
-    }
-}
-
-pub fn run_status_label(status: &str) -> &'static str {
-    match status {
-        "queued" => "Queued",
-        "running" => "Running",
-        "succeeded" => "Succeeded",
-        "partially_succeeded" => "Partially succeeded",
-        "failed" => "Failed",
-        "cancelled" => "Cancelled",
-        _ => "Unknown",
-    }
-}
-
-/// A run's counters (the same names as the engine's).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Counts {
-    pub read: u64,
-    pub skipped_no_email: u64,
-    pub skipped_invalid_email: u64,
-    pub skipped_duplicate_email: u64,
-    pub skipped_invalid_value: u64,
-    pub skipped_unsubscribed: u64,
-    pub unchanged: u64,
-    pub adds: u64,
-    pub updates: u64,
-    pub resent: u64,
-    pub sent: u64,
-    pub accepted: u64,
-    pub rejected: u64,
-    pub unsubscribed: u64,
-    pub removals: u64,
-    pub removed: u64,
-    pub batches: u64,
-    pub batches_done: u64,
-    pub api_calls: u64,
-    pub quota_left: u64,
-    pub eta_seconds: u64,
-}
-
-impl Counts {
-    pub fn skipped(&self) -> u64 {
-        self.skipped_no_email
-            + self.skipped_invalid_email
-            + self.skipped_duplicate_email
-            + self.skipped_invalid_value
-            + self.skipped_unsubscribed
     }
 }
 

@@ -5,13 +5,13 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
-use crate::model::RunView;
+use crate::model::{RunStatus, RunView};
 
 /// One bar of an export's chart: one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunBar {
     pub id: i64,
-    pub status: String,
+    pub status: RunStatus,
     pub sent: u64,
     /// Contacts that did not make it: skipped for their data, or rejected.
     pub failed: u64,
@@ -117,7 +117,7 @@ pub async fn get_dashboard() -> Result<Dashboard, AppError> {
                         .iter()
                         .map(|r| RunBar {
                             id: r.id,
-                            status: r.status.as_str().to_owned(),
+                            status: r.status,
                             sent: r.counts.sent,
                             failed: r.counts.skipped() + r.counts.rejected,
                         })

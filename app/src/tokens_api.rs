@@ -11,7 +11,7 @@ fn view(t: engine::api_tokens::Token) -> ApiTokenView {
     ApiTokenView {
         id: t.id,
         name: t.name,
-        role: t.role.into(),
+        role: t.role,
         prefix: t.prefix,
         created_by: t.created_by.unwrap_or_default(),
         created: format_ms(t.created_at),
@@ -38,7 +38,7 @@ pub async fn create_api_token(name: String, role: String) -> Result<CreatedToken
     let call = crate::ssr::call();
     call.run(async {
         let actor = call.allowed(engine::policy::administer).await?;
-        let role = engine::users::Role::parse(&role)?;
+        let role = engine::users::Role::parse(&role).map_err(engine::Error::from)?;
         let created = engine::api_tokens::create(call.db(), &actor, &name, role).await?;
         Ok(CreatedToken {
             token: view(created.token),

@@ -30,7 +30,7 @@ pub async fn create_user(
         // Every problem at once, each shown next to its field.
         let parsed = (
             Email::parse(&email),
-            Role::parse(&role),
+            Role::parse(&role).map_err(engine::Error::from),
             Password::parse(&password),
         );
         let (email, role, password) = match parsed {
@@ -56,7 +56,7 @@ pub async fn set_user_role(user_id: i64, role: String) -> Result<UserView, AppEr
     let call = crate::ssr::call();
     call.run(async {
         let actor = call.allowed(engine::policy::administer).await?;
-        let role = Role::parse(&role)?;
+        let role = Role::parse(&role).map_err(engine::Error::from)?;
         Ok(users::set_role(call.db(), &actor, user_id, role)
             .await?
             .into())

@@ -49,7 +49,8 @@ pub async fn record<A: Actor + Sync>(
 pub struct Filter {
     /// Part of the actor's email ("command line" for entries without one).
     pub who: String,
-    /// Part of the action, its object or its details.
+    /// Part of the action (`api_token.create` reads as "api token
+    /// create"), its object or its details.
     pub what: String,
     /// Entries at or after (Unix ms).
     pub since: Option<i64>,
@@ -81,7 +82,8 @@ pub async fn search(db: &Db, filter: &Filter, limit: i64) -> Result<Vec<Entry>> 
     let rows = sqlx::query(
         "SELECT at, actor_email, action, target, detail FROM audit_log \
          WHERE LOWER(COALESCE(actor_email, 'command line')) LIKE $1 ESCAPE '\\' \
-           AND (LOWER(action) LIKE $2 ESCAPE '\\' OR LOWER(target) LIKE $2 ESCAPE '\\' \
+           AND (LOWER(REPLACE(REPLACE(action, '_', ' '), '.', ' ')) LIKE $2 ESCAPE '\\' \
+                OR LOWER(target) LIKE $2 ESCAPE '\\' \
                 OR LOWER(detail) LIKE $2 ESCAPE '\\') \
            AND at >= $3 AND at < $4 \
          ORDER BY id DESC LIMIT $5",

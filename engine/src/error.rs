@@ -92,6 +92,17 @@ impl Error {
     }
 }
 
+/// A shared type's text that names none of its values: invalid input on
+/// the field it names.
+impl From<types::ParseError> for Error {
+    fn from(e: types::ParseError) -> Self {
+        Error::Invalid {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::Internal(format!("I/O error: {e}"))

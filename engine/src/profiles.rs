@@ -326,6 +326,10 @@ pub async fn upsert(db: &Db, batch: Vec<(String, BTreeMap<String, String>)>) -> 
             .bind(now);
     }
     upsert.execute(db.pool()).await?;
+    // Segments' kept fill rates counted the old values.
+    sqlx::query("DELETE FROM segment_fill_rates")
+        .execute(db.pool())
+        .await?;
     Ok(rows)
 }
 

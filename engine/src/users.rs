@@ -1,7 +1,5 @@
 //! Users, roles and signing in.
 
-use std::fmt;
-
 use sqlx::any::AnyRow;
 use sqlx::Acquire;
 
@@ -18,48 +16,8 @@ pub const MAX_FAILURES: i64 = 5;
 /// longest a lockout lasts.
 pub const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
 
-/// What a user may do. Ordered: a higher role can do all a lower one can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Viewer,
-    Contributor,
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Admin, Role::Contributor, Role::Viewer];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Contributor => "contributor",
-            Role::Viewer => "viewer",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<Self> {
-        match text.trim() {
-            "admin" => Ok(Role::Admin),
-            "contributor" => Ok(Role::Contributor),
-            "viewer" => Ok(Role::Viewer),
-            _ => Err(Error::invalid(
-                "role",
-                "The role must be admin, contributor or viewer.",
-            )),
-        }
-    }
-
-    /// True when this role includes everything `required` may do.
-    pub fn allows(self, required: Role) -> bool {
-        self >= required
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// What a user may do (shared with the browser).
+pub use types::Role;
 
 /// An email address, trimmed and lower-cased, with a plausible shape.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -300,6 +300,23 @@ async fn a_rule_segment_can_be_edited_and_its_members_previewed_with_fill_rates(
     let rates = segments::fill_rates(&t.db, s.id).await.unwrap();
     assert_eq!(rates["email"], 3);
     assert_eq!(rates["signup_date"], 3);
+    // Kept, and counted again when the profiles change…
+    assert_eq!(segments::fill_rates(&t.db, s.id).await.unwrap(), rates);
+    let csv = "id,nickname,signup_date\np01,Annie,\n";
+    profiles::import_csv(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()), "id")
+        .await
+        .unwrap();
+    let rates = segments::fill_rates(&t.db, s.id).await.unwrap();
+    assert_eq!((rates["nickname"], rates["signup_date"]), (1, 2));
+    // …or the members do.
+    let csv = "id,email,country\np07,fay@example.com,HU\n";
+    profiles::import_csv(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()), "id")
+        .await
+        .unwrap();
+    segments::fill_rates(&t.db, s.id).await.unwrap();
+    segments::refresh(&t.db, s.id).await.unwrap();
+    let rates = segments::fill_rates(&t.db, s.id).await.unwrap();
+    assert_eq!(rates["email"], 4);
 }
 
 /// A refresh compares the new and the stored members page by page; across

@@ -315,3 +315,75 @@ async fn a_session_from_before_a_deactivation_stays_signed_out_after_reactivatio
         .unwrap()
         .is_some());
 }
+
+/// The audit log is searched by who, what (an action reads as its words,
+/// `user.set_role` as "user set role") and when, with LIKE's wildcards
+/// matched as typed.
+#[tokio::test]
+async fn the_audit_log_is_searched_by_who_what_and_when() {
+    let t = TestDb::new().await;
+    let root = admin(&t).await;
+    let carol = users::create_user(
+        &t.db,
+        Some(&root),
+        &Email::parse("carol_100%@example.com").unwrap(),
+        Role::Contributor,
+        &pw("carol password 1"),
+    )
+    .await
+    .unwrap();
+    users::set_role(
+        &t.db,
+        &second_admin(&t, &root).await,
+        carol.id,
+        Role::Viewer,
+    )
+    .await
+    .unwrap();
+    let search = |who: &str, what: &str, since: Option<i64>, until: Option<i64>| {
+        let filter = audit::Filter {
+            who: who.to_owned(),
+            what: what.to_owned(),
+            since,
+            until,
+        };
+        let db = t.db.clone();
+        async move {
+            audit::search(&db, &filter, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.action)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search("", "", None, None).await.len(), 4);
+    assert_eq!(search("", "set role", None, None).await, ["user.set_role"]);
+    assert_eq!(
+        search("", "USER CREATE", None, None).await,
+        ["user.create", "user.create", "user.create_first_admin"]
+    );
+    // "100%" is text, not a wildcard: only carol's address has it.
+    assert_eq!(search("", "_100%", None, None).await.len(), 2);
+    assert_eq!(search("ann@", "", None, None).await, ["user.set_role"]);
+    assert_eq!(
+        search("command line", "", None, None).await,
+        Vec::<String>::new()
+    );
+    let now = engine::time::now_ms();
+    assert_eq!(search("", "", Some(now + 60_000), None).await.len(), 0);
+    assert_eq!(search("", "", None, Some(now - 3_600_000)).await.len(), 0);
+}
+
+/// A second administrator, ann, made by `root`.
+async fn second_admin(t: &TestDb, root: &users::User) -> users::User {
+    users::create_user(
+        &t.db,
+        Some(root),
+        &Email::parse("ann@example.com").unwrap(),
+        Role::Admin,
+        &pw("ann password 12"),
+    )
+    .await
+    .unwrap()
+}

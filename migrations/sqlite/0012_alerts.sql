@@ -65,3 +65,4 @@ CREATE TABLE alert_deliveries (
 );
 CREATE INDEX alert_deliveries_due ON alert_deliveries (status, next_attempt_at);
 CREATE INDEX alerts_created ON alerts (created_at);
+CREATE INDEX alerts_run ON alerts (run_id);

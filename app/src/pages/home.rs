@@ -7,7 +7,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use crate::components::{group, ErrorBanner};
-use crate::model::{Role, UserView};
+use crate::model::{Role, RunStatus, UserView};
 use crate::overview_api::{get_dashboard, ConnectionHealth, Dashboard, ExportHealth, RunBar};
 use crate::users_api::get_overview;
 
@@ -201,7 +201,7 @@ fn ExportLine(export: ExportHealth) -> impl IntoView {
     let e = export;
     let last = e.last_run.clone().map(|r| {
         let c = &r.counts;
-        let outcome = if r.mode == "dry_run" {
+        let outcome = if r.is_dry_run() {
             String::from("dry run")
         } else {
             format!(
@@ -277,7 +277,7 @@ fn RunChart(name: String, runs: Vec<RunBar>) -> impl IntoView {
                 let x = (i * 5) as u64;
                 let sent_h = r.sent * H / max;
                 let failed_h = (r.failed * H / max).max(u64::from(r.failed > 0));
-                let title = format!("Run #{}: {} sent, {} failed ({})", r.id, group(r.sent), group(r.failed), r.status.replace('_', " "));
+                let title = format!("Run #{}: {} sent, {} failed ({})", r.id, group(r.sent), group(r.failed), r.status.label().to_lowercase());
                 view! {
                     <g>
                         <title>{title}</title>
@@ -285,7 +285,7 @@ fn RunChart(name: String, runs: Vec<RunBar>) -> impl IntoView {
                         <rect x=x.to_string() y=(H - sent_h - failed_h.min(H - sent_h)).to_string() width="4" height=failed_h.min(H - sent_h).to_string() class="fill-red-600"/>
                         {(r.sent + r.failed == 0).then(|| view! {
                             <rect x=x.to_string() y=(H - 1).to_string() width="4" height="1"
-                                class=if r.status == "failed" { "fill-red-600" } else { "fill-slate-400" }/>
+                                class=if r.status == RunStatus::Failed { "fill-red-600" } else { "fill-slate-400" }/>
                         })}
                     </g>
                 }

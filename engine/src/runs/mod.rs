@@ -22,45 +22,9 @@ pub use queue::{
     claim, claim_run, finish, heartbeat, save_progress, Beat, Lease, Progress, MAX_ATTEMPTS,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Queued,
-    Running,
-    Succeeded,
-    PartiallySucceeded,
-    Failed,
-    Cancelled,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Running => "running",
-            Status::Succeeded => "succeeded",
-            Status::PartiallySucceeded => "partially_succeeded",
-            Status::Failed => "failed",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<Self> {
-        Ok(match text {
-            "queued" => Status::Queued,
-            "running" => Status::Running,
-            "succeeded" => Status::Succeeded,
-            "partially_succeeded" => Status::PartiallySucceeded,
-            "failed" => Status::Failed,
-            "cancelled" => Status::Cancelled,
-            other => return Err(Error::Internal(format!("unknown run status {other:?}"))),
-        })
-    }
-
-    pub fn is_active(self) -> bool {
-        matches!(self, Status::Queued | Status::Running)
-    }
-}
+/// Where a run is, how it sends, and its counters: shared with the
+/// browser (the `types` crate).
+pub use types::{Counts, RunMode as Mode, RunStatus as Status};
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +40,16 @@ pub enum Trigger {
 
 impl Trigger {
     pub fn as_str(self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// What lists show (the API's token aside).
+    pub fn kind(self) -> types::TriggerKind {
         match self {
-            Trigger::Manual => "manual",
-            Trigger::Schedule => "schedule",
-            Trigger::Cli => "cli",
-            Trigger::Api { .. } => "api",
+            Trigger::Manual => types::TriggerKind::Manual,
+            Trigger::Schedule => types::TriggerKind::Schedule,
+            Trigger::Cli => types::TriggerKind::Cli,
+            Trigger::Api { .. } => types::TriggerKind::Api,
         }
     }
 
@@ -94,96 +63,12 @@ impl Trigger {
     }
 }
 
-/// How a run sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Only new and changed contacts (the default).
-    Incremental,
-    /// Everyone, whatever the ledger says ("Full resend").
-    Full,
-    /// The plan only: nothing is written to Constant Contact.
-    DryRun,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Incremental => "incremental",
-            Mode::Full => "full",
-            Mode::DryRun => "dry_run",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<Self> {
-        Ok(match text {
-            "incremental" => Mode::Incremental,
-            "full" => Mode::Full,
-            "dry_run" => Mode::DryRun,
-            other => return Err(Error::Internal(format!("unknown run mode {other:?}"))),
-        })
-    }
-}
-
-/// A run's counters; for a dry run, its plan.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Counts {
-    /// Profiles read from the segments (each once).
-    pub read: u64,
-    pub skipped_no_email: u64,
-    pub skipped_invalid_email: u64,
-    pub skipped_duplicate_email: u64,
-    /// A value Constant Contact would not take (too long, not a number…).
-    pub skipped_invalid_value: u64,
-    /// Unsubscribed in Constant Contact: never sent again.
-    pub skipped_unsubscribed: u64,
-    /// Sent before with the same values: not sent again.
-    pub unchanged: u64,
-    /// Contacts to send that this export never sent.
-    pub adds: u64,
-    /// Contacts to send whose values changed since this export sent them.
-    pub updates: u64,
-    /// A full resend's contacts sent again with the values they had: they
-    /// are neither new nor changed.
-    pub resent: u64,
-    /// Contacts sent in import batches.
-    pub sent: u64,
-    /// Contacts Constant Contact processed (its `person_count`).
-    pub accepted: u64,
-    /// Contacts Constant Contact rejected (invalid data).
-    pub rejected: u64,
-    /// Contacts Constant Contact could not add because they unsubscribed.
-    pub unsubscribed: u64,
-    /// Contacts who left the segments, to remove from the list.
-    pub removals: u64,
-    pub removed: u64,
-    pub batches: u64,
-    pub batches_done: u64,
-    /// Constant Contact requests made (for a dry run: needed).
-    pub api_calls: u64,
-    /// Daily requests left, as far as this server knows.
-    pub quota_left: u64,
-    /// Expected duration of the run in seconds (dry run and while running).
-    pub eta_seconds: u64,
-}
-
-impl Counts {
-    pub fn skipped(&self) -> u64 {
-        self.skipped_no_email
-            + self.skipped_invalid_email
-            + self.skipped_duplicate_email
-            + self.skipped_invalid_value
-            + self.skipped_unsubscribed
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
     pub id: i64,
     pub export_id: i64,
     pub export_name: String,
-    pub trigger: String,
+    pub trigger: types::TriggerKind,
     pub mode: Mode,
     pub status: Status,
     pub message: Option<String>,
@@ -215,7 +100,7 @@ impl Run {
             id: 1,
             export_id: 1,
             export_name: String::from("E"),
-            trigger: String::from("manual"),
+            trigger: types::TriggerKind::Manual,
             mode: Mode::Incremental,
             status: Status::Succeeded,
             message: None,
@@ -252,7 +137,7 @@ fn from_row(row: &AnyRow) -> Result<Run> {
         id: col(row, "id")?,
         export_id: col(row, "export_id")?,
         export_name: col(row, "export_name")?,
-        trigger: col(row, "trigger")?,
+        trigger: types::TriggerKind::parse(&col::<String>(row, "trigger")?)?,
         mode: Mode::parse(&mode)?,
         status: Status::parse(&status)?,
         message: col(row, "message")?,

@@ -264,8 +264,43 @@ pub async fn preview(
         .collect()
 }
 
-/// For each field, how many members have a non-empty value (streamed).
+/// For each field, how many members have a non-empty value: kept per
+/// refresh of the segment (`segment_fill_rates`), computed when missing.
 pub async fn fill_rates(db: &Db, id: i64) -> Result<BTreeMap<String, i64>> {
+    let refresh_no: Option<i64> =
+        sqlx::query_scalar("SELECT refresh_no FROM segments WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?;
+    let Some(refresh_no) = refresh_no else {
+        return Err(Error::NotFound("The segment"));
+    };
+    let kept: Option<String> = sqlx::query_scalar(
+        "SELECT rates FROM segment_fill_rates WHERE segment_id = $1 AND refresh_no = $2",
+    )
+    .bind(id)
+    .bind(refresh_no)
+    .fetch_optional(db.pool())
+    .await?;
+    if let Some(rates) = kept.and_then(|k| serde_json::from_str(&k).ok()) {
+        return Ok(rates);
+    }
+    let counts = count_filled(db, id).await?;
+    let rates = serde_json::to_string(&counts).map_err(|e| Error::Internal(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO segment_fill_rates (segment_id, refresh_no, rates) VALUES ($1, $2, $3) \
+         ON CONFLICT (segment_id) DO UPDATE SET refresh_no = excluded.refresh_no, rates = excluded.rates",
+    )
+    .bind(id)
+    .bind(refresh_no)
+    .bind(rates)
+    .execute(db.pool())
+    .await?;
+    Ok(counts)
+}
+
+/// [`fill_rates`] counted from the members (streamed).
+async fn count_filled(db: &Db, id: i64) -> Result<BTreeMap<String, i64>> {
     let mut counts = BTreeMap::new();
     let mut rows = sqlx::query(
         "SELECT p.attributes FROM segment_members m JOIN profiles p ON p.id = m.profile_id WHERE m.segment_id = $1",

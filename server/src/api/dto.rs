@@ -24,62 +24,8 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
-/// A run's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    Queued,
-    Running,
-    Succeeded,
-    PartiallySucceeded,
-    Failed,
-    Cancelled,
-}
-
-impl From<runs::Status> for RunStatus {
-    fn from(s: runs::Status) -> Self {
-        match s {
-            runs::Status::Queued => RunStatus::Queued,
-            runs::Status::Running => RunStatus::Running,
-            runs::Status::Succeeded => RunStatus::Succeeded,
-            runs::Status::PartiallySucceeded => RunStatus::PartiallySucceeded,
-            runs::Status::Failed => RunStatus::Failed,
-            runs::Status::Cancelled => RunStatus::Cancelled,
-        }
-    }
-}
-
-/// How a run sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RunMode {
-    /// Only new and changed contacts.
-    Incremental,
-    /// Every contact, whatever was sent before.
-    Full,
-    /// The plan only: nothing is sent.
-    DryRun,
-}
-
-impl From<RunMode> for runs::Mode {
-    fn from(m: RunMode) -> Self {
-        match m {
-            RunMode::Incremental => runs::Mode::Incremental,
-            RunMode::Full => runs::Mode::Full,
-            RunMode::DryRun => runs::Mode::DryRun,
-        }
-    }
-}
-
-impl From<runs::Mode> for RunMode {
-    fn from(m: runs::Mode) -> Self {
-        match m {
-            runs::Mode::Incremental => RunMode::Incremental,
-            runs::Mode::Full => RunMode::Full,
-            runs::Mode::DryRun => RunMode::DryRun,
-        }
-    }
-}
+/// A run's status and mode: the engine's own (shared) types.
+pub use types::{RunMode, RunStatus};
 
 /// `POST /exports/{id}/runs`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -194,9 +140,9 @@ impl From<&Run> for RunDto {
             id: r.id,
             export_id: r.export_id,
             export_name: r.export_name.clone(),
-            status: r.status.into(),
-            mode: r.mode.into(),
-            trigger: r.trigger.clone(),
+            status: r.status,
+            mode: r.mode,
+            trigger: r.trigger.as_str().to_owned(),
             message: r.message.clone(),
             requested_by: r.requested_by.clone(),
             cancel_requested: r.cancel_requested,

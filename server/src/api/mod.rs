@@ -269,7 +269,7 @@ async fn trigger_run(
     };
     let export = export_of(&state, &raw).await?;
     engine::policy::manage_export(&caller.user, export.owner_id)?;
-    let mode: runs::Mode = request.mode.unwrap_or(dto::RunMode::Incremental).into();
+    let mode = request.mode.unwrap_or(dto::RunMode::Incremental);
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(

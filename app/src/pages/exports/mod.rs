@@ -18,7 +18,8 @@ use crate::exports_api::{
     RemoveExport, RunExport, SaveExport,
 };
 use crate::model::{
-    ExportForm, ExportInputView, ExportRow, MappingView, Role, RunDetail, RunView, UserView,
+    ExportForm, ExportInputView, ExportRow, MappingView, Role, RunDetail, RunStatus, RunView,
+    UserView,
 };
 
 mod editor;
@@ -84,19 +85,11 @@ fn badge_class(status: &str) -> &'static str {
     }
 }
 
-fn mode_label(mode: &str) -> &'static str {
-    match mode {
-        "dry_run" => "Dry run",
-        "full" => "Full resend",
-        _ => "Incremental",
-    }
-}
-
 /// What is left of an active run, in words: the estimate when the run
 /// has made one (0 means it has not: it is queued, just started, or only
 /// waiting for Constant Contact to process its last imports).
 fn eta_text(run: &RunView) -> Option<String> {
-    if run.status != "running" {
+    if run.status != RunStatus::Running {
         return None;
     }
     let read_all = run
@@ -126,7 +119,7 @@ fn RunSummary(run: RunView) -> impl IntoView {
             <div class="flex flex-wrap items-center gap-2">
                 <span data-testid="run-status" class=badge_class(run.badge())>{run.status_label()}</span>
                 <A href=format!("/runs/{}", run.id) attr:class="text-xs underline">{format!("Run #{}", run.id)}</A>
-                <span class="text-xs text-slate-500">{mode_label(&run.mode)}</span>
+                <span class="text-xs text-slate-500">{run.mode.label()}</span>
                 <span class="text-xs text-slate-500">{run.finished_at.clone().or(run.started_at.clone()).unwrap_or(run.queued_at.clone())}</span>
             </div>
             {active.then(|| view! {
@@ -140,7 +133,7 @@ fn RunSummary(run: RunView) -> impl IntoView {
             })}
             {(!active).then(|| view! {
                 <p class="text-xs text-slate-600" data-testid="run-counts">
-                    {if run.mode == "dry_run" {
+                    {if run.is_dry_run() {
                         format!("would send {} ({} new, {} changed) · {} unchanged · {} skipped", group(c.adds + c.updates + c.resent), group(c.adds), group(c.updates), group(c.unchanged), group(c.skipped()))
                     } else {
                         format!("{} sent · {} unchanged · {} skipped · {} removed", group(c.sent), group(c.unchanged), group(c.skipped()), group(c.removed))
@@ -259,8 +252,8 @@ fn status_matches(run: Option<&RunView>, wanted: &str) -> bool {
         ("", _) => true,
         ("never", r) => r.is_none(),
         ("active", Some(r)) => r.is_active(),
-        ("dry_run", Some(r)) => r.mode == "dry_run",
-        (s, Some(r)) => r.status == s && (r.mode != "dry_run" || s != "succeeded"),
+        ("dry_run", Some(r)) => r.is_dry_run(),
+        (s, Some(r)) => r.status.as_str() == s && (!r.is_dry_run() || s != "succeeded"),
         (_, None) => false,
     }
 }
@@ -486,7 +479,7 @@ fn ExportPage() -> impl IntoView {
                                             let (status, trigger, since) = run_filter.get();
                                             let shown: Vec<RunView> = runs.iter().filter(|r| {
                                                 status_matches(Some(r), &status)
-                                                    && (trigger.is_empty() || r.trigger == trigger)
+                                                    && (trigger.is_empty() || r.trigger.as_str() == trigger)
                                                     && (since.is_empty() || r.queued_at.get(..10).is_some_and(|day| day >= since.as_str()))
                                             }).cloned().collect();
                                             if shown.is_empty() {

@@ -65,7 +65,7 @@ pub(super) fn RunBody(
     let c = r.counts.clone();
     let rid = r.id;
     let pages = (d.errors_total + 49) / 50;
-    let dry = r.mode == "dry_run";
+    let dry = r.is_dry_run();
     let rows: Vec<(&'static str, u64)> = if dry {
         vec![
             ("Profiles read", c.read),
@@ -113,7 +113,7 @@ pub(super) fn RunBody(
                 <h1 class="text-2xl font-semibold">{format!("Run #{rid} of {}", r.export_name)}</h1>
                 <p class="mt-1 flex items-center gap-2">
                     <span data-testid="run-status" class=badge_class(r.badge())>{r.status_label()}</span>
-                    <span class="text-sm text-slate-600">{mode_label(&r.mode)}</span>
+                    <span class="text-sm text-slate-600">{r.mode.label()}</span>
                 </p>
             </div>
             <Show when=move || d.can_cancel>
@@ -128,7 +128,7 @@ pub(super) fn RunBody(
             <section class="rounded-lg bg-white p-4 text-sm shadow-sm">
                 <h2 class="font-semibold">"Timeline"</h2>
                 <ul class="mt-2 space-y-1">
-                    <li>{format!("Queued {} ({})", r.queued_at, r.requested_by.clone().unwrap_or_else(|| r.trigger.clone()))}</li>
+                    <li>{format!("Queued {} ({})", r.queued_at, r.requested_by.clone().unwrap_or_else(|| r.trigger.as_str().to_owned()))}</li>
                     {r.started_at.clone().map(|s| view! { <li>{format!("Started {s}")}</li> })}
                     {d.batches.iter().map(|b| view! {
                         <li class="text-slate-600">{format!("{} {} batch {} of {} contacts: {}", b.at, b.kind, b.seq, b.size, b.state)}</li>
