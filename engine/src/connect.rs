@@ -9,17 +9,15 @@
 //! round trip leaves no half-made connection behind.
 
 use serde::{Deserialize, Serialize};
-use tower_sessions::Session;
 
 use crate::connections::{self, Connection, DisplayName, NewConnection, Status, UsableBy};
 use crate::constant_contact::{ApiClient, CcError, Endpoints, OAuthClient, Secret, Tokens};
 use crate::crypto::Cipher;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::sessions::DraftStore;
 use crate::time::now_ms;
 use crate::users::User;
-
-const DRAFT_KEY: &str = "constant_contact_draft";
 
 /// The Constant Contact application this installation is registered as.
 #[derive(Debug, Clone)]
@@ -90,31 +88,26 @@ pub struct DraftView {
     pub error: Option<String>,
 }
 
-async fn load(session: &Session) -> Result<Option<Draft>> {
-    session
-        .get::<Draft>(DRAFT_KEY)
-        .await
-        .map_err(|e| Error::Internal(format!("session: {e}")))
+async fn load(session: &dyn DraftStore) -> Result<Option<Draft>> {
+    match session.load_draft().await? {
+        None => Ok(None),
+        // A draft this version cannot read is no draft (start again).
+        Some(json) => Ok(serde_json::from_value(json).ok()),
+    }
 }
 
-async fn store(session: &Session, draft: &Draft) -> Result<()> {
-    session
-        .insert(DRAFT_KEY, draft)
-        .await
-        .map_err(|e| Error::Internal(format!("session: {e}")))
+async fn store(session: &dyn DraftStore, draft: &Draft) -> Result<()> {
+    let json = serde_json::to_value(draft).map_err(|e| Error::Internal(e.to_string()))?;
+    session.store_draft(json).await
 }
 
 /// Forgets the draft (Cancel, or after Save).
-pub async fn discard(session: &Session) -> Result<()> {
-    session
-        .remove::<Draft>(DRAFT_KEY)
-        .await
-        .map_err(|e| Error::Internal(format!("session: {e}")))?;
-    Ok(())
+pub async fn discard(session: &dyn DraftStore) -> Result<()> {
+    session.discard_draft().await
 }
 
 /// The draft of a new connection, if one is in progress.
-pub async fn draft(session: &Session) -> Result<Option<DraftView>> {
+pub async fn draft(session: &dyn DraftStore) -> Result<Option<DraftView>> {
     let Some(d) = load(session).await? else {
         return Ok(None);
     };
@@ -134,7 +127,7 @@ pub async fn draft(session: &Session) -> Result<Option<DraftView>> {
 /// "Connect": checks the form and returns the Constant Contact URL to send
 /// the browser to. `agreed` is the privacy and compliance checkbox.
 pub async fn begin_new(
-    session: &Session,
+    session: &dyn DraftStore,
     db: &Db,
     cipher: &Cipher,
     app: &CcApp,
@@ -187,7 +180,7 @@ pub async fn begin_new(
 
 /// "Re-authenticate" an existing connection.
 pub async fn begin_reauth(
-    session: &Session,
+    session: &dyn DraftStore,
     db: &Db,
     cipher: &Cipher,
     app: &CcApp,
@@ -211,7 +204,7 @@ pub async fn begin_reauth(
 }
 
 async fn start(
-    session: &Session,
+    session: &dyn DraftStore,
     cipher: &Cipher,
     app: &CcApp,
     mut draft: Draft,
@@ -239,7 +232,7 @@ pub enum Completed {
 /// keeps the sealed tokens in the draft. Every failure is recorded on the
 /// draft for the form to show; nothing is half-made.
 pub async fn complete(
-    session: &Session,
+    session: &dyn DraftStore,
     db: &Db,
     cipher: &Cipher,
     app: &CcApp,
@@ -349,7 +342,7 @@ async fn finish(
 }
 
 /// "Add yourself as export user".
-pub async fn add_export_user(session: &Session, actor: &User) -> Result<()> {
+pub async fn add_export_user(session: &dyn DraftStore, actor: &User) -> Result<()> {
     let mut draft = load(session)
         .await?
         .filter(|d| d.connection_id.is_none())
@@ -366,7 +359,7 @@ pub async fn add_export_user(session: &Session, actor: &User) -> Result<()> {
 /// "Save": creates the connection from the draft (name and who may use it
 /// may have been edited since Connect).
 pub async fn save(
-    session: &Session,
+    session: &dyn DraftStore,
     db: &Db,
     cipher: &Cipher,
     actor: &User,

@@ -15,40 +15,9 @@ use crate::users::{Role, User};
 /// The only connection type so far; the column keeps room for more.
 pub const KIND_CONSTANT_CONTACT: &str = "constant_contact";
 
-/// Who may use a connection for exports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UsableBy {
-    Admins,
-    AdminsAndContributors,
-}
-
-impl UsableBy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UsableBy::Admins => "admins",
-            UsableBy::AdminsAndContributors => "admins_and_contributors",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<Self> {
-        match text {
-            "admins" => Ok(UsableBy::Admins),
-            "admins_and_contributors" => Ok(UsableBy::AdminsAndContributors),
-            _ => Err(Error::invalid(
-                "usable_by",
-                "Choose who can use this connection.",
-            )),
-        }
-    }
-
-    /// True when a user with `role` may use the connection.
-    pub fn allows(self, role: Role) -> bool {
-        match self {
-            UsableBy::Admins => role == Role::Admin,
-            UsableBy::AdminsAndContributors => role >= Role::Contributor,
-        }
-    }
-}
+/// Who may use a connection for exports (an authorization rule, kept in
+/// [`crate::policy`]).
+pub use crate::policy::UsableBy;
 
 /// Whether the connection can be used now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,10 +14,44 @@
 //!   manage every such export on a connection their role may use: a
 //!   contributor cannot change what an admin-only export sends.
 
-use crate::connections::UsableBy;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::users::{Role, User};
+
+/// Who may use a connection for exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsableBy {
+    Admins,
+    AdminsAndContributors,
+}
+
+impl UsableBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsableBy::Admins => "admins",
+            UsableBy::AdminsAndContributors => "admins_and_contributors",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "admins" => Ok(UsableBy::Admins),
+            "admins_and_contributors" => Ok(UsableBy::AdminsAndContributors),
+            _ => Err(Error::invalid(
+                "usable_by",
+                "Choose who can use this connection.",
+            )),
+        }
+    }
+
+    /// True when a user with `role` may use the connection.
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            UsableBy::Admins => role == Role::Admin,
+            UsableBy::AdminsAndContributors => role >= Role::Contributor,
+        }
+    }
+}
 
 fn at_least(actor: &User, role: Role) -> Result<()> {
     if actor.role.allows(role) {

@@ -262,6 +262,29 @@ pub struct Refresh {
     pub runs_queued: Vec<i64>,
 }
 
+/// Queues every export on the schedule that has no active run; returns
+/// the runs queued.
+pub async fn queue_scheduled(db: &Db) -> Result<Vec<i64>> {
+    let mut queued = Vec::new();
+    for id in crate::exports::scheduled(db).await? {
+        match runs::trigger(
+            db,
+            id,
+            runs::Trigger::Schedule,
+            runs::Mode::Incremental,
+            None,
+        )
+        .await
+        {
+            Ok(run) => queued.push(run.id),
+            // Coalesced: the run that is active will send the same data.
+            Err(Error::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(queued)
+}
+
 /// Re-evaluates every rule segment, then queues every enabled export on
 /// the schedule (an export with an active run is skipped: that run sends
 /// the same data).
@@ -273,7 +296,7 @@ pub async fn refresh(db: &Db) -> Result<Refresh> {
             n += 1;
         }
     }
-    let runs_queued = runs::queue_scheduled(db).await?;
+    let runs_queued = queue_scheduled(db).await?;
     sqlx::query("UPDATE schedule SET last_refresh_at = $1 WHERE id = 1")
         .bind(now_ms())
         .execute(db.pool())

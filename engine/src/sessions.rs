@@ -161,3 +161,39 @@ impl ExpiredDeletion for Store {
         Ok(())
     }
 }
+
+/// Where a connection's draft waits between "Connect" and "Save" (see
+/// [`crate::connect`]), as JSON: the user's session. `connect` knows this
+/// trait, not the session library.
+#[async_trait]
+pub trait DraftStore: Send + Sync {
+    async fn load_draft(&self) -> Result<Option<serde_json::Value>>;
+    async fn store_draft(&self, draft: serde_json::Value) -> Result<()>;
+    async fn discard_draft(&self) -> Result<()>;
+}
+
+/// The session key of the connection draft.
+const DRAFT_KEY: &str = "constant_contact_draft";
+
+/// The connection draft kept in the user's session, under one key.
+#[async_trait]
+impl DraftStore for tower_sessions::Session {
+    async fn load_draft(&self) -> Result<Option<serde_json::Value>> {
+        self.get::<serde_json::Value>(DRAFT_KEY)
+            .await
+            .map_err(|e| crate::Error::Internal(format!("session: {e}")))
+    }
+
+    async fn store_draft(&self, draft: serde_json::Value) -> Result<()> {
+        self.insert(DRAFT_KEY, draft)
+            .await
+            .map_err(|e| crate::Error::Internal(format!("session: {e}")))
+    }
+
+    async fn discard_draft(&self) -> Result<()> {
+        self.remove::<serde_json::Value>(DRAFT_KEY)
+            .await
+            .map_err(|e| crate::Error::Internal(format!("session: {e}")))?;
+        Ok(())
+    }
+}

@@ -387,6 +387,10 @@ fn test() -> Result<()> {
                         "segments",
                         "--test",
                         "exports",
+                        "--test",
+                        "resume",
+                        "--test",
+                        "stops",
                     ])
                     .env("TEST_DATABASE", "postgres"),
             )?;

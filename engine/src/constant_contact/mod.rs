@@ -8,6 +8,7 @@
 pub mod api;
 pub mod batch;
 pub mod error;
+mod model;
 pub mod oauth;
 pub mod pacer;
 

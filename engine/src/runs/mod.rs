@@ -8,7 +8,6 @@ use sqlx::Acquire;
 
 use crate::db::{col, flag, Backend, Db};
 use crate::error::{Error, Result};
-use crate::exports;
 use crate::time::now_ms;
 use crate::users::User;
 
@@ -212,9 +211,37 @@ fn already_active(e: sqlx::Error) -> Error {
     }
 }
 
+/// What a trigger or a cancel needs to know of an export. Read here,
+/// from the `exports` table the run rows join anyway, so that this module
+/// does not import `exports` (which cancels runs when an export goes).
+struct ExportFacts {
+    owner_id: Option<i64>,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    removed: bool,
+}
+
+async fn export_facts(db: &Db, export_id: i64) -> Result<Option<ExportFacts>> {
+    let row = sqlx::query(
+        "SELECT owner_id, enabled, disabled_reason, removed_at FROM exports WHERE id = $1",
+    )
+    .bind(export_id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| {
+        Ok(ExportFacts {
+            owner_id: col(&r, "owner_id")?,
+            enabled: flag(&r, "enabled")?,
+            disabled_reason: col(&r, "disabled_reason")?,
+            removed: col::<Option<i64>>(&r, "removed_at")?.is_some(),
+        })
+    })
+    .transpose()
+}
+
 /// Queues a run. A second trigger while one is queued or running is
 /// refused (the database allows one active run per export); the schedule
-/// skips such an export instead (see [`queue_scheduled`]).
+/// skips such an export instead (see `schedule::queue_scheduled`).
 pub async fn trigger(
     db: &Db,
     export_id: i64,
@@ -222,9 +249,9 @@ pub async fn trigger(
     mode: Mode,
     actor: Option<&User>,
 ) -> Result<Run> {
-    let export = exports::get(db, export_id)
+    let export = export_facts(db, export_id)
         .await?
-        .filter(|e| e.removed_at.is_none())
+        .filter(|e| !e.removed)
         .ok_or(Error::NotFound("The export"))?;
     if let Some(a) = actor {
         crate::policy::manage_export(a, export.owner_id)?;
@@ -254,26 +281,11 @@ pub async fn trigger(
     get(db, id).await?.ok_or(Error::NotFound("The run"))
 }
 
-/// Queues every export on the schedule that has no active run; returns
-/// the runs queued.
-pub async fn queue_scheduled(db: &Db) -> Result<Vec<i64>> {
-    let mut queued = Vec::new();
-    for id in exports::scheduled(db).await? {
-        match trigger(db, id, Trigger::Schedule, Mode::Incremental, None).await {
-            Ok(run) => queued.push(run.id),
-            // Coalesced: the run that is active will send the same data.
-            Err(Error::Conflict(_)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(queued)
-}
-
 /// Cancels a run: a queued run at once, a running one at its next batch
 /// boundary (its status then says what was sent).
 pub async fn cancel(db: &Db, actor: &User, run_id: i64) -> Result<Run> {
     let run = get(db, run_id).await?.ok_or(Error::NotFound("The run"))?;
-    let owner = exports::get(db, run.export_id)
+    let owner = export_facts(db, run.export_id)
         .await?
         .and_then(|e| e.owner_id);
     crate::policy::manage_export(actor, owner)?;
