@@ -149,7 +149,7 @@ impl Call {
 /// The user a session is signed in as, if it still may act for them; for
 /// server functions and plain routes alike.
 pub async fn signed_in_user(db: &Db, session: &Session) -> Result<Option<User>, engine::Error> {
-    let read = |e: tower_sessions::session::Error| engine::Error::Internal(e.to_string());
+    let read = |e: tower_sessions::session::Error| engine::Error::internal(e);
     let id: Option<i64> = session.get(USER_ID_KEY).await.map_err(read)?;
     let Some(id) = id else { return Ok(None) };
     let at: i64 = session

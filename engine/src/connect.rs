@@ -97,7 +97,7 @@ async fn load(session: &dyn DraftStore) -> Result<Option<Draft>> {
 }
 
 async fn store(session: &dyn DraftStore, draft: &Draft) -> Result<()> {
-    let json = serde_json::to_value(draft).map_err(|e| Error::Internal(e.to_string()))?;
+    let json = serde_json::to_value(draft).map_err(Error::internal)?;
     session.store_draft(json).await
 }
 

@@ -43,7 +43,7 @@ impl Status {
             "authorized" => Ok(Status::Authorized),
             "needs_reauth" => Ok(Status::NeedsReauthentication),
             "error" => Ok(Status::Error),
-            other => Err(Error::Internal(format!(
+            other => Err(Error::internal(format!(
                 "unknown connection status {other:?}"
             ))),
         }
@@ -125,7 +125,7 @@ fn from_row(row: &AnyRow) -> Result<Connection> {
         kind: col(row, "kind")?,
         display_name: col(row, "display_name")?,
         usable_by: UsableBy::parse(&usable)
-            .map_err(|_| Error::Internal(format!("bad usable_by {usable:?}")))?,
+            .map_err(|_| Error::internal(format!("bad usable_by {usable:?}")))?,
         status: Status::parse(&status)?,
         status_reason: col(row, "status_reason")?,
         export_user_email: col(row, "export_user_email")?,

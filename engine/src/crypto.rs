@@ -41,7 +41,7 @@ impl Cipher {
         let sealed = self
             .0
             .encrypt(&nonce, plain.expose().as_bytes())
-            .map_err(|_| Error::Internal(String::from("encryption failed")))?;
+            .map_err(|_| Error::internal(String::from("encryption failed")))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         Ok(STANDARD.encode(out))
@@ -51,7 +51,7 @@ impl Cipher {
     /// `SECRET_KEY`, or tampering).
     pub fn decrypt(&self, sealed: &str) -> Result<Secret> {
         let fail = || {
-            Error::Internal(String::from(
+            Error::internal(String::from(
                 "a stored secret could not be decrypted (was SECRET_KEY changed?)",
             ))
         };

@@ -40,8 +40,10 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("The database could not be migrated.")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Our fault (a bug, the disk, a broken secret): the user reads only
+    /// that it happened; the cause goes to the log with its chain.
     #[error("An internal error occurred.")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -79,8 +81,13 @@ impl Error {
         }
         match Error::from_problems(problems) {
             Err(e) => e,
-            Ok(()) => Error::Internal(String::from("no error to gather")),
+            Ok(()) => Error::internal(String::from("no error to gather")),
         }
+    }
+
+    /// An internal error with its cause (an error, or a description).
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Internal(cause.into())
     }
 
     /// True when the cause is ours (database, I/O), not the user's input.
@@ -105,6 +112,6 @@ impl From<types::ParseError> for Error {
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Internal(format!("I/O error: {e}"))
+        Error::internal(e)
     }
 }

@@ -64,7 +64,7 @@ fn hash_blocking(password: &str) -> Result<String> {
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
+        .map_err(|e| Error::internal(format!("password hashing failed: {e}")))
 }
 
 /// Hashes or checks at once at most this many passwords per process. Each
@@ -78,7 +78,7 @@ async fn turn() -> Result<SemaphorePermit<'static>> {
     TURNS
         .acquire()
         .await
-        .map_err(|e| Error::Internal(format!("password hashing closed: {e}")))
+        .map_err(|e| Error::internal(format!("password hashing closed: {e}")))
 }
 
 /// Hashes a password (Argon2id, default parameters) on the blocking pool.
@@ -87,7 +87,7 @@ pub async fn hash(password: &Password) -> Result<String> {
     let _turn = turn().await?;
     tokio::task::spawn_blocking(move || hash_blocking(&password))
         .await
-        .map_err(|e| Error::Internal(format!("hashing task failed: {e}")))?
+        .map_err(|e| Error::internal(format!("hashing task failed: {e}")))?
 }
 
 /// A hash of a random password, so that checking an unknown user costs

@@ -139,7 +139,7 @@ pub async fn import_csv<R: Read + Send + 'static>(
     }
     let mut report = parser
         .await
-        .map_err(|e| Error::Internal(format!("CSV parser failed: {e}")))??;
+        .map_err(|e| Error::internal(format!("CSV parser failed: {e}")))??;
     report.imported = imported;
     refresh_catalogue(db).await?;
     Ok(report)
@@ -299,9 +299,8 @@ pub async fn upsert(db: &Db, batch: Vec<(String, BTreeMap<String, String>)>) -> 
         }
     }
     let now = now_ms();
-    let attributes = |fields: &BTreeMap<String, String>| {
-        serde_json::to_string(fields).map_err(|e| Error::Internal(e.to_string()))
-    };
+    let attributes =
+        |fields: &BTreeMap<String, String>| serde_json::to_string(fields).map_err(Error::internal);
     // One statement, merged by the database under the row's lock: two
     // imports touching the same profile at once each keep their fields
     // (a read-merge-write in the application loses one of them on

@@ -192,8 +192,7 @@ pub async fn get(db: &Db) -> Result<State> {
         None => {
             // First use: the default schedule, counting from now.
             let now = now_ms();
-            let config = serde_json::to_string(&Schedule::default())
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            let config = serde_json::to_string(&Schedule::default()).map_err(Error::internal)?;
             sqlx::query(
                 "INSERT INTO schedule (id, config, last_slot, updated_at) VALUES (1, $1, $2, $2) ON CONFLICT (id) DO NOTHING",
             )
@@ -234,7 +233,7 @@ impl Schedule {
 pub async fn save(db: &Db, actor: &User, schedule: &Schedule) -> Result<State> {
     schedule.plan()?;
     get(db).await?;
-    let config = serde_json::to_string(schedule).map_err(|e| Error::Internal(e.to_string()))?;
+    let config = serde_json::to_string(schedule).map_err(Error::internal)?;
     let now = now_ms();
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;

@@ -89,7 +89,7 @@ pub async fn end_all_for_user(db: &Db, user_id: i64) -> Result<u64> {
             store
                 .delete(&id)
                 .await
-                .map_err(|e| crate::Error::Internal(format!("ending a session failed: {e}")))?;
+                .map_err(|e| crate::Error::internal(format!("ending a session failed: {e}")))?;
             ended += 1;
         }
     }
@@ -181,19 +181,19 @@ impl DraftStore for tower_sessions::Session {
     async fn load_draft(&self) -> Result<Option<serde_json::Value>> {
         self.get::<serde_json::Value>(DRAFT_KEY)
             .await
-            .map_err(|e| crate::Error::Internal(format!("session: {e}")))
+            .map_err(|e| crate::Error::internal(format!("session: {e}")))
     }
 
     async fn store_draft(&self, draft: serde_json::Value) -> Result<()> {
         self.insert(DRAFT_KEY, draft)
             .await
-            .map_err(|e| crate::Error::Internal(format!("session: {e}")))
+            .map_err(|e| crate::Error::internal(format!("session: {e}")))
     }
 
     async fn discard_draft(&self) -> Result<()> {
         self.remove::<serde_json::Value>(DRAFT_KEY)
             .await
-            .map_err(|e| crate::Error::Internal(format!("session: {e}")))?;
+            .map_err(|e| crate::Error::internal(format!("session: {e}")))?;
         Ok(())
     }
 }

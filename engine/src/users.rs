@@ -78,7 +78,7 @@ fn user_from_row(row: &AnyRow) -> Result<User> {
     Ok(User {
         id: col(row, "id")?,
         email: col(row, "email")?,
-        role: Role::parse(&role).map_err(|_| Error::Internal(format!("bad role {role:?}")))?,
+        role: Role::parse(&role).map_err(|_| Error::internal(format!("bad role {role:?}")))?,
         active: flag(row, "active")?,
         created_at: col(row, "created_at")?,
         last_sign_in_at: col(row, "last_sign_in_at")?,

@@ -63,7 +63,7 @@ async fn handle(
             session
                 .insert(CONNECTIONS_FLASH_KEY, flash)
                 .await
-                .map_err(|e| engine::Error::Internal(e.to_string()))?;
+                .map_err(engine::Error::internal)?;
             Ok(Redirect::to("/admin/connections").into_response())
         }
     }

@@ -130,7 +130,7 @@ fn from_row(row: &AnyRow) -> Result<Export> {
         list_id: col(row, "list_id")?,
         list_name: col(row, "list_name")?,
         mapping: serde_json::from_str(&mapping)
-            .map_err(|e| Error::Internal(format!("stored mapping: {e}")))?,
+            .map_err(|e| Error::internal(format!("stored mapping: {e}")))?,
         segment_ids: Vec::new(),
         on_schedule: flag(row, "on_schedule")?,
         remove_left: flag(row, "remove_left")?,
@@ -282,8 +282,7 @@ fn may_change(actor: &User, export: &Export) -> Result<()> {
 pub async fn create(db: &Db, actor: &User, input: &ExportInput) -> Result<Export> {
     validate(db, actor, input).await?;
     let now = now_ms();
-    let mapping =
-        serde_json::to_string(&input.mapping).map_err(|e| Error::Internal(e.to_string()))?;
+    let mapping = serde_json::to_string(&input.mapping).map_err(Error::internal)?;
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
     let id: i64 = sqlx::query_scalar(
@@ -324,8 +323,7 @@ pub async fn update(db: &Db, actor: &User, id: i64, input: &ExportInput) -> Resu
     let export = get(db, id).await?.ok_or(Error::NotFound("The export"))?;
     may_change(actor, &export)?;
     validate(db, actor, input).await?;
-    let mapping =
-        serde_json::to_string(&input.mapping).map_err(|e| Error::Internal(e.to_string()))?;
+    let mapping = serde_json::to_string(&input.mapping).map_err(Error::internal)?;
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
     sqlx::query(

@@ -216,7 +216,7 @@ impl Job<'_> {
         match handle.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Stop::Db(e)),
-            Err(e) => return Err(Stop::Db(Error::Internal(format!("run writer: {e}")))),
+            Err(e) => return Err(Stop::Db(Error::internal(format!("run writer: {e}")))),
         }
         if self.lost.load(Ordering::Relaxed) {
             return Err(Stop::Lost);
@@ -227,7 +227,7 @@ impl Job<'_> {
     /// The writer stopped early: its error ends the run.
     pub(super) async fn writer_failed(&mut self) -> Step<()> {
         self.close_writer().await?;
-        Err(Stop::Db(Error::Internal(String::from(
+        Err(Stop::Db(Error::internal(String::from(
             "the run's writer stopped",
         ))))
     }
@@ -352,7 +352,7 @@ impl Job<'_> {
             match tokio::time::timeout(Duration::from_secs(1), turn).await {
                 Ok(permit) => {
                     break permit
-                        .map_err(|e| Stop::Db(Error::Internal(format!("sending a batch: {e}"))))?
+                        .map_err(|e| Stop::Db(Error::internal(format!("sending a batch: {e}"))))?
                 }
                 Err(_) => self.beat().await?,
             }
@@ -384,7 +384,7 @@ impl Job<'_> {
             tokio::spawn(async move {
                 let _permit = permit;
                 let Some(client) = client else {
-                    return Err(Error::Internal(String::from("no client")));
+                    return Err(Error::internal(String::from("no client")));
                 };
                 let mut imported = client.import(&batch).await;
                 for _ in 1..rounds.max(1) {

@@ -422,7 +422,7 @@ impl Job<'_> {
                     return Err(self.cc_failed("sending an import batch", e).await);
                 }
                 Ok(Err(e)) => return Err(Stop::Db(e)),
-                Err(e) => return Err(Stop::Db(Error::Internal(format!("sending a batch: {e}")))),
+                Err(e) => return Err(Stop::Db(Error::internal(format!("sending a batch: {e}")))),
             }
         }
         let waiting = f.contacts.len()

@@ -135,7 +135,7 @@ impl Members {
                 });
                 let rows = (&mut reading.0)
                     .await
-                    .map_err(|e| Error::Internal(format!("reading a page: {e}")))??;
+                    .map_err(|e| Error::internal(format!("reading a page: {e}")))??;
                 c.done = (rows.len() as i64) < page;
                 c.buf.extend(rows);
                 if let Some(last) = c.buf.back() {

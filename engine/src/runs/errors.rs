@@ -127,7 +127,7 @@ pub async fn errors_matching(
 pub async fn write_errors_csv<W: std::io::Write>(db: &Db, run_id: i64, out: W) -> Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(["profile_id", "email", "problem", "field", "reason"])
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .map_err(Error::internal)?;
     let mut offset = 0;
     loop {
         let (page, _) = errors(db, run_id, offset, 5000).await?;
@@ -143,7 +143,7 @@ pub async fn write_errors_csv<W: std::io::Write>(db: &Db, run_id: i64, out: W) -
                     .iter()
                     .map(|c| c.as_bytes()),
             )
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(Error::internal)?;
         }
     }
     w.flush()?;

@@ -119,7 +119,7 @@ impl Lease {
         message: &str,
         counts: &Counts,
     ) -> Result<bool> {
-        let counts = serde_json::to_string(counts).map_err(|e| Error::Internal(e.to_string()))?;
+        let counts = serde_json::to_string(counts).map_err(Error::internal)?;
         let done = sqlx::query(
             "UPDATE runs SET status = 'queued', not_before = $1, message = $2, counts = $3, \
                resume_counts = $3, lease_until = NULL, resumes = resumes + 1, phase = 'waiting' \
@@ -209,7 +209,7 @@ pub(crate) async fn save_progress_on(
     lease: &Lease,
     p: Progress<'_>,
 ) -> Result<bool> {
-    let json = |c: &Counts| serde_json::to_string(c).map_err(|e| Error::Internal(e.to_string()));
+    let json = |c: &Counts| serde_json::to_string(c).map_err(Error::internal);
     let done = sqlx::query(
         "UPDATE runs SET phase = $1, total = COALESCE($2, total), counts = $3, resume_counts = $4, \
            checkpoint = COALESCE($5, checkpoint) \
@@ -236,7 +236,7 @@ pub async fn finish(
     message: Option<&str>,
     counts: &Counts,
 ) -> Result<bool> {
-    let counts = serde_json::to_string(counts).map_err(|e| Error::Internal(e.to_string()))?;
+    let counts = serde_json::to_string(counts).map_err(Error::internal)?;
     let done = sqlx::query(
         "UPDATE runs SET status = $1, message = COALESCE($2, message), counts = $3, finished_at = $4, \
            phase = 'finished', lease_until = NULL \

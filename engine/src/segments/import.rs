@@ -111,7 +111,7 @@ pub async fn import_static_csv<R: std::io::Read + Send + 'static>(
         drop(parsed);
         parser
             .await
-            .map_err(|e| Error::Internal(format!("id parser failed: {e}")))?
+            .map_err(|e| Error::internal(format!("id parser failed: {e}")))?
     }
     .await;
     let result = match staged {

@@ -110,7 +110,7 @@ async fn insert(
     let rule = rule
         .map(serde_json::to_string)
         .transpose()
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .map_err(Error::internal)?;
     sqlx::query_scalar(
         "INSERT INTO segments (name, name_key, description, kind, rule, member_count, refresh_no, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, 0, 0, $6, $6) RETURNING id",
@@ -206,7 +206,7 @@ pub async fn update_rule(
         ));
     }
     let name = parse_name(name)?;
-    let rule_json = serde_json::to_string(rule).map_err(|e| Error::Internal(e.to_string()))?;
+    let rule_json = serde_json::to_string(rule).map_err(Error::internal)?;
     sqlx::query("UPDATE segments SET name = $1, name_key = $2, description = $3, rule = $4, updated_at = $5 WHERE id = $6")
         .bind(&name)
         .bind(name.to_lowercase())
@@ -286,7 +286,7 @@ pub async fn fill_rates(db: &Db, id: i64) -> Result<BTreeMap<String, i64>> {
         return Ok(rates);
     }
     let counts = count_filled(db, id).await?;
-    let rates = serde_json::to_string(&counts).map_err(|e| Error::Internal(e.to_string()))?;
+    let rates = serde_json::to_string(&counts).map_err(Error::internal)?;
     sqlx::query(
         "INSERT INTO segment_fill_rates (segment_id, refresh_no, rates) VALUES ($1, $2, $3) \
          ON CONFLICT (segment_id) DO UPDATE SET refresh_no = excluded.refresh_no, rates = excluded.rates",
