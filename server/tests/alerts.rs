@@ -444,3 +444,49 @@ async fn a_run_that_fails_and_its_connection_each_alert_once() {
         "{failed}"
     );
 }
+
+#[tokio::test]
+async fn a_changed_secret_key_costs_the_smtp_password_but_not_the_alerts() {
+    let app = TestApp::spawn().await;
+    let admin = app.setup_admin().await;
+    call_json(
+        &app,
+        &admin,
+        "save_smtp_settings",
+        &[
+            ("smtp_host", "127.0.0.1"),
+            ("smtp_port", "2525"),
+            ("smtp_tls", "none"),
+            ("smtp_username", "alerts"),
+            ("smtp_password", "smtp secret"),
+            ("smtp_from", "alerts@example.com"),
+        ],
+    )
+    .await;
+    let before = call_json(&app, &admin, "get_alert_settings", &[]).await;
+    assert_eq!(before["smtp_password_set"], true, "{before}");
+    // The password never comes back to the page.
+    assert!(!before.to_string().contains("smtp secret"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let other_key =
+        engine::secrets::SecretKey::load_or_create(&dir.path().join("other.key")).unwrap();
+    let other = engine::crypto::Cipher::new(&other_key);
+    let channels = engine::alerts::channels::get(&app.db.db, &other)
+        .await
+        .unwrap();
+    assert!(channels.smtp_password.is_none());
+    assert_eq!(channels.smtp_host, "127.0.0.1");
+    assert_ne!(
+        channels.webhook_secret.expose(),
+        before["webhook_secret"].as_str().unwrap()
+    );
+    // And the new signing secret is kept.
+    let again = engine::alerts::channels::get(&app.db.db, &other)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.webhook_secret.expose(),
+        channels.webhook_secret.expose()
+    );
+}

@@ -18,21 +18,33 @@ pub fn page(user: UserView) -> AnyView {
 #[component]
 fn HomePage(user: UserView) -> impl IntoView {
     let facts = Resource::new(|| (), |_| get_overview());
-    let dashboard = Resource::new(|| (), |_| get_dashboard());
+    // Read again every second while a run is active: statuses move.
+    let active = RwSignal::new(false);
+    let tick = crate::pages::exports::live_ticker(active);
+    let dashboard = Resource::new(move || tick.get(), |_| get_dashboard());
+    Effect::new(move |_| {
+        if let Some(Ok(d)) = dashboard.get() {
+            active.set(
+                d.exports
+                    .iter()
+                    .any(|e| e.last_run.as_ref().is_some_and(|r| r.is_active())),
+            );
+        }
+    });
     let role = user.role;
     view! {
         <Title text="Overview · Segment Export"/>
         <h1 class="text-2xl font-semibold">"Overview"</h1>
         <p class="mt-1 text-slate-600">"Export segments of customer profiles to Constant Contact lists."</p>
 
-        <Suspense fallback=|| view! { <p class="mt-6 text-slate-500">"Loading exports…"</p> }>
+        <Transition fallback=|| view! { <p class="mt-6 text-slate-500">"Loading exports…"</p> }>
             {move || Suspend::new(async move {
                 match dashboard.await {
                     Ok(d) => view! { <Health dashboard=d/> }.into_any(),
                     Err(e) => view! { <div class="mt-6"><ErrorBanner error=e/></div> }.into_any(),
                 }
             })}
-        </Suspense>
+        </Transition>
 
         <section class="mt-6 grid gap-4 md:grid-cols-2">
             <div class="rounded-lg bg-white p-5 shadow-sm">

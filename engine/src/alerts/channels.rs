@@ -103,14 +103,37 @@ pub async fn get(db: &Db, cipher: &Cipher) -> Result<Channels> {
     let tls: String = col(&r, "smtp_tls")?;
     let password: Option<String> = col(&r, "smtp_password_enc")?;
     let secret: String = col(&r, "webhook_secret_enc")?;
+    // Sealed under another SECRET_KEY (it was changed): the password must
+    // be entered again, and webhooks get a new signing secret; alerts go on.
+    let smtp_password = match password.map(|p| cipher.decrypt(&p)).transpose() {
+        Ok(p) => p,
+        Err(_) => {
+            tracing::warn!(
+                "the SMTP password cannot be unsealed (SECRET_KEY changed?): enter it again"
+            );
+            None
+        }
+    };
+    let webhook_secret = match cipher.decrypt(&secret) {
+        Ok(s) => s,
+        Err(_) => {
+            tracing::warn!("the webhook signing secret cannot be unsealed (SECRET_KEY changed?): a new one is made");
+            let fresh = new_secret();
+            sqlx::query("UPDATE alert_channels SET webhook_secret_enc = $1 WHERE id = 1")
+                .bind(cipher.encrypt(&fresh)?)
+                .execute(db.pool())
+                .await?;
+            fresh
+        }
+    };
     Ok(Channels {
         smtp_host: col(&r, "smtp_host")?,
         smtp_port: u16::try_from(port).unwrap_or(587),
         smtp_tls: SmtpTls::parse(&tls)?,
         smtp_username: col(&r, "smtp_username")?,
-        smtp_password: password.map(|p| cipher.decrypt(&p)).transpose()?,
+        smtp_password,
         smtp_from: col(&r, "smtp_from")?,
-        webhook_secret: cipher.decrypt(&secret)?,
+        webhook_secret,
     })
 }
 

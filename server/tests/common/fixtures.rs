@@ -2,6 +2,8 @@
 //! JSON, API tokens, and two exports on one connection.
 #![allow(dead_code)]
 
+use std::time::Duration;
+
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
@@ -85,4 +87,55 @@ pub async fn two_exports(app: &TestApp, admin: &Client, carol: &Client) -> (i64,
         ids.push(id);
     }
     (ids[0], ids[1])
+}
+
+/// An API call: the status and the JSON body.
+pub async fn api(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = Client::new().request(method, app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(k) = key {
+        req = req.header("Idempotency-Key", k);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+pub async fn get(app: &TestApp, path: &str, token: &str) -> (StatusCode, Value) {
+    api(app, reqwest::Method::GET, path, Some(token), None, None).await
+}
+
+pub async fn post(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    api(app, reqwest::Method::POST, path, Some(token), body, None).await
+}
+
+pub async fn wait_for_run(app: &TestApp, token: &str, run: i64) -> Value {
+    for _ in 0..600 {
+        let (status, r) = get(app, &format!("/api/v1/runs/{run}"), token).await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        if r["status"] != "queued" && r["status"] != "running" {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("run {run} did not finish in 30 s");
 }

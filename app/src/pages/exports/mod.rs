@@ -55,7 +55,7 @@ pub fn run_page(_user: UserView) -> AnyView {
 
 /// A counter that ticks every second while `active` says so (in the
 /// browser only): resources keyed on it refresh without reloading.
-fn live_ticker(active: RwSignal<bool>) -> RwSignal<u32> {
+pub(crate) fn live_ticker(active: RwSignal<bool>) -> RwSignal<u32> {
     let tick = RwSignal::new(0u32);
     Effect::new(move |_| {
         if let Ok(handle) = set_interval_with_handle(
