@@ -373,11 +373,11 @@ async fn alerts_reach_email_and_webhook_once_and_failing_channels_are_retried() 
 }
 
 #[tokio::test]
-async fn a_run_that_fails_and_its_connection_each_alert_once() {
+async fn a_run_that_fails_and_its_connection_each_alert_once_per_rule() {
     let (app, sb) = TestApp::spawn_with_sandbox(|_, _| {}).await;
     let admin = app.setup_admin().await;
     let carol = app.user(&admin, "carol@example.com", "contributor").await;
-    let (admins, _) = two_exports(&app, &admin, &carol).await;
+    let (admins, carols) = two_exports(&app, &admin, &carol).await;
     let (hook_url, hooks) = webhook_receiver(Vec::new()).await;
     // Partial runs do not alert under a 100% threshold; failures do.
     call_json(
@@ -387,6 +387,13 @@ async fn a_run_that_fails_and_its_connection_each_alert_once() {
         &rule_form("", &hook_url, "100"),
     )
     .await;
+    // Carol's export has its own rule (set by an admin, with a webhook):
+    // its connection's trouble reaches it too.
+    let carols_id = carols.to_string();
+    let own_hook = format!("{hook_url}?export={carols}");
+    let mut form = rule_form("", &own_hook, "100");
+    form.push(("export_id", &carols_id));
+    call_json(&app, &admin, "save_export_alert_rule", &form).await;
 
     // Constant Contact forgets every token: the run cannot succeed.
     let res = reqwest::Client::new()
@@ -434,9 +441,14 @@ async fn a_run_that_fails_and_its_connection_each_alert_once() {
             .iter()
             .filter(|k| **k == "connection_needs_reauth")
             .count(),
-        1,
+        2,
         "{kinds:?}"
     );
+    let for_carol: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "connection_needs_reauth" && e["export_id"] == carols)
+        .collect();
+    assert_eq!(for_carol.len(), 1, "{events:?}");
     let failed = events.iter().find(|e| e["event"] == "run_failed").unwrap();
     assert_eq!(failed["run_id"], run, "{failed}");
     assert!(

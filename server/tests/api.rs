@@ -174,6 +174,7 @@ async fn tokens_reach_every_endpoint_as_their_role_allows() {
     // One demo profile has an invalid email: skipped, and said so.
     assert_eq!(done["status"], "partially_succeeded", "{done}");
     assert_eq!(done["counts"]["skipped_invalid_email"], 1, "{done}");
+    assert_eq!(done["counts"]["skipped"], 1, "{done}");
     assert!(done["counts"]["sent"].as_u64().unwrap() > 0, "{done}");
     assert_eq!(done["progress"]["percent"], 100);
     assert_eq!(done["requested_by"], "admin@example.com");
@@ -385,6 +386,15 @@ async fn the_openapi_document_describes_every_endpoint() {
     assert_eq!(
         doc["components"]["securitySchemes"]["token"]["scheme"],
         "bearer"
+    );
+    let counts = &doc["components"]["schemas"]["Counts"]["properties"];
+    assert!(
+        counts["sent"].is_object() && counts["skipped_no_email"].is_object(),
+        "{counts}"
+    );
+    assert!(
+        doc["components"]["schemas"]["RunCounts"].is_object(),
+        "{doc}"
     );
     let status = &doc["components"]["schemas"]["RunStatus"]["enum"];
     assert!(

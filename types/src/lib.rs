@@ -238,6 +238,7 @@ impl TriggerKind {
 /// its own name on both sides (a missing one is 0: older runs lack newer
 /// counters).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Counts {
     /// Profiles read from the segments (each once).
@@ -315,5 +316,16 @@ mod tests {
         // one by its own name.
         let c: Counts = serde_json::from_str(r#"{"sent": 3}"#).unwrap();
         assert_eq!((c.sent, c.read), (3, 0));
+    }
+}
+
+#[cfg(all(test, feature = "openapi"))]
+mod openapi_tests {
+    #[test]
+    fn the_shared_types_describe_themselves() {
+        fn described<T: utoipa::ToSchema>() {}
+        described::<super::Counts>();
+        described::<super::RunStatus>();
+        described::<super::RunMode>();
     }
 }

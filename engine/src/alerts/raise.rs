@@ -51,18 +51,61 @@ pub async fn everything(db: &Db) -> Result<()> {
     for (raised, rule) in runs_to_alert(db).await? {
         record(db, &raised, &rule).await?;
     }
+    // A connection or the quota: the default rule's recipients, and those
+    // of every export with its own rule that uses the connection (any
+    // export, for the quota) and asks for it.
     let default = rules::default_rule(db).await?;
-    if default.on_reauth {
-        for raised in connections_to_alert(db).await? {
+    let own = exports_with_own_rules(db).await?;
+    for (raised, connection) in connections_to_alert(db).await? {
+        if default.on_reauth {
             record(db, &raised, &default).await?;
         }
+        for (export, uses, rule) in &own {
+            if *uses == Some(connection) && rule.on_reauth {
+                record(db, &raised.for_export(*export), rule).await?;
+            }
+        }
     }
-    if default.on_quota {
-        for raised in quotas_to_alert(db).await? {
+    for raised in quotas_to_alert(db).await? {
+        if default.on_quota {
             record(db, &raised, &default).await?;
+        }
+        for (export, _, rule) in &own {
+            if rule.on_quota {
+                record(db, &raised.for_export(*export), rule).await?;
+            }
         }
     }
     Ok(())
+}
+
+impl Raised {
+    /// The same event, for one export's own rule (raised once more, to its
+    /// recipients).
+    fn for_export(&self, export_id: i64) -> Raised {
+        Raised {
+            key: format!("{}:export:{export_id}", self.key),
+            export_id: Some(export_id),
+            ..self.clone()
+        }
+    }
+}
+
+/// Exports (not removed) with their own rule, with the connection each uses.
+async fn exports_with_own_rules(db: &Db) -> Result<Vec<(i64, Option<i64>, Rule)>> {
+    let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT e.id, e.connection_id FROM exports e JOIN alert_rules r ON r.export_id = e.id \
+         WHERE e.removed_at IS NULL ORDER BY e.id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, connection) in rows {
+        if let Some(rule) = rules::own_rule(db, id).await? {
+            out.push((id, connection, rule));
+        }
+    }
+    Ok(out)
 }
 
 /// Why a finished run needs an alert under `rule`, if it does.
@@ -144,7 +187,8 @@ async fn runs_to_alert(db: &Db) -> Result<Vec<(Raised, Rule)>> {
     Ok(out)
 }
 
-async fn connections_to_alert(db: &Db) -> Result<Vec<Raised>> {
+/// Connections that need signing in again, each with its alert.
+async fn connections_to_alert(db: &Db) -> Result<Vec<(Raised, i64)>> {
     let rows = sqlx::query(
         "SELECT id, display_name, status, status_reason, updated_at FROM connections \
          WHERE status <> 'authorized'",
@@ -159,13 +203,14 @@ async fn connections_to_alert(db: &Db) -> Result<Vec<Raised>> {
         let reason: Option<String> = col(r, "status_reason")?;
         let since: i64 = col(r, "updated_at")?;
         let users = crate::exports::names_using(db, id).await?;
-        out.push(Raised {
-            key: format!("connection:{id}:{status}:{since}"),
-            kind: Kind::ConnectionNeedsReauth,
-            export_id: None,
-            run_id: None,
-            subject: format!("Connection \u{201c}{name}\u{201d} needs signing in again"),
-            body: format!(
+        out.push((
+            Raised {
+                key: format!("connection:{id}:{status}:{since}"),
+                kind: Kind::ConnectionNeedsReauth,
+                export_id: None,
+                run_id: None,
+                subject: format!("Connection \u{201c}{name}\u{201d} needs signing in again"),
+                body: format!(
                 "The Constant Contact connection \u{201c}{name}\u{201d} stopped working at {}{}. \
                  An administrator must sign in with Constant Contact again (Admin > Connections). \
                  Exports using it: {}.",
@@ -179,7 +224,9 @@ async fn connections_to_alert(db: &Db) -> Result<Vec<Raised>> {
                     users.join(", ")
                 }
             ),
-        });
+            },
+            id,
+        ));
     }
     Ok(out)
 }

@@ -36,54 +36,21 @@ pub struct TriggerRequest {
     pub mode: Option<RunMode>,
 }
 
-/// A run's counters (for a dry run, its plan).
+/// A run's counters (for a dry run, its plan): the engine's own, with
+/// the skipped ones added up.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Counts {
-    pub read: u64,
+pub struct RunCounts {
+    #[serde(flatten)]
+    pub counts: types::Counts,
+    /// Profiles skipped for their data, all reasons together.
     pub skipped: u64,
-    pub skipped_no_email: u64,
-    pub skipped_invalid_email: u64,
-    pub skipped_duplicate_email: u64,
-    pub skipped_invalid_value: u64,
-    pub skipped_unsubscribed: u64,
-    pub unchanged: u64,
-    pub adds: u64,
-    pub updates: u64,
-    pub resent: u64,
-    pub sent: u64,
-    pub accepted: u64,
-    pub rejected: u64,
-    pub unsubscribed: u64,
-    pub removals: u64,
-    pub removed: u64,
-    pub batches: u64,
-    pub batches_done: u64,
-    pub api_calls: u64,
 }
 
-impl From<&runs::Counts> for Counts {
+impl From<&runs::Counts> for RunCounts {
     fn from(c: &runs::Counts) -> Self {
-        Counts {
-            read: c.read,
+        RunCounts {
+            counts: c.clone(),
             skipped: c.skipped(),
-            skipped_no_email: c.skipped_no_email,
-            skipped_invalid_email: c.skipped_invalid_email,
-            skipped_duplicate_email: c.skipped_duplicate_email,
-            skipped_invalid_value: c.skipped_invalid_value,
-            skipped_unsubscribed: c.skipped_unsubscribed,
-            unchanged: c.unchanged,
-            adds: c.adds,
-            updates: c.updates,
-            resent: c.resent,
-            sent: c.sent,
-            accepted: c.accepted,
-            rejected: c.rejected,
-            unsubscribed: c.unsubscribed,
-            removals: c.removals,
-            removed: c.removed,
-            batches: c.batches,
-            batches_done: c.batches_done,
-            api_calls: c.api_calls,
         }
     }
 }
@@ -122,7 +89,7 @@ pub struct RunDto {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub progress: Progress,
-    pub counts: Counts,
+    pub counts: RunCounts,
     /// The run's per-contact errors.
     pub errors_url: String,
 }
@@ -156,7 +123,7 @@ impl From<&Run> for RunDto {
                 percent,
                 eta_seconds: (active && r.counts.eta_seconds > 0).then_some(r.counts.eta_seconds),
             },
-            counts: Counts::from(&r.counts),
+            counts: RunCounts::from(&r.counts),
             errors_url: format!("/api/v1/runs/{}/errors", r.id),
         }
     }
