@@ -5,7 +5,7 @@
 //! reads, see [`super::members`]).
 
 use super::batches::Sent;
-use crate::db::col;
+use crate::db::{col, Backend};
 use crate::exports::hex;
 use crate::time::now_ms;
 
@@ -33,6 +33,9 @@ pub(super) async fn record(
     contacts: &[Sent],
 ) -> Result<()> {
     let now = now_ms();
+    if db.backend() == Backend::Postgres {
+        return record_as_json(tx, entry, contacts, now).await;
+    }
     for chunk in contacts.chunks(1000) {
         let sql = format!(
             "INSERT INTO export_ledger (export_id, profile_id, email, list_id, hash, config_hash, run_id, sent_at, added_by_run) \
@@ -53,6 +56,42 @@ pub(super) async fn record(
                 .bind(entry.run_id);
         }
         q.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// [`record`] on PostgreSQL: the contacts travel as one JSON array per
+/// 5,000, unpacked by the server, in a statement whose text never changes
+/// (prepared once per connection). Nine bound values per contact made
+/// each statement cost more to parse and plan than to run.
+async fn record_as_json(
+    tx: &mut sqlx::AnyConnection,
+    entry: &Entry<'_>,
+    contacts: &[Sent],
+    now: i64,
+) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO export_ledger (export_id, profile_id, email, list_id, hash, config_hash, run_id, sent_at, added_by_run) \
+         SELECT $1::bigint, c->>0, c->>1, $2::text, c->>2, $3::text, $4::bigint, $5::bigint, $4::bigint \
+         FROM jsonb_array_elements($6::jsonb) AS c {UPSERT}"
+    );
+    for chunk in contacts.chunks(5000) {
+        let hashes: Vec<String> = chunk.iter().map(|c| hex(&c.hash)).collect();
+        let rows: Vec<[&str; 3]> = chunk
+            .iter()
+            .zip(&hashes)
+            .map(|(c, h)| [&*c.profile_id, &*c.email, h.as_str()])
+            .collect();
+        let json = serde_json::to_string(&rows).map_err(Error::internal)?;
+        sqlx::query(&sql)
+            .bind(entry.export_id)
+            .bind(entry.list_id)
+            .bind(entry.config_hash)
+            .bind(entry.run_id)
+            .bind(now)
+            .bind(json)
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(())
 }
