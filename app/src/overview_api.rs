@@ -147,7 +147,7 @@ pub async fn get_dashboard() -> Result<Dashboard, AppError> {
             .into_iter()
             .filter(|u| u.requests_today > 0 || u.left_today == 0)
             .map(|u| QuotaToday {
-                application: u.app.rsplit(' ').next().unwrap_or(&u.app).to_owned(),
+                application: engine::quota::client_id(&u.app).to_owned(),
                 used: u.requests_today,
                 left: u.left_today,
                 limit: engine::constant_contact::api::DAILY_QUOTA,

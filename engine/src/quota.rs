@@ -20,6 +20,12 @@ pub struct AppUsage {
     pub app: String,
 }
 
+/// The client id in an application key (`"<api base> <client id>"`, see
+/// [`crate::connect::CcApp::key`]), as people know the application.
+pub fn client_id(app: &str) -> &str {
+    app.rsplit(' ').next().unwrap_or(app)
+}
+
 /// Counts `requests` sent today by `app`; `exhausted` records Constant
 /// Contact's word that the day's quota is used up.
 pub async fn record(db: &Db, app: &str, requests: i64, exhausted: bool) -> Result<()> {

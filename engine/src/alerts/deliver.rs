@@ -85,6 +85,12 @@ async fn claim(db: &Db) -> Result<Option<Due>> {
 /// Sends what is due, up to [`PER_ROUND`].
 pub async fn due(db: &Db, cipher: &Cipher, settings: &Settings) -> Result<()> {
     let mut channels: Option<Channels> = None;
+    // One client for the round's webhooks (its connection pool with it).
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(crate::Error::internal)?;
     for _ in 0..PER_ROUND {
         let Some(d) = claim(db).await? else {
             return Ok(());
@@ -97,7 +103,7 @@ pub async fn due(db: &Db, cipher: &Cipher, settings: &Settings) -> Result<()> {
         };
         let outcome = match d.channel.as_str() {
             "email" => send_email(ch, &d).await,
-            _ => send_webhook(ch, &d).await,
+            _ => send_webhook(&http, ch, &d).await,
         };
         settle(db, &d, outcome, settings).await?;
     }
@@ -208,7 +214,11 @@ pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-async fn send_webhook(ch: &Channels, d: &Due) -> std::result::Result<(), String> {
+async fn send_webhook(
+    client: &reqwest::Client,
+    ch: &Channels,
+    d: &Due,
+) -> std::result::Result<(), String> {
     let body = serde_json::json!({
         "text": format!("{}\n{}", d.subject, d.body),
         "event": d.kind,
@@ -222,11 +232,6 @@ async fn send_webhook(ch: &Channels, d: &Due) -> std::result::Result<(), String>
     .to_string();
     let timestamp = (now_ms() / 1000).to_string();
     let signature = sign(ch.webhook_secret.expose(), &timestamp, body.as_bytes());
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
     let res = client
         .post(&d.target)
         .header("Content-Type", "application/json")

@@ -243,7 +243,7 @@ async fn quotas_to_alert(db: &Db) -> Result<Vec<Raised>> {
         let app: String = col(r, "app")?;
         let day: i64 = col(r, "day")?;
         let at: i64 = col(r, "exhausted_at")?;
-        let client = app.rsplit(' ').next().unwrap_or(&app).to_owned();
+        let client = crate::quota::client_id(&app).to_owned();
         out.push(Raised {
             key: format!("quota:{app}:{day}"),
             kind: Kind::QuotaExhausted,
