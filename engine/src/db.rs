@@ -18,9 +18,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 use crate::error::{Error, Result};
 
@@ -197,6 +197,16 @@ impl Db {
 
     pub fn typed(&self) -> &TypedPool {
         &self.typed
+    }
+
+    /// A PostgreSQL connection of its own, outside the pools, with the
+    /// pools' settings, for a read that lasts as long as a run (the member
+    /// stream): held from a pool, a few runs would leave none for sessions
+    /// and could wait on each other. Closed when dropped.
+    pub(crate) async fn own_connection(pool: &PgPool) -> Result<PgConnection> {
+        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        conn.execute(PG_SESSION).await?;
+        Ok(conn)
     }
 
     pub fn backend(&self) -> Backend {

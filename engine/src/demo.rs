@@ -190,10 +190,10 @@ pub fn demo_rules() -> Vec<(&'static str, &'static str, Rule)> {
 /// (created, or refreshed if they exist). Same seed, same data.
 pub async fn generate(db: &Db, count: u64, seed: u64) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut batch = Vec::with_capacity(500);
+    let mut batch = Vec::with_capacity(profiles::BATCH_ROWS);
     for n in 0..count {
         batch.push(profile(&mut rng, n));
-        if batch.len() == 500 {
+        if batch.len() == profiles::BATCH_ROWS {
             profiles::upsert(db, std::mem::take(&mut batch)).await?;
         }
     }

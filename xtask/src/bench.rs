@@ -77,7 +77,7 @@ impl Env {
             )
             .env("WORKERS", "0")
             .env("DEMO_PROFILES_ON_EMPTY", "0")
-            .env("RUST_LOG", "warn,sqlx=error,engine::executor=info");
+            .env("RUST_LOG", "warn,sqlx=error,engine::run=info");
         c
     }
 

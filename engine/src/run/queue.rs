@@ -20,10 +20,11 @@ impl Job<'_> {
         now_ms() + (base * factor).min(30 * 60 * 1000)
     }
 
-    /// Reads the run's cancel flag and renews the lease now (the background
-    /// heartbeat does so too, less often).
+    /// Reads the run's cancel flag and whether the lease still holds, now
+    /// (the background heartbeat renews the lease; a read here waits for
+    /// no write, see [`runs::peek`]).
     pub(super) async fn beat(&self) -> Step<()> {
-        match runs::heartbeat(&self.ex.db, &self.lease, self.ex.settings.lease_ms).await? {
+        match runs::peek(&self.ex.db, &self.lease).await? {
             Beat::Held { cancel_requested } => {
                 if cancel_requested {
                     self.cancel.store(true, Ordering::Relaxed);

@@ -18,7 +18,7 @@ pub use errors::{add_errors, errors, errors_matching, write_errors_csv, ContactE
 pub(crate) use errors::{add_errors_on, drop_errors_after};
 pub(crate) use queue::save_progress_on;
 pub use queue::{
-    claim, claim_run, finish, heartbeat, save_progress, Beat, Lease, Progress, MAX_ATTEMPTS,
+    claim, claim_run, finish, heartbeat, peek, save_progress, Beat, Lease, Progress, MAX_ATTEMPTS,
 };
 
 /// Where a run is, how it sends, and its counters: shared with the

@@ -181,6 +181,29 @@ pub async fn heartbeat(db: &Db, lease: &Lease, lease_ms: i64) -> Result<Beat> {
     })
 }
 
+/// Whether this worker still holds the run, and whether a cancel was
+/// asked for, without writing: a read waits for no lock. The run's row is
+/// locked while the run's writer records a batch (see [`Lease::fence`]);
+/// a heartbeat written then waited for the whole batch (about 0.7 s for
+/// 40,000 contacts on PostgreSQL, once per batch). The lease itself is
+/// renewed by the run's background heartbeat.
+pub async fn peek(db: &Db, lease: &Lease) -> Result<Beat> {
+    let row = sqlx::query(
+        "SELECT cancel_requested FROM runs WHERE id = $1 AND worker = $2 AND attempts = $3 AND status = 'running'",
+    )
+    .bind(lease.run_id)
+    .bind(&lease.worker)
+    .bind(lease.attempt)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(match row {
+        Some(r) => Beat::Held {
+            cancel_requested: flag(&r, "cancel_requested")?,
+        },
+        None => Beat::Lost,
+    })
+}
+
 /// A run's progress as saved: the live counts the run page shows, and the
 /// counts as of the checkpoint that a later attempt resumes from.
 #[derive(Debug, Clone, Copy)]
