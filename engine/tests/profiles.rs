@@ -139,6 +139,39 @@ async fn a_large_file_streams_through_in_batches() {
     assert_eq!(profiles::count(&t.db).await.unwrap(), 5_000);
 }
 
+/// Batches of one file are written two at a time on PostgreSQL: a profile
+/// that appears again in a later batch still ends with its later values,
+/// whether the batches are neighbours or not.
+#[tokio::test]
+async fn a_profile_repeated_in_a_later_batch_keeps_its_later_row() {
+    let t = TestDb::new().await;
+    let rows = 3 * profiles::BATCH_ROWS + 10;
+    let mut csv = String::from("id,email,tier\n");
+    for i in 0..rows {
+        let id = match i {
+            // p-first again in the next batch and two batches on.
+            _ if i == profiles::BATCH_ROWS + 3 || i == 3 * profiles::BATCH_ROWS + 5 => {
+                String::from("p-first")
+            }
+            0 => String::from("p-first"),
+            _ => format!("p{i:06}"),
+        };
+        csv.push_str(&format!("{id},person{i}@example.com,t{i}\n"));
+    }
+    let r = profiles::import_csv(&t.db, std::io::Cursor::new(csv.into_bytes()), "id")
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.rows, r.imported, r.rejected),
+        (rows as u64, rows as u64, 0)
+    );
+    let last = 3 * profiles::BATCH_ROWS + 5;
+    let p = profiles::get(&t.db, "p-first").await.unwrap().unwrap();
+    assert_eq!(p["tier"].as_str(), format!("t{last}"));
+    assert_eq!(p["email"].as_str(), format!("person{last}@example.com"));
+    assert_eq!(profiles::count(&t.db).await.unwrap(), rows as i64 - 2);
+}
+
 /// Imports that overlap in time (two uploads, an upload and the CLI) all
 /// succeed, on SQLite too, and the later values win per field.
 #[tokio::test]
