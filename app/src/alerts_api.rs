@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
+use crate::model::{ExportId, RunId};
 
 /// A rule as its form shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,8 +38,8 @@ pub struct AlertView {
     pub kind: String,
     pub subject: String,
     pub body: String,
-    pub export_id: Option<i64>,
-    pub run_id: Option<i64>,
+    pub export_id: Option<ExportId>,
+    pub run_id: Option<RunId>,
     pub at: String,
     pub deliveries: Vec<DeliveryView>,
 }
@@ -90,8 +91,8 @@ mod convert {
             kind: a.kind,
             subject: a.subject,
             body: a.body,
-            export_id: a.export_id,
-            run_id: a.run_id,
+            export_id: a.export_id.map(ExportId),
+            run_id: a.run_id.map(RunId),
             at: format_ms(a.created_at),
             deliveries: a
                 .deliveries
@@ -212,7 +213,7 @@ pub async fn send_test_alert() -> Result<usize, AppError> {
 }
 
 #[server(endpoint = "get_export_alerts")]
-pub async fn get_export_alerts(export_id: i64) -> Result<ExportAlerts, AppError> {
+pub async fn get_export_alerts(export_id: ExportId) -> Result<ExportAlerts, AppError> {
     let call = crate::ssr::call();
     call.run(async {
         let user = call.allowed(engine::policy::read).await?;
@@ -222,7 +223,7 @@ pub async fn get_export_alerts(export_id: i64) -> Result<ExportAlerts, AppError>
             .filter(|e| e.removed_at.is_none())
             .ok_or_else(|| AppError::Refused(String::from("The export was not found.")))?;
         Ok(ExportAlerts {
-            own: engine::alerts::rules::own_rule(db, export_id)
+            own: engine::alerts::rules::own_rule(db, export_id.get())
                 .await?
                 .map(convert::rule),
             default: convert::rule(engine::alerts::rules::default_rule(db).await?),
@@ -236,7 +237,7 @@ pub async fn get_export_alerts(export_id: i64) -> Result<ExportAlerts, AppError>
 /// Saves an export's own rule; `use_default` set goes back to the default.
 #[server(endpoint = "save_export_alert_rule")]
 pub async fn save_export_alert_rule(
-    export_id: i64,
+    export_id: ExportId,
     use_default: Option<String>,
     rule: RuleForm,
 ) -> Result<(), AppError> {
@@ -247,7 +248,8 @@ pub async fn save_export_alert_rule(
             Some(_) => None,
             None => Some(convert::parse(&rule)?),
         };
-        engine::alerts::rules::save_for_export(call.db(), &actor, export_id, rule.as_ref()).await?;
+        engine::alerts::rules::save_for_export(call.db(), &actor, export_id.get(), rule.as_ref())
+            .await?;
         Ok(())
     })
     .await

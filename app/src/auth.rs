@@ -48,7 +48,7 @@ pub async fn create_first_admin(
         };
         let user = users::create_first_admin(call.db(), &email, &password).await?;
         call.start_session(user.id).await?;
-        tracing::info!(user_id = user.id, "first administrator created");
+        tracing::info!(user_id = %user.id, "first administrator created");
         Ok(())
     })
     .await
@@ -92,7 +92,7 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
         .await
         .inspect_err(|e| tracing::info!(reason = %e, "sign-in refused"))?;
         call.start_session(user.id).await?;
-        tracing::info!(user_id = user.id, "signed in");
+        tracing::info!(user_id = %user.id, "signed in");
         Ok(())
     })
     .await

@@ -5,7 +5,9 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{ConnectionDraft, ConnectionView, ConnectionsPage, UsableConnection};
+use crate::model::{
+    ConnectionDraft, ConnectionId, ConnectionView, ConnectionsPage, UsableConnection,
+};
 
 #[cfg(feature = "ssr")]
 fn cc(call: &crate::ssr::Call) -> Result<&engine::connect::CcApp, AppError> {
@@ -166,7 +168,7 @@ pub async fn cancel_connection() -> Result<(), AppError> {
 
 #[server(endpoint = "update_connection")]
 pub async fn update_connection(
-    id: i64,
+    id: ConnectionId,
     display_name: String,
     usable_by: String,
 ) -> Result<ConnectionView, AppError> {
@@ -185,7 +187,7 @@ pub async fn update_connection(
 
 /// "Re-authenticate": returns where to send the browser.
 #[server(endpoint = "reauthenticate_connection")]
-pub async fn reauthenticate_connection(id: i64) -> Result<String, AppError> {
+pub async fn reauthenticate_connection(id: ConnectionId) -> Result<String, AppError> {
     let call = crate::ssr::call();
     call.run(async {
         call.allowed(engine::policy::administer).await?;
@@ -198,7 +200,7 @@ pub async fn reauthenticate_connection(id: i64) -> Result<String, AppError> {
 
 /// "Test connection": the account's list count, or what went wrong.
 #[server(endpoint = "test_connection")]
-pub async fn test_connection(id: i64) -> Result<String, AppError> {
+pub async fn test_connection(id: ConnectionId) -> Result<String, AppError> {
     let call = crate::ssr::call();
     call.run(async {
         call.allowed(engine::policy::administer).await?;
@@ -216,7 +218,7 @@ pub async fn test_connection(id: i64) -> Result<String, AppError> {
 /// "Remove": revokes the tokens at Constant Contact (best effort) and
 /// deletes the connection here.
 #[server(endpoint = "remove_connection")]
-pub async fn remove_connection(id: i64) -> Result<String, AppError> {
+pub async fn remove_connection(id: ConnectionId) -> Result<String, AppError> {
     let call = crate::ssr::call();
     call.run(async {
         let me = call.allowed(engine::policy::administer).await?;

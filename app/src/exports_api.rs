@@ -6,12 +6,14 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{ExportDetail, ExportForm, ExportsPage, ListOption, RunDetail};
+use crate::model::{
+    ConnectionId, ExportDetail, ExportForm, ExportId, ExportsPage, ListOption, RunDetail, RunId,
+};
 
 #[cfg(feature = "ssr")]
 pub(crate) mod convert {
     use crate::model::{
-        BatchView, ContactErrorView, ExportRow, MappingView, RunView, UsableConnection,
+        BatchView, ContactErrorView, ExportRow, MappingView, RunView, SegmentId, UsableConnection,
     };
     use engine::exports::Export;
     use engine::runs::Run;
@@ -67,7 +69,12 @@ pub(crate) mod convert {
         engine::policy::can_manage_export(user, e.owner_id)
     }
 
-    pub fn row(e: Export, segments: &[(i64, String)], last: Option<Run>, user: &User) -> ExportRow {
+    pub fn row(
+        e: Export,
+        segments: &[(SegmentId, String)],
+        last: Option<Run>,
+        user: &User,
+    ) -> ExportRow {
         ExportRow {
             can_change: may_change(user, &e),
             id: e.id,
@@ -114,7 +121,9 @@ pub(crate) mod convert {
 }
 
 #[cfg(feature = "ssr")]
-async fn segment_names(db: &engine::Db) -> Result<Vec<(i64, String)>, AppError> {
+async fn segment_names(
+    db: &engine::Db,
+) -> Result<Vec<(crate::model::SegmentId, String)>, AppError> {
     Ok(engine::segments::list(db, "")
         .await?
         .into_iter()
@@ -127,7 +136,7 @@ async fn segment_names(db: &engine::Db) -> Result<Vec<(i64, String)>, AppError> 
 async fn client_for(
     call: &crate::ssr::Call,
     user: &engine::users::User,
-    connection_id: i64,
+    connection_id: ConnectionId,
 ) -> Result<engine::constant_contact::ApiClient, AppError> {
     engine::exports::usable_connection(call.db(), user, connection_id).await?;
     let s = call.state();
@@ -143,7 +152,7 @@ async fn client_for(
 async fn changeable(
     call: &crate::ssr::Call,
     user: &engine::users::User,
-    id: i64,
+    id: ExportId,
 ) -> Result<engine::exports::Export, AppError> {
     let export = engine::exports::get(call.db(), id)
         .await?
@@ -185,7 +194,7 @@ pub async fn list_exports() -> Result<ExportsPage, AppError> {
 }
 
 #[server(endpoint = "get_export")]
-pub async fn get_export(id: i64) -> Result<ExportDetail, AppError> {
+pub async fn get_export(id: ExportId) -> Result<ExportDetail, AppError> {
     let call = crate::ssr::call();
     call.run(async {
         let user = call.allowed(engine::policy::read).await?;
@@ -206,7 +215,7 @@ pub async fn get_export(id: i64) -> Result<ExportDetail, AppError> {
 
 /// What the Add destination (or Edit, with `id`) form starts from.
 #[server(endpoint = "get_export_form")]
-pub async fn get_export_form(id: Option<i64>) -> Result<ExportForm, AppError> {
+pub async fn get_export_form(id: Option<ExportId>) -> Result<ExportForm, AppError> {
     use crate::model::{ExportInputView, FieldView, MappingView, SegmentOption};
     let call = crate::ssr::call();
     call.run(async {
@@ -217,7 +226,7 @@ pub async fn get_export_form(id: Option<i64>) -> Result<ExportForm, AppError> {
                 let e = changeable(&call, &user, id).await?;
                 Some(ExportInputView {
                     name: e.name,
-                    connection_id: e.connection_id.unwrap_or_default(),
+                    connection_id: e.connection_id,
                     list_id: e.list_id,
                     mapping: e
                         .mapping
@@ -274,7 +283,7 @@ pub async fn get_export_form(id: Option<i64>) -> Result<ExportForm, AppError> {
 
 /// The lists of a connection's Constant Contact account.
 #[server(endpoint = "connection_lists")]
-pub async fn connection_lists(connection_id: i64) -> Result<Vec<ListOption>, AppError> {
+pub async fn connection_lists(connection_id: ConnectionId) -> Result<Vec<ListOption>, AppError> {
     let call = crate::ssr::call();
     call.run(async {
         let user = call.allowed(engine::policy::create_export).await?;
@@ -282,7 +291,7 @@ pub async fn connection_lists(connection_id: i64) -> Result<Vec<ListOption>, App
         let lists = call
             .state()
             .accounts
-            .lists(connection_id, client.lists())
+            .lists(connection_id.get(), client.lists())
             .await
             .map_err(|e| AppError::Refused(e.to_string()))?;
         Ok(lists
@@ -300,7 +309,7 @@ pub async fn connection_lists(connection_id: i64) -> Result<Vec<ListOption>, App
 /// The account's custom fields, as `cf:<name>` targets with labels.
 #[server(endpoint = "connection_custom_fields")]
 pub async fn connection_custom_fields(
-    connection_id: i64,
+    connection_id: ConnectionId,
 ) -> Result<Vec<(String, String)>, AppError> {
     let call = crate::ssr::call();
     call.run(async {
@@ -309,7 +318,7 @@ pub async fn connection_custom_fields(
         let fields = call
             .state()
             .accounts
-            .custom_fields(connection_id, client.custom_fields())
+            .custom_fields(connection_id.get(), client.custom_fields())
             .await
             .map_err(|e| AppError::Refused(e.to_string()))?;
         Ok(fields
@@ -328,7 +337,7 @@ pub async fn connection_custom_fields(
 /// "Create a new list" in the connection's account.
 #[server(endpoint = "create_connection_list")]
 pub async fn create_connection_list(
-    connection_id: i64,
+    connection_id: ConnectionId,
     name: String,
 ) -> Result<ListOption, AppError> {
     let call = crate::ssr::call();
@@ -348,7 +357,7 @@ pub async fn create_connection_list(
             }
             other => AppError::Refused(other.to_string()),
         })?;
-        call.state().accounts.forget(connection_id);
+        call.state().accounts.forget(connection_id.get());
         Ok(ListOption {
             list_id: list.list_id,
             name: list.name,
@@ -390,7 +399,7 @@ pub async fn count_export_filled(
 
 /// Ids sent comma-separated; one that is not a number is a bad request.
 #[cfg(feature = "ssr")]
-fn parse_ids(text: &str) -> Result<Vec<i64>, AppError> {
+fn parse_ids(text: &str) -> Result<Vec<crate::model::SegmentId>, AppError> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -404,7 +413,7 @@ fn parse_ids(text: &str) -> Result<Vec<i64>, AppError> {
 /// Saves a new export (`id` empty) or changes one; `export` is the form as
 /// JSON ([`crate::model::ExportInputView`]). Saving never runs it.
 #[server(endpoint = "save_export")]
-pub async fn save_export(id: Option<i64>, export: String) -> Result<i64, AppError> {
+pub async fn save_export(id: Option<ExportId>, export: String) -> Result<ExportId, AppError> {
     use crate::model::ExportInputView;
     use engine::exports::{ExportInput, Mapping};
     let call = crate::ssr::call();
@@ -417,7 +426,8 @@ pub async fn save_export(id: Option<i64>, export: String) -> Result<i64, AppErro
         }
         let mut input = ExportInput {
             name: form.name,
-            connection_id: form.connection_id,
+            // None is refused below, with every other problem of the form.
+            connection_id: form.connection_id.unwrap_or(ConnectionId(0)),
             list_id: form.list_id.trim().to_lowercase(),
             list_name: String::new(),
             mapping: form
@@ -433,7 +443,12 @@ pub async fn save_export(id: Option<i64>, export: String) -> Result<i64, AppErro
             remove_left: form.remove_left,
             removal_limit_pct: form.removal_limit_pct,
         };
-        engine::exports::validate_shape(&input)?;
+        let shape = engine::exports::validate_shape(&input);
+        if form.connection_id.is_none() {
+            let missing = engine::Error::invalid("connection", "Choose a connection.");
+            return Err(engine::Error::gather(shape.err().into_iter().chain([missing])).into());
+        }
+        shape?;
         // The list must be in the connection's account.
         let client = client_for(&call, &user, input.connection_id).await?;
         let list = client.list(&input.list_id).await.map_err(|e| match e {
@@ -455,7 +470,7 @@ pub async fn save_export(id: Option<i64>, export: String) -> Result<i64, AppErro
 }
 
 #[server(endpoint = "remove_export")]
-pub async fn remove_export(id: i64) -> Result<(), AppError> {
+pub async fn remove_export(id: ExportId) -> Result<(), AppError> {
     let call = crate::ssr::call();
     call.run(async {
         let user = call.allowed(engine::policy::create_export).await?;
@@ -468,7 +483,7 @@ pub async fn remove_export(id: i64) -> Result<(), AppError> {
 
 /// Run now (`mode`: `incremental`, `full` or `dry_run`): returns the run.
 #[server(endpoint = "run_export")]
-pub async fn run_export(id: i64, mode: String) -> Result<i64, AppError> {
+pub async fn run_export(id: ExportId, mode: String) -> Result<RunId, AppError> {
     use engine::runs::{Mode, Trigger};
     let call = crate::ssr::call();
     call.run(async {
@@ -490,7 +505,7 @@ pub async fn run_export(id: i64, mode: String) -> Result<i64, AppError> {
 /// whose email, profile, problem or reason contains `errors_filter`).
 #[server(endpoint = "get_run")]
 pub async fn get_run(
-    id: i64,
+    id: RunId,
     errors_page: i64,
     errors_filter: Option<String>,
 ) -> Result<RunDetail, AppError> {
@@ -525,7 +540,7 @@ pub async fn get_run(
 }
 
 #[server(endpoint = "cancel_run")]
-pub async fn cancel_run(id: i64) -> Result<(), AppError> {
+pub async fn cancel_run(id: RunId) -> Result<(), AppError> {
     let call = crate::ssr::call();
     call.run(async {
         let user = call.allowed(engine::policy::create_export).await?;

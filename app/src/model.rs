@@ -9,12 +9,14 @@ const _: () = assert!(MIN_PASSWORD_CHARS == engine::password::Password::MIN_CHAR
 
 /// A user's role, a run's status, mode and trigger, and its counters: the
 /// engine's own types, shared through the `types` crate.
-pub use types::{Counts, Role, RunMode, RunStatus, TriggerKind};
+pub use types::{
+    ConnectionId, Counts, ExportId, Role, RunId, RunMode, RunStatus, SegmentId, TriggerKind, UserId,
+};
 
 /// A user as pages show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserView {
-    pub id: i64,
+    pub id: UserId,
     pub email: String,
     pub role: Role,
     pub active: bool,
@@ -77,7 +79,7 @@ pub struct CreatedToken {
 /// A connection as Admin > Connections shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionView {
-    pub id: i64,
+    pub id: ConnectionId,
     pub kind: String,
     pub display_name: String,
     /// `admins` or `admins_and_contributors`.
@@ -147,7 +149,7 @@ pub struct ConnectionsPage {
 /// A connection someone may use for exports: name and type only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsableConnection {
-    pub id: i64,
+    pub id: ConnectionId,
     pub kind: String,
     pub display_name: String,
 }
@@ -177,7 +179,7 @@ pub struct AuditView {
 /// A segment in lists and on its page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentView {
-    pub id: i64,
+    pub id: SegmentId,
     pub name: String,
     pub description: String,
     /// `static` or `rule`.
@@ -288,8 +290,8 @@ pub struct SegmentDetail {
 /// A run as lists and the run page show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunView {
-    pub id: i64,
-    pub export_id: i64,
+    pub id: RunId,
+    pub export_id: ExportId,
     pub export_name: String,
     pub trigger: TriggerKind,
     pub mode: RunMode,
@@ -360,7 +362,7 @@ pub struct MappingView {
 /// An export in the list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportRow {
-    pub id: i64,
+    pub id: ExportId,
     pub name: String,
     pub connection: Option<String>,
     pub connection_kind: String,
@@ -399,7 +401,7 @@ pub struct ListOption {
 /// A segment offered by the export form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentOption {
-    pub id: i64,
+    pub id: SegmentId,
     pub name: String,
     pub members: i64,
 }
@@ -423,10 +425,11 @@ pub struct ExportForm {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportInputView {
     pub name: String,
-    pub connection_id: i64,
+    /// None until one is chosen (there may be none to choose).
+    pub connection_id: Option<ConnectionId>,
     pub list_id: String,
     pub mapping: Vec<MappingView>,
-    pub segment_ids: Vec<i64>,
+    pub segment_ids: Vec<SegmentId>,
     pub on_schedule: bool,
     pub remove_left: bool,
     pub removal_limit_pct: i64,

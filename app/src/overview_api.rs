@@ -5,12 +5,12 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
-use crate::model::{RunStatus, RunView};
+use crate::model::{ConnectionId, ExportId, RunId, RunStatus, RunView};
 
 /// One bar of an export's chart: one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunBar {
-    pub id: i64,
+    pub id: RunId,
     pub status: RunStatus,
     pub sent: u64,
     /// Contacts that did not make it: skipped for their data, or rejected.
@@ -20,7 +20,7 @@ pub struct RunBar {
 /// One export's health.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportHealth {
-    pub id: i64,
+    pub id: ExportId,
     pub name: String,
     pub connection: Option<String>,
     /// `authorized`, `needs_reauth`, `error`; `None` when removed.
@@ -40,7 +40,7 @@ pub struct ExportHealth {
 /// One connection's health.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionHealth {
-    pub id: i64,
+    pub id: ConnectionId,
     pub name: String,
     pub status: String,
     pub status_reason: Option<String>,

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{FieldView, SegmentDetail, SegmentView};
+use crate::model::{FieldView, SegmentDetail, SegmentId, SegmentView};
 
 #[cfg(feature = "ssr")]
 mod convert {
@@ -90,7 +90,7 @@ pub async fn profile_fields() -> Result<Vec<FieldView>, AppError> {
 }
 
 #[server(endpoint = "get_segment")]
-pub async fn get_segment(id: i64) -> Result<SegmentDetail, AppError> {
+pub async fn get_segment(id: SegmentId) -> Result<SegmentDetail, AppError> {
     use engine::policy;
     let call = crate::ssr::call();
     call.run(async {
@@ -165,7 +165,7 @@ pub async fn create_segment(
 
 #[server(endpoint = "update_segment")]
 pub async fn update_segment(
-    id: i64,
+    id: SegmentId,
     name: String,
     description: String,
     rule: String,
@@ -185,7 +185,7 @@ pub async fn update_segment(
 }
 
 #[server(endpoint = "refresh_segment")]
-pub async fn refresh_segment(id: i64) -> Result<SegmentView, AppError> {
+pub async fn refresh_segment(id: SegmentId) -> Result<SegmentView, AppError> {
     use engine::policy;
     let call = crate::ssr::call();
     call.run(async {

@@ -113,7 +113,7 @@ impl Call {
 
     /// Starts a signed-in session for `user_id` under a new session id, so
     /// an id planted before sign-in is worthless after it.
-    pub async fn start_session(&self, user_id: i64) -> Result<(), AppError> {
+    pub async fn start_session(&self, user_id: engine::UserId) -> Result<(), AppError> {
         let session = self.session()?;
         session.cycle_id().await.map_err(session_error)?;
         session
@@ -157,7 +157,7 @@ pub async fn signed_in_user(db: &Db, session: &Session) -> Result<Option<User>, 
         .await
         .map_err(read)?
         .unwrap_or(0);
-    users::session_user(db, id, at).await
+    users::session_user(db, engine::UserId(id), at).await
 }
 
 fn session_error(e: tower_sessions::session::Error) -> AppError {

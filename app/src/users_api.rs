@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{Overview, UserView};
+use crate::model::{Overview, UserId, UserView};
 
 #[server(endpoint = "list_users")]
 pub async fn list_users() -> Result<Vec<UserView>, AppError> {
@@ -51,7 +51,7 @@ pub async fn create_user(
 }
 
 #[server(endpoint = "set_user_role")]
-pub async fn set_user_role(user_id: i64, role: String) -> Result<UserView, AppError> {
+pub async fn set_user_role(user_id: UserId, role: String) -> Result<UserView, AppError> {
     use engine::users::{self, Role};
     let call = crate::ssr::call();
     call.run(async {
@@ -65,7 +65,7 @@ pub async fn set_user_role(user_id: i64, role: String) -> Result<UserView, AppEr
 }
 
 #[server(endpoint = "set_user_active")]
-pub async fn set_user_active(user_id: i64, active: bool) -> Result<UserView, AppError> {
+pub async fn set_user_active(user_id: UserId, active: bool) -> Result<UserView, AppError> {
     use engine::users;
     let call = crate::ssr::call();
     call.run(async {

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::policy;
 use crate::time::now_ms;
 use crate::users::{Role, User};
+use crate::{ExportId, RunId};
 
 /// What every secret starts with, so that one found in a log or a
 /// repository is recognised for what it is.
@@ -221,7 +222,7 @@ pub enum Claim {
     /// The key is new: trigger, then [`remember`] the run.
     New,
     /// The same key already queued this run.
-    Done(i64),
+    Done(RunId),
 }
 
 /// Claims an idempotency key for a trigger of `export_id` in `mode`. The
@@ -231,7 +232,7 @@ pub async fn claim_key(
     db: &Db,
     token_id: i64,
     key: &str,
-    export_id: i64,
+    export_id: ExportId,
     mode: &str,
 ) -> Result<Claim> {
     if key.is_empty() || key.len() > 200 {
@@ -267,13 +268,14 @@ pub async fn claim_key(
     .bind(key)
     .fetch_one(db.pool())
     .await?;
-    let (first_export, first_mode): (i64, String) = (col(&row, "export_id")?, col(&row, "mode")?);
+    let (first_export, first_mode): (ExportId, String) =
+        (col(&row, "export_id")?, col(&row, "mode")?);
     if first_export != export_id || first_mode != mode {
         return Err(Error::Conflict(String::from(
             "This Idempotency-Key was already used for another request.",
         )));
     }
-    match col::<Option<i64>>(&row, "run_id")? {
+    match col::<Option<RunId>>(&row, "run_id")? {
         Some(run) => Ok(Claim::Done(run)),
         None => Err(Error::Conflict(String::from(
             "A request with this Idempotency-Key is still in progress.",
@@ -283,7 +285,7 @@ pub async fn claim_key(
 
 /// Records the run a claimed key queued; `None` gives the key up (the
 /// trigger failed, and the same key may be tried again).
-pub async fn remember(db: &Db, token_id: i64, key: &str, run_id: Option<i64>) -> Result<()> {
+pub async fn remember(db: &Db, token_id: i64, key: &str, run_id: Option<RunId>) -> Result<()> {
     match run_id {
         Some(run) => {
             sqlx::query("UPDATE api_idempotency SET run_id = $1 WHERE token_id = $2 AND key = $3")

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::sessions::DraftStore;
 use crate::time::now_ms;
 use crate::users::User;
+use crate::{ConnectionId, UserId};
 
 /// The Constant Contact application this installation is registered as.
 #[derive(Debug, Clone)]
@@ -66,12 +67,12 @@ struct Draft {
     usable_by: String,
     consent_at: i64,
     /// Re-authenticating an existing connection, rather than adding one.
-    connection_id: Option<i64>,
+    connection_id: Option<ConnectionId>,
     /// The pending authorization: `state` and the sealed PKCE verifier.
     /// Taken (removed) by the callback, so each is good once.
     pending: Option<(String, String)>,
     tokens: Option<SealedTokens>,
-    export_user_id: Option<i64>,
+    export_user_id: Option<UserId>,
     export_user_email: Option<String>,
     error: Option<String>,
 }
@@ -184,7 +185,7 @@ pub async fn begin_reauth(
     db: &Db,
     cipher: &Cipher,
     app: &CcApp,
-    id: i64,
+    id: ConnectionId,
 ) -> Result<String> {
     let c = connections::get(db, id)
         .await?
@@ -416,7 +417,12 @@ pub async fn save(
 }
 
 /// An API client for a stored connection; refreshed tokens are stored.
-pub async fn api_client(db: &Db, cipher: &Cipher, app: &CcApp, id: i64) -> Result<ApiClient> {
+pub async fn api_client(
+    db: &Db,
+    cipher: &Cipher,
+    app: &CcApp,
+    id: ConnectionId,
+) -> Result<ApiClient> {
     let tokens = connections::tokens(db, cipher, id).await?;
     let keeper = connections::KeptTokens {
         db: db.clone(),
@@ -439,7 +445,7 @@ pub async fn api_client(db: &Db, cipher: &Cipher, app: &CcApp, id: i64) -> Resul
 async fn settle(
     db: &Db,
     cipher: &Cipher,
-    id: i64,
+    id: ConnectionId,
     client: &ApiClient,
     before: &Tokens,
     outcome: &std::result::Result<(), CcError>,
@@ -475,7 +481,7 @@ pub async fn test(
     db: &Db,
     cipher: &Cipher,
     app: &CcApp,
-    id: i64,
+    id: ConnectionId,
 ) -> Result<std::result::Result<usize, String>> {
     let client = api_client(db, cipher, app, id).await?;
     let before = client.tokens().await;
@@ -503,7 +509,7 @@ pub async fn remove(
     cipher: &Cipher,
     app: Option<&CcApp>,
     actor: &User,
-    id: i64,
+    id: ConnectionId,
 ) -> Result<Removal> {
     let (connection, tokens) = connections::remove(db, cipher, actor, id).await?;
     let revoke_problem = match (app, tokens) {

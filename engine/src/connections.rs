@@ -11,6 +11,7 @@ use crate::db::{col, Db};
 use crate::error::{Error, Result};
 use crate::time::now_ms;
 use crate::users::{Role, User};
+use crate::{ConnectionId, UserId};
 
 /// The only connection type so far; the column keeps room for more.
 pub const KIND_CONSTANT_CONTACT: &str = "constant_contact";
@@ -84,7 +85,7 @@ impl DisplayName {
 /// A connection as the product shows it (never its tokens).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
-    pub id: i64,
+    pub id: ConnectionId,
     pub kind: String,
     pub display_name: String,
     pub usable_by: UsableBy,
@@ -107,7 +108,7 @@ pub struct NewConnection {
     pub consent_at: i64,
     pub tokens: Tokens,
     /// The export user (the admin who added themselves).
-    pub export_user_id: i64,
+    pub export_user_id: UserId,
 }
 
 const COLUMNS: &str = "c.id, c.kind, c.display_name, c.usable_by, c.status, c.status_reason, \
@@ -149,11 +150,15 @@ fn name_taken(e: sqlx::Error) -> Error {
 }
 
 /// True when another connection (other than `except`) has this name.
-pub async fn is_name_taken(db: &Db, name: &DisplayName, except: Option<i64>) -> Result<bool> {
+pub async fn is_name_taken(
+    db: &Db,
+    name: &DisplayName,
+    except: Option<ConnectionId>,
+) -> Result<bool> {
     let n: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM connections WHERE name_key = $1 AND id <> $2")
             .bind(name.key())
-            .bind(except.unwrap_or(-1))
+            .bind(except.map_or(-1, ConnectionId::get))
             .fetch_one(db.pool())
             .await?;
     Ok(n > 0)
@@ -176,7 +181,7 @@ pub async fn create(
         .transpose()?;
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
-    let id: i64 = sqlx::query_scalar(
+    let id: ConnectionId = sqlx::query_scalar(
         "INSERT INTO connections (kind, display_name, name_key, usable_by, status, consent_by, consent_at, \
            export_user_id, access_token_enc, refresh_token_enc, token_expires_at, scopes, authorized_at, \
            authorized_by, created_at, created_by, updated_at) \
@@ -226,7 +231,7 @@ pub async fn usable_by(db: &Db, role: Role) -> Result<Vec<Connection>> {
         .collect())
 }
 
-pub async fn get(db: &Db, id: i64) -> Result<Option<Connection>> {
+pub async fn get(db: &Db, id: ConnectionId) -> Result<Option<Connection>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} {FROM} WHERE c.id = $1"))
         .bind(id)
         .fetch_optional(db.pool())
@@ -238,7 +243,7 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<Connection>> {
 pub async fn update(
     db: &Db,
     actor: &User,
-    id: i64,
+    id: ConnectionId,
     name: &DisplayName,
     usable_by: UsableBy,
 ) -> Result<Connection> {
@@ -289,7 +294,7 @@ pub async fn store_tokens(
     db: &Db,
     cipher: &Cipher,
     actor: Option<&User>,
-    id: i64,
+    id: ConnectionId,
     tokens: &Tokens,
 ) -> Result<()> {
     let mut conn = db.pool().acquire().await?;
@@ -322,7 +327,7 @@ async fn write_tokens(
     conn: &mut sqlx::AnyConnection,
     cipher: &Cipher,
     actor: Option<&User>,
-    id: i64,
+    id: ConnectionId,
     tokens: &Tokens,
 ) -> Result<bool> {
     let access = cipher.encrypt(&tokens.access_token)?;
@@ -353,12 +358,16 @@ async fn write_tokens(
 }
 
 /// The connection's tokens, decrypted.
-pub async fn tokens(db: &Db, cipher: &Cipher, id: i64) -> Result<Tokens> {
+pub async fn tokens(db: &Db, cipher: &Cipher, id: ConnectionId) -> Result<Tokens> {
     let mut conn = db.pool().acquire().await?;
     read_tokens(&mut conn, cipher, id).await
 }
 
-async fn read_tokens(conn: &mut sqlx::AnyConnection, cipher: &Cipher, id: i64) -> Result<Tokens> {
+async fn read_tokens(
+    conn: &mut sqlx::AnyConnection,
+    cipher: &Cipher,
+    id: ConnectionId,
+) -> Result<Tokens> {
     let row = sqlx::query("SELECT access_token_enc, refresh_token_enc, token_expires_at, scopes FROM connections WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -381,12 +390,12 @@ async fn read_tokens(conn: &mut sqlx::AnyConnection, cipher: &Cipher, id: i64) -
 pub struct KeptTokens {
     pub db: Db,
     pub cipher: Cipher,
-    pub id: i64,
+    pub id: ConnectionId,
 }
 
 /// One lock per connection in this process, so that clients waiting for
 /// another's refresh wait here rather than on the database.
-fn local_lock(id: i64) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+fn local_lock(id: ConnectionId) -> std::sync::Arc<tokio::sync::Mutex<()>> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, OnceLock};
     static LOCKS: OnceLock<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
@@ -394,7 +403,7 @@ fn local_lock(id: i64) -> std::sync::Arc<tokio::sync::Mutex<()>> {
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    locks.entry(id).or_default().clone()
+    locks.entry(id.get()).or_default().clone()
 }
 
 impl KeptTokens {
@@ -405,7 +414,7 @@ impl KeptTokens {
     ) -> std::result::Result<Tokens, crate::constant_contact::CcError> {
         use crate::constant_contact::CcError;
         let stored = |e: Error| {
-            tracing::error!(connection_id = self.id, error = %e, "keeping a connection's tokens failed");
+            tracing::error!(connection_id = %self.id, error = %e, "keeping a connection's tokens failed");
             CcError::TokenStorage
         };
         let local = local_lock(self.id);
@@ -463,7 +472,12 @@ impl crate::constant_contact::TokenKeeper for KeptTokens {
 }
 
 /// Records that the connection cannot be used, and why.
-pub async fn set_status(db: &Db, id: i64, status: Status, reason: Option<&str>) -> Result<()> {
+pub async fn set_status(
+    db: &Db,
+    id: ConnectionId,
+    status: Status,
+    reason: Option<&str>,
+) -> Result<()> {
     sqlx::query(
         "UPDATE connections SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4",
     )
@@ -482,7 +496,7 @@ pub async fn remove(
     db: &Db,
     cipher: &Cipher,
     actor: &User,
-    id: i64,
+    id: ConnectionId,
 ) -> Result<(Connection, Option<Tokens>)> {
     let connection = get(db, id)
         .await?

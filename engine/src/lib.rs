@@ -34,3 +34,5 @@ pub mod testing;
 
 pub use db::{Backend, Db};
 pub use error::{Error, Result};
+/// Ids of the records, typed (shared with the browser).
+pub use types::{ConnectionId, ExportId, RunId, SegmentId, UserId};

@@ -17,6 +17,7 @@
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::users::{Role, User};
+use crate::{SegmentId, UserId};
 
 /// Who may use a connection for exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +86,7 @@ pub fn create_segment(actor: &User) -> Result<()> {
 /// An export that reads a segment, as [`change_segment`] needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentUse {
-    pub export_owner: Option<i64>,
+    pub export_owner: Option<UserId>,
     /// `None` when the export's connection was removed.
     pub usable_by: Option<UsableBy>,
 }
@@ -108,8 +109,8 @@ pub fn change_segment(actor: &User, uses: &[SegmentUse]) -> Result<()> {
 }
 
 /// The exports (not removed) that read segment `id`.
-pub async fn segment_uses(db: &Db, id: i64) -> Result<Vec<SegmentUse>> {
-    let rows: Vec<(Option<i64>, Option<String>)> = sqlx::query_as(
+pub async fn segment_uses(db: &Db, id: SegmentId) -> Result<Vec<SegmentUse>> {
+    let rows: Vec<(Option<UserId>, Option<String>)> = sqlx::query_as(
         "SELECT e.owner_id, c.usable_by FROM export_segments es \
          JOIN exports e ON e.id = es.export_id \
          LEFT JOIN connections c ON c.id = e.connection_id \
@@ -128,7 +129,7 @@ pub async fn segment_uses(db: &Db, id: i64) -> Result<Vec<SegmentUse>> {
 }
 
 /// [`change_segment`] for segment `id`, reading who uses it.
-pub async fn may_change_segment(db: &Db, actor: &User, id: i64) -> Result<()> {
+pub async fn may_change_segment(db: &Db, actor: &User, id: SegmentId) -> Result<()> {
     at_least(actor, Role::Contributor)?;
     change_segment(actor, &segment_uses(db, id).await?)
 }
@@ -149,7 +150,7 @@ pub fn create_export(actor: &User) -> Result<()> {
 }
 
 /// Managing an existing export: edit, run, cancel its runs, remove.
-pub fn manage_export(actor: &User, owner: Option<i64>) -> Result<()> {
+pub fn manage_export(actor: &User, owner: Option<UserId>) -> Result<()> {
     at_least(actor, Role::Contributor)?;
     if actor.role == Role::Admin || owner == Some(actor.id) {
         Ok(())
@@ -159,7 +160,7 @@ pub fn manage_export(actor: &User, owner: Option<i64>) -> Result<()> {
 }
 
 /// True when [`manage_export`] allows it (to show or hide buttons).
-pub fn can_manage_export(actor: &User, owner: Option<i64>) -> bool {
+pub fn can_manage_export(actor: &User, owner: Option<UserId>) -> bool {
     manage_export(actor, owner).is_ok()
 }
 
@@ -169,7 +170,7 @@ mod tests {
 
     fn user(id: i64, role: Role) -> User {
         User {
-            id,
+            id: UserId(id),
             email: format!("u{id}@example.com"),
             role,
             active: true,
@@ -192,8 +193,8 @@ mod tests {
 
     #[test]
     fn every_action_by_role_and_ownership() {
-        let own = Some(2);
-        let other = Some(3);
+        let own = Some(UserId(2));
+        let other = Some(UserId(3));
         let theirs = move |usable_by| SegmentUse {
             export_owner: own,
             usable_by: Some(usable_by),

@@ -258,12 +258,12 @@ pub async fn save(db: &Db, actor: &User, schedule: &Schedule) -> Result<State> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refresh {
     pub segments_refreshed: usize,
-    pub runs_queued: Vec<i64>,
+    pub runs_queued: Vec<crate::RunId>,
 }
 
 /// Queues every export on the schedule that has no active run; returns
 /// the runs queued.
-pub async fn queue_scheduled(db: &Db) -> Result<Vec<i64>> {
+pub async fn queue_scheduled(db: &Db) -> Result<Vec<crate::RunId>> {
     let mut queued = Vec::new();
     for id in crate::exports::scheduled(db).await? {
         match runs::trigger(

@@ -12,6 +12,7 @@ use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 use crate::db::{Db, TypedPool};
 use crate::error::Result;
 use crate::time::now_ms;
+use crate::UserId;
 
 /// The session key holding the signed-in user's id.
 pub const USER_ID_KEY: &str = "user_id";
@@ -76,7 +77,7 @@ impl Store {
 /// Deletes every session of `user_id` (deactivation). A request of theirs
 /// already in flight may write its session back; `sessions_valid_after`
 /// makes that one worthless too.
-pub async fn end_all_for_user(db: &Db, user_id: i64) -> Result<u64> {
+pub async fn end_all_for_user(db: &Db, user_id: UserId) -> Result<u64> {
     let ids: Vec<String> =
         sqlx::query_scalar("SELECT session_id FROM user_sessions WHERE user_id = $1")
             .bind(user_id)

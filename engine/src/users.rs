@@ -8,6 +8,7 @@ use crate::db::{col, flag, Db, Lock};
 use crate::error::{Error, Result};
 use crate::password::{self, Password};
 use crate::time::now_ms;
+use crate::UserId;
 
 /// Failed sign-ins allowed for one email from one client address within
 /// [`FAILURE_WINDOW_MS`]; further attempts are refused until it ends.
@@ -53,7 +54,7 @@ impl Email {
 /// A user as the rest of the product sees it (never the password hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    pub id: i64,
+    pub id: UserId,
     pub email: String,
     pub role: Role,
     pub active: bool,
@@ -63,7 +64,7 @@ pub struct User {
 
 impl audit::Actor for User {
     fn id(&self) -> i64 {
-        self.id
+        self.id.get()
     }
 
     fn email(&self) -> &str {
@@ -98,7 +99,7 @@ async fn insert_user(
     email: &Email,
     role: Role,
     hash: &str,
-    created_by: Option<i64>,
+    created_by: Option<UserId>,
 ) -> Result<User> {
     let row = sqlx::query(&format!(
         "INSERT INTO users (email, role, password_hash, active, created_at, created_by) \
@@ -189,7 +190,7 @@ pub async fn list_users(db: &Db) -> Result<Vec<User>> {
     rows.iter().map(user_from_row).collect()
 }
 
-pub async fn get_user(db: &Db, id: i64) -> Result<Option<User>> {
+pub async fn get_user(db: &Db, id: UserId) -> Result<Option<User>> {
     let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
         .bind(id)
         .fetch_optional(db.pool())
@@ -198,7 +199,7 @@ pub async fn get_user(db: &Db, id: i64) -> Result<Option<User>> {
 }
 
 /// Changes a user's role, refusing to demote the last active administrator.
-pub async fn set_role(db: &Db, actor: &User, user_id: i64, role: Role) -> Result<User> {
+pub async fn set_role(db: &Db, actor: &User, user_id: UserId, role: Role) -> Result<User> {
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
     db.lock(&mut tx, Lock::Users).await?;
@@ -206,7 +207,7 @@ pub async fn set_role(db: &Db, actor: &User, user_id: i64, role: Role) -> Result
         .await?
         .ok_or(Error::NotFound("The user"))?;
     if target.role == Role::Admin && role != Role::Admin && target.active {
-        ensure_another_admin(&mut tx, user_id, "change the role of").await?;
+        ensure_another_admin(&mut tx, user_id.get(), "change the role of").await?;
     }
     sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
         .bind(role.as_str())
@@ -232,7 +233,7 @@ pub async fn set_role(db: &Db, actor: &User, user_id: i64, role: Role) -> Result
 /// active administrator. Deactivation ends the user's sessions: they are
 /// deleted, and any signed in before now stays invalid, so reactivating
 /// the user does not revive an old cookie.
-pub async fn set_active(db: &Db, actor: &User, user_id: i64, active: bool) -> Result<User> {
+pub async fn set_active(db: &Db, actor: &User, user_id: UserId, active: bool) -> Result<User> {
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
     // Two admins deactivating each other at once must not both pass the
@@ -242,7 +243,7 @@ pub async fn set_active(db: &Db, actor: &User, user_id: i64, active: bool) -> Re
         .await?
         .ok_or(Error::NotFound("The user"))?;
     if !active && target.role == Role::Admin && target.active {
-        ensure_another_admin(&mut tx, user_id, "deactivate").await?;
+        ensure_another_admin(&mut tx, user_id.get(), "deactivate").await?;
     }
     if active {
         sqlx::query("UPDATE users SET active = $1 WHERE id = $2")
@@ -271,7 +272,7 @@ pub async fn set_active(db: &Db, actor: &User, user_id: i64, active: bool) -> Re
     if !active {
         let ended = crate::sessions::end_all_for_user(db, user_id).await?;
         tracing::info!(
-            user_id,
+            user_id = %user_id,
             sessions = ended,
             "deactivated user's sessions ended"
         );
@@ -282,7 +283,7 @@ pub async fn set_active(db: &Db, actor: &User, user_id: i64, active: bool) -> Re
 /// True when a session that signed in at `signed_in_at` (Unix ms) may
 /// still act for `user_id`: the user exists, is active and has not been
 /// deactivated since.
-pub async fn session_user(db: &Db, user_id: i64, signed_in_at: i64) -> Result<Option<User>> {
+pub async fn session_user(db: &Db, user_id: UserId, signed_in_at: i64) -> Result<Option<User>> {
     let row = sqlx::query(&format!(
         "SELECT {USER_COLUMNS}, sessions_valid_after FROM users WHERE id = $1"
     ))
@@ -295,7 +296,7 @@ pub async fn session_user(db: &Db, user_id: i64, signed_in_at: i64) -> Result<Op
     Ok((user.active && signed_in_at >= valid_after).then_some(user))
 }
 
-async fn get_user_in(conn: &mut sqlx::AnyConnection, id: i64) -> Result<Option<User>> {
+async fn get_user_in(conn: &mut sqlx::AnyConnection, id: UserId) -> Result<Option<User>> {
     let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
         .bind(id)
         .fetch_optional(&mut *conn)

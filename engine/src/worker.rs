@@ -54,9 +54,9 @@ async fn work(ex: Executor, mut stop: watch::Receiver<bool>) {
         }
         match runs::claim(&ex.db, &ex.worker, ex.settings.lease_ms).await {
             Ok(Some(run_id)) => {
-                tracing::info!(run_id, worker = %ex.worker, "run claimed");
+                tracing::info!(run_id = %run_id, worker = %ex.worker, "run claimed");
                 if let Err(e) = ex.execute(run_id).await {
-                    tracing::error!(run_id, error = %e, "run could not be executed");
+                    tracing::error!(run_id = %run_id, error = %e, "run could not be executed");
                 }
                 continue;
             }
@@ -73,7 +73,7 @@ async fn work(ex: Executor, mut stop: watch::Receiver<bool>) {
 
 /// Claims and executes queued runs until none is left (the CLI and tests
 /// use this instead of background workers).
-pub async fn drain(ex: &Executor) -> crate::Result<Vec<i64>> {
+pub async fn drain(ex: &Executor) -> crate::Result<Vec<crate::RunId>> {
     let mut done = Vec::new();
     while !ex.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
         let Some(run_id) = runs::claim(&ex.db, &ex.worker, ex.settings.lease_ms).await? else {

@@ -32,7 +32,7 @@ async fn people(t: &TestDb) {
     .unwrap();
 }
 
-async fn ids(t: &TestDb, id: i64) -> Vec<String> {
+async fn ids(t: &TestDb, id: engine::SegmentId) -> Vec<String> {
     segments::members_after(&t.db, id, "", 1000).await.unwrap()
 }
 

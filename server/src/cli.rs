@@ -77,7 +77,7 @@ pub enum ExportCommand {
     /// Run an export now and wait for it; prints progress and the result.
     Run {
         /// The export's id (see `server export list`).
-        id: i64,
+        id: engine::ExportId,
         /// Send every contact, not only new and changed ones.
         #[arg(long)]
         full: bool,
@@ -88,7 +88,7 @@ pub enum ExportCommand {
     /// Plan a run without sending anything: adds, updates, removals,
     /// skips, API calls and the expected duration.
     DryRun {
-        id: i64,
+        id: engine::ExportId,
         /// Print only the finished run, as JSON.
         #[arg(long)]
         json: bool,

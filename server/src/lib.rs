@@ -6,6 +6,7 @@ pub mod assets;
 pub mod cli;
 pub mod config;
 mod downloads;
+pub mod error;
 pub mod health;
 mod oauth_callback;
 pub mod security;

@@ -287,7 +287,7 @@ async fn alerts_reach_email_and_webhook_once_and_failing_channels_are_retried() 
         .unwrap();
     engine::connections::set_status(
         &app.db.db,
-        connection,
+        engine::ConnectionId(connection),
         engine::connections::Status::NeedsReauthentication,
         Some("The refresh token was refused."),
     )

@@ -356,10 +356,13 @@ async fn removing_revokes_the_tokens_at_constant_contact_and_deletes_them_here()
         .unwrap();
     let cipher_key =
         server::secret_key(&server::Config::for_tests(&app.db.url, app.data_dir())).unwrap();
-    let tokens =
-        engine::connections::tokens(&app.db.db, &engine::crypto::Cipher::new(&cipher_key), id)
-            .await
-            .unwrap();
+    let tokens = engine::connections::tokens(
+        &app.db.db,
+        &engine::crypto::Cipher::new(&cipher_key),
+        engine::ConnectionId(id),
+    )
+    .await
+    .unwrap();
     let (status, body) = app
         .call(&admin, "remove_connection", &[("id", &id.to_string())])
         .await;

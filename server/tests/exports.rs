@@ -35,7 +35,7 @@ async fn sandbox_writes(sb: &sandbox::Running) -> usize {
 }
 
 /// Segments of the demo data, by name.
-async fn segment_id(app: &TestApp, name: &str) -> i64 {
+async fn segment_id(app: &TestApp, name: &str) -> engine::SegmentId {
     engine::segments::by_name(&app.db.db, name)
         .await
         .unwrap()
@@ -43,7 +43,7 @@ async fn segment_id(app: &TestApp, name: &str) -> i64 {
         .id
 }
 
-fn export_json(connection: i64, list: &str, segments: &[i64]) -> String {
+fn export_json(connection: i64, list: &str, segments: &[engine::SegmentId]) -> String {
     json!({
         "name": "Newsletter",
         "connection_id": connection,
@@ -238,6 +238,23 @@ async fn a_contributor_configures_an_export_runs_it_and_reads_the_results() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // The plain routes answer errors as JSON, as the uploads do.
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "Please sign in to continue.");
+    let missing = carol
+        .get(app.url("/runs/987654/errors.csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(body["error"], "The run was not found.");
+    let not_an_id = carol
+        .get(app.url("/runs/seven/errors.csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_an_id.status(), StatusCode::BAD_REQUEST);
 
     // The connections page counts the export; removing the connection
     // disables it.

@@ -160,7 +160,7 @@ async fn the_overview_puts_failing_exports_first_with_their_history() {
     let connection = d["connections"][0]["id"].as_i64().unwrap();
     engine::connections::set_status(
         &app.db.db,
-        connection,
+        engine::ConnectionId(connection),
         engine::connections::Status::NeedsReauthentication,
         Some("The refresh token was refused."),
     )

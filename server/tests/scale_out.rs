@@ -80,7 +80,7 @@ struct Setup {
     data: tempfile::TempDir,
     sb: sandbox::Running,
     admin: users::User,
-    export_ids: Vec<i64>,
+    export_ids: Vec<engine::ExportId>,
 }
 
 async fn setup(processing_delay_ms: u64, exports: usize) -> Setup {
@@ -285,7 +285,7 @@ fn signal(pid: u32, signal: &str) {
 
 /// Waits until the run has an import at Constant Contact that its worker
 /// waits for (and none between its send and its record).
-async fn wait_for_an_import(t: &TestDb, run_id: i64) {
+async fn wait_for_an_import(t: &TestDb, run_id: engine::RunId) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let count = |state: &'static str| {
@@ -304,7 +304,7 @@ async fn wait_for_an_import(t: &TestDb, run_id: i64) {
     }
 }
 
-async fn wait_for_the_end(t: &TestDb, run_id: i64, within: Duration) -> runs::Run {
+async fn wait_for_the_end(t: &TestDb, run_id: engine::RunId, within: Duration) -> runs::Run {
     let deadline = Instant::now() + within;
     loop {
         let run = runs::get(&t.db, run_id).await.unwrap().unwrap();

@@ -226,6 +226,7 @@ async fn a_static_segment_is_uploaded_as_a_list_of_ids_and_replaced_by_name() {
         serde_json::json!(["ghost-1", "ghost-2"])
     );
     let id = report["id"].as_i64().unwrap();
+    let id = engine::SegmentId(id);
     let segment = engine::segments::get(&app.db.db, id)
         .await
         .unwrap()
@@ -238,7 +239,7 @@ async fn a_static_segment_is_uploaded_as_a_list_of_ids_and_replaced_by_name() {
     let report: serde_json::Value = res.json().await.unwrap();
     assert_eq!(
         (report["id"].as_i64(), report["members"].as_i64()),
-        (Some(id), Some(2))
+        (Some(id.get()), Some(2))
     );
     let (entered, left) = engine::segments::changes(&app.db.db, id, 2).await.unwrap();
     assert_eq!(entered, ["p0001"]);

@@ -2,7 +2,9 @@
 //! user's role, a run's status, mode and trigger, and its counts. They
 //! cross the wire as themselves (serde, `snake_case`), so a renamed
 //! variant or field fails to compile or to parse instead of reading as a
-//! default. No dependency but serde: the wasm bundle pays nothing for it.
+//! default. Ids are newtypes of the database's integers. No dependency
+//! but serde in the browser: the wasm bundle pays nothing for it (the
+//! server adds utoipa's schemas and sqlx's encoding by features).
 
 use std::fmt;
 
@@ -22,6 +24,83 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// An id of one kind of record: the database's integer, typed so an
+/// export's id cannot be passed where a run's is expected. It crosses the
+/// wire and the database as the bare integer.
+macro_rules! id {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
+        pub struct $name(pub i64);
+
+        impl $name {
+            /// The bare integer (for a URL or a statement).
+            pub fn get(self) -> i64 {
+                self.0
+            }
+
+            /// Parses a URL's or a form's text: a positive integer.
+            pub fn parse(text: &str) -> Result<Self, ParseError> {
+                match text.trim().parse::<i64>() {
+                    Ok(n) if n > 0 => Ok($name(n)),
+                    _ => Err(ParseError {
+                        field: $field,
+                        message: format!("\"{text}\" is not a valid {}.", $field.replace('_', " ")),
+                    }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ParseError;
+
+            fn from_str(text: &str) -> Result<Self, ParseError> {
+                Self::parse(text)
+            }
+        }
+
+        impl From<$name> for i64 {
+            fn from(id: $name) -> i64 {
+                id.0
+            }
+        }
+    };
+}
+
+id!(
+    /// A destination (an export of segments to a list).
+    ExportId,
+    "export_id"
+);
+id!(
+    /// One run of an export.
+    RunId,
+    "run_id"
+);
+id!(
+    /// A Constant Contact connection.
+    ConnectionId,
+    "connection_id"
+);
+id!(
+    /// A segment of profiles.
+    SegmentId,
+    "segment_id"
+);
+id!(
+    /// A user of this server.
+    UserId,
+    "user_id"
+);
 
 /// What a user may do. Ordered: a higher role can do all a lower one can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -311,6 +390,17 @@ mod tests {
             assert_eq!(RunMode::parse(m.as_str()), Ok(m));
         }
         assert_eq!(RunMode::parse("everything").unwrap_err().field, "mode");
+        // Ids cross as bare integers and parse only from positive ones.
+        assert_eq!(serde_json::to_string(&ExportId(7)).unwrap(), "7");
+        assert_eq!(serde_json::from_str::<RunId>("12").unwrap(), RunId(12));
+        assert_eq!("42".parse::<SegmentId>(), Ok(SegmentId(42)));
+        for bad in ["", "0", "-3", "x1", "1.5"] {
+            assert_eq!(
+                ExportId::parse(bad).unwrap_err().field,
+                "export_id",
+                "{bad:?}"
+            );
+        }
         assert!(Role::Admin.allows(Role::Contributor) && !Role::Viewer.allows(Role::Contributor));
         // A counter the other side does not know yet reads as 0, a known
         // one by its own name.

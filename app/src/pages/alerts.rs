@@ -10,6 +10,7 @@ use crate::alerts_api::{
 };
 use crate::components::{field_error, form_error, ErrorBanner, ErrorSummary};
 use crate::error::AppError;
+use crate::model::ExportId;
 
 /// A text input of an alerts form, labelled, with its error.
 #[component]
@@ -249,7 +250,7 @@ fn AlertLog(alerts: Vec<AlertView>) -> impl IntoView {
 
 /// An export's alerts (on its page): its own rule, or the default.
 #[component]
-pub fn ExportAlertsSection(export_id: i64) -> impl IntoView {
+pub fn ExportAlertsSection(export_id: ExportId) -> impl IntoView {
     let save = ServerAction::<SaveExportAlertRule>::new();
     let alerts = Resource::new(
         move || save.version().get(),

@@ -10,7 +10,9 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 use crate::components::{
     field_error, form_error, group, AfterHydration, ErrorBanner, ErrorSummary,
 };
-use crate::model::{ConditionInput, FieldView, Role, RuleInput, SegmentDetail, UserView, OPS};
+use crate::model::{
+    ConditionInput, FieldView, Role, RuleInput, SegmentDetail, SegmentId, UserView, OPS,
+};
 use crate::pages::upload::{ProfileUpload, SegmentUpload};
 use crate::segments_api::{
     get_segment, list_segments, preview_rule, profile_fields, CreateSegment, RefreshSegment,
@@ -214,7 +216,7 @@ fn NewSegmentPage() -> impl IntoView {
 #[component]
 fn SegmentForm(
     fields: Vec<FieldView>,
-    existing: Option<(i64, String, String, RuleInput)>,
+    existing: Option<(SegmentId, String, String, RuleInput)>,
     update: ServerAction<UpdateSegment>,
 ) -> impl IntoView {
     let create = ServerAction::<CreateSegment>::new();
@@ -285,8 +287,8 @@ fn SegmentPage() -> impl IntoView {
         params
             .read()
             .get("id")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0)
+            .and_then(|v| v.parse::<SegmentId>().ok())
+            .unwrap_or(SegmentId(0))
     };
     let detail = Resource::new(
         move || (id(), refresh.version().get(), update.version().get()),

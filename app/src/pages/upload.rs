@@ -6,6 +6,8 @@ use leptos_router::components::A;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::model::SegmentId;
+
 /// The report the server answers with (`engine::profiles::ImportReport`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Report {
@@ -24,7 +26,7 @@ pub struct RowError {
 /// What the server answers for a static segment's list.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SegmentReport {
-    pub id: i64,
+    pub id: SegmentId,
     pub name: String,
     /// Ids read from the file.
     pub ids: u64,

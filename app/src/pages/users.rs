@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use crate::components::{
     field_error, form_error, reset_on_success, ErrorBanner, ErrorSummary, Field, RoleSelect,
 };
-use crate::model::{Role, UserView, MIN_PASSWORD_CHARS};
+use crate::model::{Role, UserId, UserView, MIN_PASSWORD_CHARS};
 use crate::users_api::{list_users, CreateUser, SetUserActive, SetUserRole};
 
 pub fn page(user: UserView) -> AnyView {
@@ -54,7 +54,7 @@ fn UsersPage(me: UserView) -> impl IntoView {
 #[component]
 fn UserTable(
     users: Vec<UserView>,
-    me_id: i64,
+    me_id: UserId,
     set_role: ServerAction<SetUserRole>,
     set_active: ServerAction<SetUserActive>,
 ) -> impl IntoView {

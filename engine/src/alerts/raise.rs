@@ -134,10 +134,10 @@ async fn runs_to_alert(db: &Db) -> Result<Vec<(Raised, Rule)>> {
     .await?;
     let mut out = Vec::new();
     for id in ids {
-        let Some(run) = runs::get(db, id).await? else {
+        let Some(run) = runs::get(db, crate::RunId(id)).await? else {
             continue;
         };
-        let rule = rules::for_export(db, run.export_id).await?;
+        let rule = rules::for_export(db, run.export_id.get()).await?;
         let Some(kind) = run_alert(&run, &rule) else {
             continue;
         };
@@ -176,8 +176,8 @@ async fn runs_to_alert(db: &Db) -> Result<Vec<(Raised, Rule)>> {
             Raised {
                 key: format!("run:{}", run.id),
                 kind,
-                export_id: Some(run.export_id),
-                run_id: Some(run.id),
+                export_id: Some(run.export_id.get()),
+                run_id: Some(run.id.get()),
                 subject,
                 body,
             },
@@ -202,7 +202,7 @@ async fn connections_to_alert(db: &Db) -> Result<Vec<(Raised, i64)>> {
         let status: String = col(r, "status")?;
         let reason: Option<String> = col(r, "status_reason")?;
         let since: i64 = col(r, "updated_at")?;
-        let users = crate::exports::names_using(db, id).await?;
+        let users = crate::exports::names_using(db, crate::ConnectionId(id)).await?;
         out.push((
             Raised {
                 key: format!("connection:{id}:{status}:{since}"),

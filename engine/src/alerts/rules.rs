@@ -231,7 +231,7 @@ pub async fn save_for_export(
     export_id: i64,
     rule: Option<&Rule>,
 ) -> Result<()> {
-    let export = crate::exports::get(db, export_id)
+    let export = crate::exports::get(db, crate::ExportId(export_id))
         .await?
         .filter(|e| e.removed_at.is_none())
         .ok_or(Error::NotFound("The export"))?;

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::time::now_ms;
 use crate::users::User;
 use crate::{connections, segments};
+use crate::{ConnectionId, ExportId, SegmentId, UserId};
 
 mod validate;
 
@@ -37,11 +38,11 @@ pub struct Mapping {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportInput {
     pub name: String,
-    pub connection_id: i64,
+    pub connection_id: ConnectionId,
     pub list_id: String,
     pub list_name: String,
     pub mapping: Vec<Mapping>,
-    pub segment_ids: Vec<i64>,
+    pub segment_ids: Vec<SegmentId>,
     pub on_schedule: bool,
     pub remove_left: bool,
     pub removal_limit_pct: i64,
@@ -49,20 +50,20 @@ pub struct ExportInput {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Export {
-    pub id: i64,
+    pub id: ExportId,
     pub name: String,
-    pub connection_id: Option<i64>,
+    pub connection_id: Option<ConnectionId>,
     pub connection_name: Option<String>,
     pub list_id: String,
     pub list_name: String,
     pub mapping: Vec<Mapping>,
-    pub segment_ids: Vec<i64>,
+    pub segment_ids: Vec<SegmentId>,
     pub on_schedule: bool,
     pub remove_left: bool,
     pub removal_limit_pct: i64,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
-    pub owner_id: Option<i64>,
+    pub owner_id: Option<UserId>,
     pub owner_email: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -156,7 +157,7 @@ async fn with_segments(db: &Db, mut e: Export) -> Result<Export> {
 }
 
 /// An export, removed or not.
-pub async fn get(db: &Db, id: i64) -> Result<Option<Export>> {
+pub async fn get(db: &Db, id: ExportId) -> Result<Option<Export>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} {FROM} WHERE e.id = $1"))
         .bind(id)
         .fetch_optional(db.pool())
@@ -182,7 +183,7 @@ pub async fn list(db: &Db) -> Result<Vec<Export>> {
 }
 
 /// How many live exports use each connection.
-pub async fn count_by_connection(db: &Db) -> Result<Vec<(i64, i64)>> {
+pub async fn count_by_connection(db: &Db) -> Result<Vec<(ConnectionId, i64)>> {
     let rows = sqlx::query(
         "SELECT connection_id, COUNT(*) AS n FROM exports WHERE removed_at IS NULL AND connection_id IS NOT NULL GROUP BY connection_id",
     )
@@ -194,7 +195,7 @@ pub async fn count_by_connection(db: &Db) -> Result<Vec<(i64, i64)>> {
 }
 
 /// Names of the live exports that use a connection.
-pub async fn names_using(db: &Db, connection_id: i64) -> Result<Vec<String>> {
+pub async fn names_using(db: &Db, connection_id: ConnectionId) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT name FROM exports WHERE connection_id = $1 AND removed_at IS NULL ORDER BY name_key",
     )
@@ -204,7 +205,7 @@ pub async fn names_using(db: &Db, connection_id: i64) -> Result<Vec<String>> {
 }
 
 /// Profiles in any of the segments, each counted once.
-pub async fn count_profiles(db: &Db, segment_ids: &[i64]) -> Result<i64> {
+pub async fn count_profiles(db: &Db, segment_ids: &[SegmentId]) -> Result<i64> {
     if segment_ids.is_empty() {
         return Ok(0);
     }
@@ -226,7 +227,7 @@ pub async fn count_profiles(db: &Db, segment_ids: &[i64]) -> Result<i64> {
 /// have a non-empty value in `field`: `(with a value, all)`. The form uses
 /// it to warn before an export maps its email to a field most of its
 /// profiles lack.
-pub async fn count_filled(db: &Db, segment_ids: &[i64], field: &str) -> Result<(i64, i64)> {
+pub async fn count_filled(db: &Db, segment_ids: &[SegmentId], field: &str) -> Result<(i64, i64)> {
     let all = count_profiles(db, segment_ids).await?;
     if all == 0 || field.is_empty() {
         return Ok((0, all));
@@ -254,8 +255,8 @@ pub async fn count_filled(db: &Db, segment_ids: &[i64], field: &str) -> Result<(
 
 async fn write_segments(
     conn: &mut sqlx::AnyConnection,
-    id: i64,
-    segment_ids: &[i64],
+    id: ExportId,
+    segment_ids: &[SegmentId],
 ) -> Result<()> {
     for s in segment_ids {
         sqlx::query(
@@ -285,7 +286,7 @@ pub async fn create(db: &Db, actor: &User, input: &ExportInput) -> Result<Export
     let mapping = serde_json::to_string(&input.mapping).map_err(Error::internal)?;
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
-    let id: i64 = sqlx::query_scalar(
+    let id: ExportId = sqlx::query_scalar(
         "INSERT INTO exports (name, name_key, connection_id, list_id, list_name, mapping, on_schedule, \
            remove_left, removal_limit_pct, enabled, owner_id, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, TRUE, $10, $11, $11) RETURNING id",
@@ -319,7 +320,7 @@ pub async fn create(db: &Db, actor: &User, input: &ExportInput) -> Result<Export
 
 /// Changes an export. Its ledger is kept: a changed list or mapping makes
 /// the next run send everyone again (the config hash differs).
-pub async fn update(db: &Db, actor: &User, id: i64, input: &ExportInput) -> Result<Export> {
+pub async fn update(db: &Db, actor: &User, id: ExportId, input: &ExportInput) -> Result<Export> {
     let export = get(db, id).await?.ok_or(Error::NotFound("The export"))?;
     may_change(actor, &export)?;
     validate(db, actor, input).await?;
@@ -365,7 +366,7 @@ pub async fn update(db: &Db, actor: &User, id: i64, input: &ExportInput) -> Resu
 
 /// Removes an export: it never runs again, a queued run is cancelled and a
 /// running one stops at its next batch. Its run history stays readable.
-pub async fn remove(db: &Db, actor: &User, id: i64) -> Result<Export> {
+pub async fn remove(db: &Db, actor: &User, id: ExportId) -> Result<Export> {
     let export = get(db, id).await?.ok_or(Error::NotFound("The export"))?;
     may_change(actor, &export)?;
     let now = now_ms();
@@ -390,7 +391,7 @@ pub async fn remove(db: &Db, actor: &User, id: i64) -> Result<Export> {
 /// runs cancelled, inside the caller's transaction.
 pub(crate) async fn disable_for_connection(
     conn: &mut sqlx::AnyConnection,
-    connection_id: i64,
+    connection_id: ConnectionId,
     connection_name: &str,
 ) -> Result<()> {
     let reason = format!("Its connection \"{connection_name}\" was removed.");
@@ -404,7 +405,7 @@ pub(crate) async fn disable_for_connection(
     .bind(connection_id)
     .execute(&mut *conn)
     .await?;
-    let ids: Vec<i64> = sqlx::query_scalar(
+    let ids: Vec<ExportId> = sqlx::query_scalar(
         "SELECT id FROM exports WHERE connection_id = $1 AND removed_at IS NULL",
     )
     .bind(connection_id)
@@ -417,7 +418,7 @@ pub(crate) async fn disable_for_connection(
 }
 
 /// Exports the scheduled refresh queues: live, enabled and not opted out.
-pub async fn scheduled(db: &Db) -> Result<Vec<i64>> {
+pub async fn scheduled(db: &Db) -> Result<Vec<ExportId>> {
     Ok(sqlx::query_scalar(
         "SELECT id FROM exports WHERE removed_at IS NULL AND enabled = TRUE AND on_schedule = TRUE ORDER BY id",
     )
@@ -444,14 +445,14 @@ mod tests {
     fn input() -> ExportInput {
         ExportInput {
             name: String::from("Newsletter"),
-            connection_id: 1,
+            connection_id: ConnectionId(1),
             list_id: String::from("1b3c5d7e-0000-4000-8000-123456789abc"),
             list_name: String::from("Newsletter"),
             mapping: vec![Mapping {
                 source: String::from("email"),
                 target: String::from("email"),
             }],
-            segment_ids: vec![1],
+            segment_ids: vec![SegmentId(1)],
             on_schedule: true,
             remove_left: false,
             removal_limit_pct: DEFAULT_REMOVAL_LIMIT_PCT,
@@ -528,7 +529,7 @@ mod tests {
     #[test]
     fn a_mapping_change_changes_the_config_hash() {
         let export = |mapping: Vec<Mapping>| Export {
-            id: 1,
+            id: ExportId(1),
             name: String::new(),
             connection_id: None,
             connection_name: None,

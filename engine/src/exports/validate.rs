@@ -126,7 +126,7 @@ pub fn target_label(target: &str) -> String {
 pub async fn usable_connection(
     db: &Db,
     actor: &User,
-    connection_id: i64,
+    connection_id: ConnectionId,
 ) -> Result<connections::Connection> {
     let connection = connections::get(db, connection_id)
         .await?

@@ -59,9 +59,9 @@ pub(super) enum Write {
 /// reading the next batch does not wait for the last one's ledger.
 pub(super) struct Writer {
     pub(super) db: Db,
-    pub(super) run_id: i64,
+    pub(super) run_id: RunId,
     pub(super) lease: runs::Lease,
-    pub(super) export_id: i64,
+    pub(super) export_id: ExportId,
     pub(super) list_id: String,
     pub(super) config_hash: String,
     pub(super) lost: Arc<AtomicBool>,
@@ -390,7 +390,7 @@ impl Job<'_> {
                 for _ in 1..rounds.max(1) {
                     match &imported {
                         Err(e) if e.is_retryable() => {
-                            tracing::warn!(run_id, seq, error = %e, "an import batch failed a round of retries; trying again");
+                            tracing::warn!(run_id = %run_id, seq, error = %e, "an import batch failed a round of retries; trying again");
                             tokio::time::sleep(pause).await;
                             imported = client.import(&batch).await;
                         }
@@ -441,7 +441,7 @@ impl Job<'_> {
 
 /// Import batches of `run_id` settled past `checkpoint` (held behind a
 /// batch whose send failed): a resumed run does not make them again.
-pub(super) async fn settled_past(db: &Db, run_id: i64, checkpoint: &str) -> Result<u64> {
+pub(super) async fn settled_past(db: &Db, run_id: RunId, checkpoint: &str) -> Result<u64> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM run_batches WHERE run_id = $1 AND kind = 'import' \
          AND state = 'done' AND last_key > $2",
@@ -454,7 +454,7 @@ pub(super) async fn settled_past(db: &Db, run_id: i64, checkpoint: &str) -> Resu
 }
 
 /// The number the run's next batch gets.
-pub(super) async fn next_seq(db: &Db, run_id: i64) -> Result<i64> {
+pub(super) async fn next_seq(db: &Db, run_id: RunId) -> Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM run_batches WHERE run_id = $1")
             .bind(run_id)
@@ -484,7 +484,7 @@ pub(super) async fn close_unanswered(db: &Db, lease: &runs::Lease) -> Result<()>
 /// Records a batch's end, in `tx`: `done` or `failed`, with its outcome.
 pub(super) async fn finish(
     tx: &mut sqlx::AnyConnection,
-    run_id: i64,
+    run_id: RunId,
     seq: i64,
     ok: bool,
     outcome: &str,
@@ -503,7 +503,7 @@ pub(super) async fn finish(
 /// expected, say), in `tx`, while it is still being polled.
 pub(super) async fn note(
     tx: &mut sqlx::AnyConnection,
-    run_id: i64,
+    run_id: RunId,
     seq: i64,
     outcome: &str,
 ) -> Result<()> {

@@ -100,7 +100,7 @@ impl Job<'_> {
                 // is tried again after the next pause, within the run's
                 // budget and the import's time, instead of stopping the run.
                 Err(e) if e.is_retryable() && Instant::now() < deadline => {
-                    tracing::info!(run_id = self.run.id, seq, error = %e, "an import's status could not be read; asking again");
+                    tracing::info!(run_id = %self.run.id, seq, error = %e, "an import's status could not be read; asking again");
                     self.nap(every.max(Duration::from_secs(1))).await?;
                     every = (every.mul_f64(1.5)).min(self.ex.settings.max_poll_every);
                     continue;
@@ -160,7 +160,7 @@ impl Job<'_> {
             activity.percent_done,
             waited.as_secs()
         );
-        tracing::info!(run_id = self.run.id, seq, %note, "slow import");
+        tracing::info!(run_id = %self.run.id, seq, %note, "slow import");
         let mut conn = self.ex.db.pool().acquire().await?;
         let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
         if !self.lease.fence(&mut tx).await? {
@@ -223,7 +223,7 @@ impl Job<'_> {
             .await
             .is_err()
         {
-            tracing::warn!(run_id = self.run.id, "sends still unanswered at shutdown");
+            tracing::warn!(run_id = %self.run.id, "sends still unanswered at shutdown");
         }
     }
 
@@ -251,7 +251,7 @@ impl Job<'_> {
             match self.settle(f).await {
                 Ok(()) => {
                     tracing::info!(
-                        run_id = self.run.id,
+                        run_id = %self.run.id,
                         seq,
                         size,
                         "in-flight import settled after the stop"
@@ -259,14 +259,14 @@ impl Job<'_> {
                 }
                 Err(Stop::End(..)) | Err(Stop::Resume { .. }) if self.hold_checkpoint && !held => {
                     tracing::info!(
-                        run_id = self.run.id,
+                        run_id = %self.run.id,
                         seq,
                         "a batch in flight was not accepted"
                     );
                 }
                 Err(Stop::End(..)) | Err(Stop::Resume { .. }) => {
                     tracing::warn!(
-                        run_id = self.run.id,
+                        run_id = %self.run.id,
                         seq,
                         "in-flight imports left unsettled"
                     );
@@ -294,7 +294,7 @@ impl Job<'_> {
                 Ok(true) => handed += f.contacts.len(),
                 Ok(false) => return,
                 Err(e) => {
-                    tracing::error!(run_id = self.run.id, error = %e, "could not hand imports over");
+                    tracing::error!(run_id = %self.run.id, error = %e, "could not hand imports over");
                     return;
                 }
             }
@@ -343,7 +343,7 @@ impl Job<'_> {
     /// contacts of those that went through are recorded in the ledger as
     /// sent by that run, the others are sent again by this one.
     pub(super) async fn settle_handed_over(&mut self) -> Step<()> {
-        let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+        let rows: Vec<(RunId, i64, String, i64)> = sqlx::query_as(
             "SELECT run_id, seq, activity_id, COUNT(*) FROM unsettled_imports WHERE export_id = $1 \
              GROUP BY run_id, seq, activity_id ORDER BY run_id, seq",
         )

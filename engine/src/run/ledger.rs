@@ -19,10 +19,10 @@ const UPSERT: &str = "ON CONFLICT (export_id, profile_id) DO UPDATE SET email = 
 
 /// Whose ledger, and what it records about the list and mapping.
 pub(super) struct Entry<'a> {
-    pub(super) export_id: i64,
+    pub(super) export_id: ExportId,
     pub(super) list_id: &'a str,
     pub(super) config_hash: &'a str,
-    pub(super) run_id: i64,
+    pub(super) run_id: RunId,
 }
 
 /// Records `contacts` as sent by this run, in `tx`.
@@ -100,8 +100,8 @@ async fn record_as_json(
 /// in `unsettled_imports`) once Constant Contact says it went through.
 pub(super) async fn record_handed_over(
     tx: &mut sqlx::AnyConnection,
-    export_id: i64,
-    run_id: i64,
+    export_id: ExportId,
+    run_id: RunId,
     seq: i64,
 ) -> Result<()> {
     sqlx::query(&format!(
@@ -122,9 +122,9 @@ pub(super) async fn record_handed_over(
 /// `segment_ids` any more, with the email they were sent with.
 pub(super) async fn left(
     db: &Db,
-    export_id: i64,
+    export_id: ExportId,
     list_id: &str,
-    segment_ids: &[i64],
+    segment_ids: &[SegmentId],
 ) -> Result<Vec<(String, String)>> {
     let mut p = db.placeholders();
     let (export, list) = (p.one(), p.one());
@@ -149,7 +149,7 @@ pub(super) async fn left(
 /// pairs, as [`left`] gives them), in `tx`.
 pub(super) async fn forget(
     tx: &mut sqlx::AnyConnection,
-    export_id: i64,
+    export_id: ExportId,
     removed: &[(String, String)],
 ) -> Result<()> {
     for (profile_id, _) in removed {

@@ -26,8 +26,8 @@ pub(super) struct Member {
 /// at once.
 pub(super) struct Members {
     db: Db,
-    export_id: i64,
-    run_id: i64,
+    export_id: ExportId,
+    run_id: RunId,
     page: i64,
     cursors: Vec<Cursor>,
 }
@@ -35,7 +35,7 @@ pub(super) struct Members {
 type Chunk = Result<Vec<Member>>;
 
 struct Cursor {
-    segment_id: i64,
+    segment_id: SegmentId,
     buf: VecDeque<Member>,
     /// The segment's reader: chunks of members, in key order, until the
     /// channel closes. Started on the first read.
@@ -136,7 +136,13 @@ async fn read_postgres(
 impl Members {
     /// Members of `segment_ids`, with the ledger of export `export_id` (as
     /// run `run_id` sees it), read `page` at a time.
-    pub(super) fn new(db: Db, export_id: i64, run_id: i64, segment_ids: &[i64], page: i64) -> Self {
+    pub(super) fn new(
+        db: Db,
+        export_id: ExportId,
+        run_id: RunId,
+        segment_ids: &[SegmentId],
+        page: i64,
+    ) -> Self {
         Members {
             db,
             export_id,
@@ -156,9 +162,14 @@ impl Members {
 
     /// Starts the reader of one segment: one chunk is read ahead while the
     /// stream uses the last.
-    fn start(&self, segment_id: i64) -> (mpsc::Receiver<Chunk>, AbortOnDrop<()>) {
+    fn start(&self, segment_id: SegmentId) -> (mpsc::Receiver<Chunk>, AbortOnDrop<()>) {
         let (tx, rx) = mpsc::channel(1);
-        let params = (self.export_id, segment_id, self.run_id, self.page);
+        let params = (
+            self.export_id.get(),
+            segment_id.get(),
+            self.run_id.get(),
+            self.page,
+        );
         let db = self.db.clone();
         let task = tokio::spawn(async move {
             let result = match db.typed() {

@@ -52,6 +52,7 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::exports::{self, Export};
 use crate::runs::{self, Beat, ContactError, Counts, Mode, Run, Status};
+use crate::{ConnectionId, ExportId, RunId, SegmentId};
 
 use batches::Write;
 use inflight::InFlight;
@@ -193,7 +194,7 @@ struct Job<'a> {
 impl Executor {
     /// Runs `run_id`, which this worker has claimed. Returns when the run
     /// has a final status, or when the lease was lost.
-    pub async fn execute(&self, run_id: i64) -> Result<()> {
+    pub async fn execute(&self, run_id: RunId) -> Result<()> {
         let Some(run) = runs::get(&self.db, run_id).await? else {
             return Ok(());
         };
@@ -221,7 +222,7 @@ impl Executor {
                             lost.store(true, Ordering::Relaxed);
                             return;
                         }
-                        Err(e) => tracing::warn!(run_id, error = %e, "heartbeat failed"),
+                        Err(e) => tracing::warn!(run_id = %run_id, error = %e, "heartbeat failed"),
                     }
                 }
             })
@@ -344,14 +345,14 @@ impl Executor {
                     )
             };
             if let Err(e) = job.flush_errors().await {
-                tracing::error!(run_id, error = %e, "could not store contact errors");
+                tracing::error!(run_id = %run_id, error = %e, "could not store contact errors");
             }
             job.store_tokens().await;
             // Counts as of the checkpoint: the resumed run reads on
             // from there and counts the rest itself.
             let counts = merge(&job.checkpoint_counts, &job.counts);
             if lease.requeue(&self.db, *at, &message, &counts).await? {
-                tracing::info!(run_id, %message, "run goes back to the queue");
+                tracing::info!(run_id = %run_id, %message, "run goes back to the queue");
             }
             return Ok(());
         }
@@ -407,7 +408,7 @@ impl Executor {
             Err(Stop::End(status, message)) => (status, message),
             Err(Stop::Resume { why, .. }) => (Status::Failed, why),
             Err(Stop::Lost) => {
-                tracing::warn!(run_id, "lease lost; another worker resumes this run");
+                tracing::warn!(run_id = %run_id, "lease lost; another worker resumes this run");
                 return Ok(());
             }
             Err(Stop::Shutdown) => {
@@ -416,12 +417,12 @@ impl Executor {
                 // one is sent again), then the run is free at once.
                 job.await_postings().await;
                 if lease.release(&self.db).await? {
-                    tracing::info!(run_id, "shutting down: the run is left for another worker");
+                    tracing::info!(run_id = %run_id, "shutting down: the run is left for another worker");
                 }
                 return Ok(());
             }
             Err(Stop::Db(e)) => {
-                tracing::error!(run_id, error = %e, "run failed on an internal error");
+                tracing::error!(run_id = %run_id, error = %e, "run failed on an internal error");
                 (
                     Status::Failed,
                     format!("The run stopped on an internal error: {e} Run it again to continue where it stopped."),
@@ -439,16 +440,16 @@ impl Executor {
             message
         };
         if let Err(e) = job.flush_errors().await {
-            tracing::error!(run_id, error = %e, "could not store contact errors");
+            tracing::error!(run_id = %run_id, error = %e, "could not store contact errors");
         }
         job.store_tokens().await;
         // The run ends here: a batch still marked as on its way never got
         // an answer.
         batches::close_unanswered(&self.db, &lease).await?;
         if !runs::finish(&self.db, &lease, status, Some(&message), &job.counts).await? {
-            tracing::warn!(run_id, "the run was taken over before it finished here");
+            tracing::warn!(run_id = %run_id, "the run was taken over before it finished here");
         }
-        tracing::info!(run_id, status = status.as_str(), %message, "run finished");
+        tracing::info!(run_id = %run_id, status = status.as_str(), %message, "run finished");
         // Many new ledger rows: fresh statistics, so the next run's plans
         // know the table's size.
         if job.counts.sent >= crate::db::BULK_ROWS as u64 {

@@ -22,7 +22,7 @@ impl Job<'_> {
     /// connection's status true.
     pub(super) async fn cc_failed(&self, what: &str, e: CcError) -> Stop {
         let name = self.export.connection_name.clone().unwrap_or_default();
-        let conn_id = self.export.connection_id.unwrap_or_default();
+        let conn_id = self.export.connection_id.unwrap_or(ConnectionId(0));
         match e {
             CcError::NeedsReauthentication | CcError::Unauthorized => {
                 let _ = connections::set_status(
@@ -190,7 +190,7 @@ impl Job<'_> {
 
     /// Step 6: contacts Constant Contact has as unsubscribed.
     pub(super) async fn sync_suppressions(&mut self) -> Step<HashSet<String>> {
-        let conn_id = self.export.connection_id.unwrap_or_default();
+        let conn_id = self.export.connection_id.unwrap_or(ConnectionId(0));
         let mut found = Vec::new();
         let result = self
             .client()

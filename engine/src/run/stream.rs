@@ -206,7 +206,7 @@ impl Job<'_> {
         let closing = Instant::now();
         self.close_writer().await?;
         tracing::info!(
-            run_id = self.run.id,
+            run_id = %self.run.id,
             total_ms = self.started.elapsed().as_millis() as u64,
             sending_ms = self.time_sending.as_millis() as u64,
             waiting_ms = self.time_waiting.as_millis() as u64,

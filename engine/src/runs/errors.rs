@@ -18,7 +18,7 @@ pub struct ContactError {
 
 /// Appends per-contact errors (one statement per 500: no read before
 /// the write, so concurrent writers never conflict).
-pub async fn add_errors(db: &Db, run_id: i64, errors: &[ContactError]) -> Result<()> {
+pub async fn add_errors(db: &Db, run_id: RunId, errors: &[ContactError]) -> Result<()> {
     if errors.is_empty() {
         return Ok(());
     }
@@ -30,7 +30,7 @@ pub async fn add_errors(db: &Db, run_id: i64, errors: &[ContactError]) -> Result
 pub(crate) async fn add_errors_on(
     conn: &mut sqlx::AnyConnection,
     db: &Db,
-    run_id: i64,
+    run_id: RunId,
     errors: &[ContactError],
 ) -> Result<()> {
     for chunk in errors.chunks(500) {
@@ -55,7 +55,7 @@ pub(crate) async fn add_errors_on(
 
 /// Drops errors a crashed attempt recorded past the checkpoint (they are
 /// found again when the run resumes).
-pub(crate) async fn drop_errors_after(db: &Db, run_id: i64, checkpoint: &str) -> Result<()> {
+pub(crate) async fn drop_errors_after(db: &Db, run_id: RunId, checkpoint: &str) -> Result<()> {
     sqlx::query("DELETE FROM run_errors WHERE run_id = $1 AND profile_id > $2")
         .bind(run_id)
         .bind(checkpoint)
@@ -67,7 +67,7 @@ pub(crate) async fn drop_errors_after(db: &Db, run_id: i64, checkpoint: &str) ->
 /// A page of a run's per-contact errors, in order, and their total.
 pub async fn errors(
     db: &Db,
-    run_id: i64,
+    run_id: RunId,
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<ContactError>, i64)> {
@@ -78,7 +78,7 @@ pub async fn errors(
 /// `filter` (any case); all of them for an empty filter.
 pub async fn errors_matching(
     db: &Db,
-    run_id: i64,
+    run_id: RunId,
     filter: &str,
     offset: i64,
     limit: i64,
@@ -124,7 +124,7 @@ pub async fn errors_matching(
 
 /// Writes every per-contact error of a run as CSV, page by page. Cells are
 /// made inert for spreadsheets (profile data is the attacker's text).
-pub async fn write_errors_csv<W: std::io::Write>(db: &Db, run_id: i64, out: W) -> Result<()> {
+pub async fn write_errors_csv<W: std::io::Write>(db: &Db, run_id: RunId, out: W) -> Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(["profile_id", "email", "problem", "field", "reason"])
         .map_err(Error::internal)?;

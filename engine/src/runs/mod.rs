@@ -10,6 +10,7 @@ use crate::db::{col, flag, Backend, Db};
 use crate::error::{Error, Result};
 use crate::time::now_ms;
 use crate::users::User;
+use crate::{ExportId, RunId, UserId};
 
 mod errors;
 mod queue;
@@ -64,8 +65,8 @@ impl Trigger {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
-    pub id: i64,
-    pub export_id: i64,
+    pub id: RunId,
+    pub export_id: ExportId,
     pub export_name: String,
     pub trigger: types::TriggerKind,
     pub mode: Mode,
@@ -96,8 +97,8 @@ impl Run {
     /// A finished incremental run of export 1, for tests to adjust.
     pub(crate) fn example() -> Run {
         Run {
-            id: 1,
-            export_id: 1,
+            id: RunId(1),
+            export_id: ExportId(1),
             export_name: String::from("E"),
             trigger: types::TriggerKind::Manual,
             mode: Mode::Incremental,
@@ -157,7 +158,7 @@ fn from_row(row: &AnyRow) -> Result<Run> {
     })
 }
 
-pub async fn get(db: &Db, id: i64) -> Result<Option<Run>> {
+pub async fn get(db: &Db, id: RunId) -> Result<Option<Run>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} {FROM} WHERE r.id = $1"))
         .bind(id)
         .fetch_optional(db.pool())
@@ -166,7 +167,7 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<Run>> {
 }
 
 /// An export's runs, newest first.
-pub async fn for_export(db: &Db, export_id: i64, limit: i64) -> Result<Vec<Run>> {
+pub async fn for_export(db: &Db, export_id: ExportId, limit: i64) -> Result<Vec<Run>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} {FROM} WHERE r.export_id = $1 ORDER BY r.id DESC LIMIT $2"
     ))
@@ -215,13 +216,13 @@ fn already_active(e: sqlx::Error) -> Error {
 /// from the `exports` table the run rows join anyway, so that this module
 /// does not import `exports` (which cancels runs when an export goes).
 struct ExportFacts {
-    owner_id: Option<i64>,
+    owner_id: Option<UserId>,
     enabled: bool,
     disabled_reason: Option<String>,
     removed: bool,
 }
 
-async fn export_facts(db: &Db, export_id: i64) -> Result<Option<ExportFacts>> {
+async fn export_facts(db: &Db, export_id: ExportId) -> Result<Option<ExportFacts>> {
     let row = sqlx::query(
         "SELECT owner_id, enabled, disabled_reason, removed_at FROM exports WHERE id = $1",
     )
@@ -244,7 +245,7 @@ async fn export_facts(db: &Db, export_id: i64) -> Result<Option<ExportFacts>> {
 /// skips such an export instead (see `schedule::queue_scheduled`).
 pub async fn trigger(
     db: &Db,
-    export_id: i64,
+    export_id: ExportId,
     trigger: Trigger,
     mode: Mode,
     actor: Option<&User>,
@@ -262,7 +263,7 @@ pub async fn trigger(
             export.disabled_reason.as_deref().unwrap_or("")
         )));
     }
-    let id: i64 = sqlx::query_scalar(
+    let id: RunId = sqlx::query_scalar(
         "INSERT INTO runs (export_id, trigger, mode, status, requested_by, queued_at, counts, api_token_id) \
          VALUES ($1, $2, $3, 'queued', $4, $5, '{}', $6) RETURNING id",
     )
@@ -283,7 +284,7 @@ pub async fn trigger(
 
 /// Cancels a run: a queued run at once, a running one at its next batch
 /// boundary (its status then says what was sent).
-pub async fn cancel(db: &Db, actor: &User, run_id: i64) -> Result<Run> {
+pub async fn cancel(db: &Db, actor: &User, run_id: RunId) -> Result<Run> {
     let run = get(db, run_id).await?.ok_or(Error::NotFound("The run"))?;
     let owner = export_facts(db, run.export_id)
         .await?
@@ -297,17 +298,17 @@ pub async fn cancel(db: &Db, actor: &User, run_id: i64) -> Result<Run> {
     }
     let by = format!("Cancelled by {}.", actor.email);
     let mut conn = db.pool().acquire().await?;
-    cancel_where(&mut conn, "id", run_id, &by).await?;
+    cancel_where(&mut conn, "id", run_id.get(), &by).await?;
     get(db, run_id).await?.ok_or(Error::NotFound("The run"))
 }
 
 /// Cancels an export's active run inside the caller's transaction.
 pub(crate) async fn cancel_active_in(
     conn: &mut sqlx::AnyConnection,
-    export_id: i64,
+    export_id: ExportId,
     reason: &str,
 ) -> Result<()> {
-    cancel_where(conn, "export_id", export_id, reason).await
+    cancel_where(conn, "export_id", export_id.get(), reason).await
 }
 
 /// Cancels the queued run and asks the running one to stop at its next
@@ -349,7 +350,7 @@ pub struct BatchStep {
     pub at: i64,
 }
 
-pub async fn batches(db: &Db, run_id: i64) -> Result<Vec<BatchStep>> {
+pub async fn batches(db: &Db, run_id: RunId) -> Result<Vec<BatchStep>> {
     let rows = sqlx::query(
         "SELECT seq, kind, size, state, activity_id, outcome, at FROM run_batches WHERE run_id = $1 ORDER BY seq",
     )

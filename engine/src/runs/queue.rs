@@ -11,7 +11,7 @@ pub const MAX_ATTEMPTS: i64 = 10;
 /// worker died), for `worker` until `lease_ms` from now. One statement, so
 /// two workers never claim the same run; on PostgreSQL, `SKIP LOCKED` lets
 /// them pass each other without waiting.
-pub async fn claim(db: &Db, worker: &str, lease_ms: i64) -> Result<Option<i64>> {
+pub async fn claim(db: &Db, worker: &str, lease_ms: i64) -> Result<Option<RunId>> {
     let now = now_ms();
     let lock = match db.backend() {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -55,7 +55,7 @@ pub async fn claim(db: &Db, worker: &str, lease_ms: i64) -> Result<Option<i64>> 
     .await?;
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
-    let id: Option<i64> = sqlx::query_scalar(&sql)
+    let id: Option<RunId> = sqlx::query_scalar(&sql)
         .bind(worker)
         .bind(now + lease_ms)
         .bind(now)
@@ -66,7 +66,7 @@ pub async fn claim(db: &Db, worker: &str, lease_ms: i64) -> Result<Option<i64>> 
 }
 
 /// Claims one particular queued run (the CLI runs the run it queued).
-pub async fn claim_run(db: &Db, run_id: i64, worker: &str, lease_ms: i64) -> Result<bool> {
+pub async fn claim_run(db: &Db, run_id: RunId, worker: &str, lease_ms: i64) -> Result<bool> {
     let now = now_ms();
     let done = sqlx::query(
         "UPDATE runs SET status = 'running', worker = $1, lease_until = $2, attempts = attempts + 1, \
@@ -87,7 +87,7 @@ pub async fn claim_run(db: &Db, run_id: i64, worker: &str, lease_ms: i64) -> Res
 /// nothing after another took over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
-    pub run_id: i64,
+    pub run_id: RunId,
     pub worker: String,
     pub attempt: i64,
 }

@@ -139,7 +139,7 @@ pub async fn count_matching(db: &Db, rule: &Rule) -> Result<i64> {
 
 /// Re-evaluates a rule segment (a static one keeps its list) and records
 /// who entered and who left.
-pub async fn refresh(db: &Db, id: i64) -> Result<Segment> {
+pub async fn refresh(db: &Db, id: SegmentId) -> Result<Segment> {
     let segment = get(db, id).await?.ok_or(Error::NotFound("The segment"))?;
     if let (Kind::Rule, Some(rule)) = (segment.kind, &segment.rule) {
         let members = NewMembers::Rule {
@@ -154,7 +154,7 @@ pub async fn refresh(db: &Db, id: i64) -> Result<Segment> {
 
 /// What a refresh changed, written in batches inside its transaction.
 pub(super) struct Changes {
-    segment: i64,
+    segment: SegmentId,
     refresh_no: i64,
     at: i64,
     entered: Vec<String>,
@@ -216,7 +216,7 @@ impl Changes {
 /// page in key order and merged, so memory stays bounded at any size; the
 /// stored members are read outside the transaction, which sees them as
 /// they were until it commits.
-pub(super) async fn store_members(db: &Db, id: i64, mut new: NewMembers<'_>) -> Result<()> {
+pub(super) async fn store_members(db: &Db, id: SegmentId, mut new: NewMembers<'_>) -> Result<()> {
     let mut conn = db.pool().acquire().await?;
     let mut tx = conn.begin().await?;
     // A write first: SQLite takes its write lock here (waiting for it),
@@ -287,7 +287,7 @@ pub(super) async fn store_members(db: &Db, id: i64, mut new: NewMembers<'_>) -> 
 
 /// Up to `limit` member ids after `after`, in key order: an export pages
 /// through a million members this way without holding them.
-pub async fn members_after(db: &Db, id: i64, after: &str, limit: i64) -> Result<Vec<String>> {
+pub async fn members_after(db: &Db, id: SegmentId, after: &str, limit: i64) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT profile_id FROM segment_members WHERE segment_id = $1 AND profile_id > $2 ORDER BY profile_id LIMIT $3",
     )
@@ -299,7 +299,11 @@ pub async fn members_after(db: &Db, id: i64, after: &str, limit: i64) -> Result<
 }
 
 /// Who entered and who left in refresh `refresh_no`: `(entered, left)`.
-pub async fn changes(db: &Db, id: i64, refresh_no: i64) -> Result<(Vec<String>, Vec<String>)> {
+pub async fn changes(
+    db: &Db,
+    id: SegmentId,
+    refresh_no: i64,
+) -> Result<(Vec<String>, Vec<String>)> {
     let rows = sqlx::query("SELECT change, profile_id FROM segment_changes WHERE segment_id = $1 AND refresh_no = $2 ORDER BY profile_id")
         .bind(id)
         .bind(refresh_no)

@@ -14,6 +14,7 @@ use crate::db::{col, Db};
 use crate::error::{Error, Result};
 use crate::time::now_ms;
 use crate::users::User;
+use crate::SegmentId;
 
 mod import;
 mod members;
@@ -32,7 +33,7 @@ pub enum Kind {
 /// A segment as the product shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segment {
-    pub id: i64,
+    pub id: SegmentId,
     pub name: String,
     pub description: String,
     pub kind: Kind,
@@ -104,7 +105,7 @@ async fn insert(
     description: &str,
     kind: Kind,
     rule: Option<&Rule>,
-) -> Result<i64> {
+) -> Result<SegmentId> {
     let name = parse_name(name)?;
     let now = now_ms();
     let rule = rule
@@ -156,7 +157,7 @@ async fn record_change(
     crate::audit::record(&mut conn, actor, action, &segment.name, detail).await
 }
 
-pub async fn get(db: &Db, id: i64) -> Result<Option<Segment>> {
+pub async fn get(db: &Db, id: SegmentId) -> Result<Option<Segment>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM segments WHERE id = $1"))
         .bind(id)
         .fetch_optional(db.pool())
@@ -192,7 +193,7 @@ pub async fn list(db: &Db, search: &str) -> Result<Vec<Segment>> {
 pub async fn update_rule(
     db: &Db,
     actor: Option<&User>,
-    id: i64,
+    id: SegmentId,
     name: &str,
     description: &str,
     rule: &Rule,
@@ -232,7 +233,7 @@ pub async fn update_rule(
 }
 
 /// A refresh someone asked for, audited.
-pub async fn refresh_by(db: &Db, actor: &User, id: i64) -> Result<Segment> {
+pub async fn refresh_by(db: &Db, actor: &User, id: SegmentId) -> Result<Segment> {
     let segment = refresh(db, id).await?;
     let detail = format!("{} members", segment.member_count);
     record_change(db, Some(actor), "segment.refresh", &segment, &detail).await?;
@@ -242,7 +243,7 @@ pub async fn refresh_by(db: &Db, actor: &User, id: i64) -> Result<Segment> {
 /// The first `limit` members with their attributes, in key order.
 pub async fn preview(
     db: &Db,
-    id: i64,
+    id: SegmentId,
     limit: i64,
 ) -> Result<Vec<(String, BTreeMap<String, String>)>> {
     let rows = sqlx::query(
@@ -266,7 +267,7 @@ pub async fn preview(
 
 /// For each field, how many members have a non-empty value: kept per
 /// refresh of the segment (`segment_fill_rates`), computed when missing.
-pub async fn fill_rates(db: &Db, id: i64) -> Result<BTreeMap<String, i64>> {
+pub async fn fill_rates(db: &Db, id: SegmentId) -> Result<BTreeMap<String, i64>> {
     let refresh_no: Option<i64> =
         sqlx::query_scalar("SELECT refresh_no FROM segments WHERE id = $1")
             .bind(id)
@@ -300,7 +301,7 @@ pub async fn fill_rates(db: &Db, id: i64) -> Result<BTreeMap<String, i64>> {
 }
 
 /// [`fill_rates`] counted from the members (streamed).
-async fn count_filled(db: &Db, id: i64) -> Result<BTreeMap<String, i64>> {
+async fn count_filled(db: &Db, id: SegmentId) -> Result<BTreeMap<String, i64>> {
     let mut counts = BTreeMap::new();
     let mut rows = sqlx::query(
         "SELECT p.attributes FROM segment_members m JOIN profiles p ON p.id = m.profile_id WHERE m.segment_id = $1",

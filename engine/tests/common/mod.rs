@@ -16,7 +16,9 @@ pub use engine::runs::{self, Mode, Status, Trigger};
 pub use engine::secrets::SecretKey;
 pub use engine::testing::TestDb;
 pub use engine::users::{self, Email, Role, User};
-pub use engine::{profiles, segments, worker, Error};
+pub use engine::{
+    profiles, segments, worker, ConnectionId, Error, ExportId, RunId, SegmentId, UserId,
+};
 pub use sandbox::Running;
 pub use serde_json::{json, Value};
 
@@ -28,7 +30,7 @@ pub struct World {
     pub ex: Executor,
     pub admin: User,
     pub carol: User,
-    pub connection_id: i64,
+    pub connection_id: ConnectionId,
     pub list_id: String,
     /// Writes the setup made (creating the list, the unsubscribed contact).
     pub setup_writes: usize,
@@ -238,7 +240,7 @@ pub fn mapping() -> Vec<Mapping> {
 }
 
 impl World {
-    pub async fn segment(&self, name: &str, ids: Vec<String>) -> i64 {
+    pub async fn segment(&self, name: &str, ids: Vec<String>) -> SegmentId {
         segments::import_static(&self.t.db, None, name, "", ids)
             .await
             .unwrap()
@@ -246,12 +248,12 @@ impl World {
             .id
     }
 
-    pub async fn all_segment(&self) -> i64 {
+    pub async fn all_segment(&self) -> SegmentId {
         self.segment("Everyone", people().into_iter().map(|(id, _)| id).collect())
             .await
     }
 
-    pub fn input(&self, segment_ids: Vec<i64>) -> ExportInput {
+    pub fn input(&self, segment_ids: Vec<SegmentId>) -> ExportInput {
         ExportInput {
             name: String::from("Customers to CC"),
             connection_id: self.connection_id,
@@ -266,7 +268,7 @@ impl World {
     }
 
     /// Queues a run as Carol (Run now).
-    pub async fn queue(&self, export_id: i64, mode: Mode) -> runs::Run {
+    pub async fn queue(&self, export_id: ExportId, mode: Mode) -> runs::Run {
         runs::trigger(
             &self.t.db,
             export_id,
@@ -279,7 +281,7 @@ impl World {
     }
 
     /// Queues a run as Carol and executes every queued run.
-    pub async fn run(&self, export_id: i64, mode: Mode) -> runs::Run {
+    pub async fn run(&self, export_id: ExportId, mode: Mode) -> runs::Run {
         let run = self.queue(export_id, mode).await;
         worker::drain(&self.ex).await.unwrap();
         runs::get(&self.t.db, run.id).await.unwrap().unwrap()
@@ -342,7 +344,7 @@ pub fn assert_resumed_counts(c: &runs::Counts) {
 }
 
 /// Lets a run waiting to be resumed go now, as if its time had come.
-pub async fn time_passes(w: &World, run: i64) {
+pub async fn time_passes(w: &World, run: RunId) {
     sqlx::query("UPDATE runs SET not_before = 0 WHERE id = $1")
         .bind(run)
         .execute(w.t.db.pool())

@@ -4,6 +4,7 @@
 use engine::exports::Export;
 use engine::runs::{self, Run};
 use engine::time::rfc3339_ms;
+use engine::{ConnectionId, ExportId, RunId, SegmentId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -73,8 +74,10 @@ pub struct Progress {
 /// One run of an export.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunDto {
-    pub id: i64,
-    pub export_id: i64,
+    #[schema(value_type = i64)]
+    pub id: RunId,
+    #[schema(value_type = i64)]
+    pub export_id: ExportId,
     pub export_name: String,
     pub status: RunStatus,
     pub mode: RunMode,
@@ -139,13 +142,16 @@ pub struct MappingDto {
 /// An export (a destination).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExportDto {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: ExportId,
     pub name: String,
-    pub connection_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub connection_id: Option<ConnectionId>,
     pub connection_name: Option<String>,
     pub list_id: String,
     pub list_name: String,
-    pub segment_ids: Vec<i64>,
+    #[schema(value_type = Vec<i64>)]
+    pub segment_ids: Vec<SegmentId>,
     pub mapping: Vec<MappingDto>,
     pub on_schedule: bool,
     pub remove_left: bool,

@@ -147,7 +147,7 @@ fn bad_query(rejection: QueryRejection) -> ApiError {
 }
 
 /// A path id that is not a number is a 404, as an id that does not exist.
-fn id(raw: &str, what: &str) -> ApiResult<i64> {
+fn id<T: std::str::FromStr>(raw: &str, what: &str) -> ApiResult<T> {
     raw.parse()
         .map_err(|_| ApiError::NotFound(format!("{what} was not found.")))
 }

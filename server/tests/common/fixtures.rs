@@ -78,7 +78,7 @@ pub async fn two_exports(app: &TestApp, admin: &Client, carol: &Client) -> (i64,
                 "save_export",
                 &[(
                     "export",
-                    &export_json(name, connection, &list_id, &[segment]),
+                    &export_json(name, connection, &list_id, &[segment.get()]),
                 )],
             )
             .await,

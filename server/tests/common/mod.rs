@@ -177,6 +177,7 @@ impl TestApp {
             .find(|u| u.email == email)
             .unwrap()
             .id
+            .get()
     }
 }
 

@@ -4,7 +4,7 @@
 use super::*;
 
 #[component]
-pub(super) fn ExportFormPage(id: Option<i64>) -> impl IntoView {
+pub(super) fn ExportFormPage(id: Option<ExportId>) -> impl IntoView {
     let form = Resource::new(move || id, get_export_form);
     view! {
         <Title text=if id.is_some() { "Edit export · Segment Export" } else { "Add destination · Segment Export" }/>
@@ -57,10 +57,10 @@ pub(super) fn target_label(target: &str, labels: &[(String, String)]) -> String 
 
 /// The Add destination / Edit form.
 #[component]
-pub(super) fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
+pub(super) fn ExportEditor(id: Option<ExportId>, form: ExportForm) -> impl IntoView {
     let start = form.export.clone().unwrap_or(ExportInputView {
         name: String::new(),
-        connection_id: form.connections.first().map(|c| c.id).unwrap_or_default(),
+        connection_id: form.connections.first().map(|c| c.id),
         list_id: String::new(),
         mapping: Vec::new(),
         segment_ids: Vec::new(),
@@ -103,19 +103,19 @@ pub(super) fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
     let lists = Resource::new(
         move || (connection_id.get(), create_list.version().get()),
         |(c, _)| async move {
-            if c == 0 {
-                return Ok(Vec::new());
+            match c {
+                Some(c) => connection_lists(c).await,
+                None => Ok(Vec::new()),
             }
-            connection_lists(c).await
         },
     );
     let custom = Resource::new(
         move || connection_id.get(),
         |c| async move {
-            if c == 0 {
-                return Ok(Vec::new());
+            match c {
+                Some(c) => connection_custom_fields(c).await,
+                None => Ok(Vec::new()),
             }
-            connection_custom_fields(c).await
         },
     );
     let count = Resource::new(
@@ -124,7 +124,11 @@ pub(super) fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
             if ids.is_empty() {
                 return Ok(0);
             }
-            let joined = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let joined = ids
+                .iter()
+                .map(SegmentId::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             count_export_profiles(joined).await
         },
     );
@@ -135,7 +139,11 @@ pub(super) fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
             if ids.is_empty() || field.is_empty() {
                 return Ok((0, 0));
             }
-            let joined = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let joined = ids
+                .iter()
+                .map(SegmentId::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             count_export_filled(joined, field).await
         },
     );
@@ -211,8 +219,8 @@ pub(super) fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
                         let cid = c.id;
                         view! {
                             <label class="mt-1 flex items-center gap-2 text-sm">
-                                <input type="radio" name="connection" prop:checked=move || connection_id.get() == cid
-                                    on:change=move |_| { connection_id.set(cid); list_id.set(String::new()); }/>
+                                <input type="radio" name="connection" prop:checked=move || connection_id.get() == Some(cid)
+                                    on:change=move |_| { connection_id.set(Some(cid)); list_id.set(String::new()); }/>
                                 {c.display_name.clone()}
                             </label>
                         }
@@ -259,7 +267,7 @@ pub(super) fn ExportEditor(id: Option<i64>, form: ExportForm) -> impl IntoView {
                         <input class="mt-1 block w-full rounded border border-slate-300 px-3 py-2" bind:value=new_list/>
                     </label>
                     <button type="button" class="rounded border border-slate-300 px-3 py-2 text-sm hover:bg-slate-50"
-                        on:click=move |_| { create_list.dispatch(CreateConnectionList { connection_id: connection_id.get(), name: new_list.get() }); }>"Create list"</button>
+                        on:click=move |_| { if let Some(connection_id) = connection_id.get() { create_list.dispatch(CreateConnectionList { connection_id, name: new_list.get() }); } }>"Create list"</button>
                 </div>
                 <p class="text-sm text-red-700">{field_error(create_list.value(), "new_list")}</p>
                 {move || form_error(create_list.value())().map(|e| view! { <ErrorBanner error=e/> })}

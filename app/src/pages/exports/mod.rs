@@ -18,8 +18,8 @@ use crate::exports_api::{
     RemoveExport, RunExport, SaveExport,
 };
 use crate::model::{
-    ExportForm, ExportInputView, ExportRow, MappingView, Role, RunDetail, RunStatus, RunView,
-    UserView,
+    ExportForm, ExportId, ExportInputView, ExportRow, MappingView, Role, RunDetail, RunId,
+    RunStatus, RunView, SegmentId, UserView,
 };
 
 mod editor;
@@ -41,7 +41,7 @@ pub fn edit_page(_user: UserView) -> AnyView {
     let id = params
         .read_untracked()
         .get("id")
-        .and_then(|v| v.parse::<i64>().ok());
+        .and_then(|v| v.parse::<ExportId>().ok());
     view! { <ExportFormPage id/> }.into_any()
 }
 
@@ -389,8 +389,8 @@ fn ExportPage() -> impl IntoView {
         params
             .read()
             .get("id")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0)
+            .and_then(|v| v.parse::<ExportId>().ok())
+            .unwrap_or(ExportId(0))
     };
     let active = RwSignal::new(false);
     let tick = live_ticker(active);
@@ -499,7 +499,7 @@ fn ExportPage() -> impl IntoView {
         // Outside the live-refreshing part: a half-filled form stays put.
         {move || {
             let export_id = id();
-            (export_id > 0).then(|| view! { <crate::pages::alerts::ExportAlertsSection export_id/> })
+            (export_id.get() > 0).then(|| view! { <crate::pages::alerts::ExportAlertsSection export_id/> })
         }}
     }
 }

@@ -10,8 +10,8 @@ pub(super) fn RunPage() -> impl IntoView {
         params
             .read()
             .get("id")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0)
+            .and_then(|v| v.parse::<RunId>().ok())
+            .unwrap_or(RunId(0))
     };
     let page_no = RwSignal::new(0i64);
     // The errors' filter as typed, and as applied.
