@@ -300,6 +300,22 @@ async fn every_exports_function_checks_the_callers_role() {
         serde_json::from_value(call_json(&app, &carol, "save_export", &[("export", &body)]).await)
             .unwrap();
     let sid = id.to_string();
+    // A form without a connection (none chosen) hears of it with its
+    // other problems, all at once.
+    let unchosen = json!({
+        "name": "", "connection_id": null, "list_id": "", "mapping": [],
+        "segment_ids": [], "on_schedule": true, "remove_left": false, "removal_limit_pct": 20
+    })
+    .to_string();
+    let (status, refused) = app
+        .call(&carol, "save_export", &[("export", &unchosen)])
+        .await;
+    assert!(status.is_client_error(), "{status} {refused}");
+    assert!(refused.contains("Choose a connection."), "{refused}");
+    assert!(
+        refused.contains("\"name\""),
+        "the name's problem too: {refused}"
+    );
     let run: i64 = serde_json::from_value(
         call_json(
             &app,
