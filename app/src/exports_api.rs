@@ -12,9 +12,7 @@ use crate::model::{
 
 #[cfg(feature = "ssr")]
 pub(crate) mod convert {
-    use crate::model::{
-        BatchView, ContactErrorView, ExportRow, MappingView, RunView, SegmentId, UsableConnection,
-    };
+    use crate::model::{BatchView, ExportRow, RunView, SegmentId, UsableConnection};
     use engine::exports::Export;
     use engine::runs::Run;
     use engine::time::{format_ms, now_ms};
@@ -54,16 +52,6 @@ pub(crate) mod convert {
         }
     }
 
-    pub fn error(e: engine::runs::ContactError) -> ContactErrorView {
-        ContactErrorView {
-            profile_id: e.profile_id,
-            email: e.email,
-            kind: e.kind,
-            field: e.field,
-            reason: e.reason,
-        }
-    }
-
     /// Whether `user` manages the export ([`engine::policy::manage_export`]).
     pub fn may_change(user: &User, e: &Export) -> bool {
         engine::policy::can_manage_export(user, e.owner_id)
@@ -89,14 +77,7 @@ pub(crate) mod convert {
                         .unwrap_or_else(|| format!("segment {id}"))
                 })
                 .collect(),
-            mapping: e
-                .mapping
-                .into_iter()
-                .map(|m| MappingView {
-                    source: m.source,
-                    target: m.target,
-                })
-                .collect(),
+            mapping: e.mapping,
             name: e.name,
             connection: e.connection_name,
             connection_kind: String::from("Constant Contact"),
@@ -216,7 +197,7 @@ pub async fn get_export(id: ExportId) -> Result<ExportDetail, AppError> {
 /// What the Add destination (or Edit, with `id`) form starts from.
 #[server(endpoint = "get_export_form")]
 pub async fn get_export_form(id: Option<ExportId>) -> Result<ExportForm, AppError> {
-    use crate::model::{ExportInputView, FieldView, MappingView, SegmentOption};
+    use crate::model::{ExportInputView, FieldView, SegmentOption};
     let call = crate::ssr::call();
     call.run(async {
         let user = call.allowed(engine::policy::create_export).await?;
@@ -228,14 +209,7 @@ pub async fn get_export_form(id: Option<ExportId>) -> Result<ExportForm, AppErro
                     name: e.name,
                     connection_id: e.connection_id,
                     list_id: e.list_id,
-                    mapping: e
-                        .mapping
-                        .into_iter()
-                        .map(|m| MappingView {
-                            source: m.source,
-                            target: m.target,
-                        })
-                        .collect(),
+                    mapping: e.mapping,
                     segment_ids: e.segment_ids,
                     on_schedule: e.on_schedule,
                     remove_left: e.remove_left,
@@ -415,7 +389,7 @@ fn parse_ids(text: &str) -> Result<Vec<crate::model::SegmentId>, AppError> {
 #[server(endpoint = "save_export")]
 pub async fn save_export(id: Option<ExportId>, export: String) -> Result<ExportId, AppError> {
     use crate::model::ExportInputView;
-    use engine::exports::{ExportInput, Mapping};
+    use engine::exports::ExportInput;
     let call = crate::ssr::call();
     call.run(async {
         let user = call.allowed(engine::policy::create_export).await?;
@@ -430,14 +404,7 @@ pub async fn save_export(id: Option<ExportId>, export: String) -> Result<ExportI
             connection_id: form.connection_id.unwrap_or(ConnectionId(0)),
             list_id: form.list_id.trim().to_lowercase(),
             list_name: String::new(),
-            mapping: form
-                .mapping
-                .into_iter()
-                .map(|m| Mapping {
-                    source: m.source,
-                    target: m.target,
-                })
-                .collect(),
+            mapping: form.mapping,
             segment_ids: form.segment_ids,
             on_schedule: form.on_schedule,
             remove_left: form.remove_left,
@@ -532,7 +499,7 @@ pub async fn get_run(
                 && export.is_some_and(|e| convert::may_change(&user, &e)),
             run: convert::run(run),
             batches: batches.into_iter().map(convert::batch).collect(),
-            errors: errors.into_iter().map(convert::error).collect(),
+            errors,
             errors_total,
         })
     })

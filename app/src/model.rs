@@ -10,7 +10,8 @@ const _: () = assert!(MIN_PASSWORD_CHARS == engine::password::Password::MIN_CHAR
 /// A user's role, a run's status, mode and trigger, and its counters: the
 /// engine's own types, shared through the `types` crate.
 pub use types::{
-    ConnectionId, Counts, ExportId, Role, RunId, RunMode, RunStatus, SegmentId, TriggerKind, UserId,
+    ConnectionId, ContactError, Counts, ExportId, Mapping, Role, RunId, RunMode, RunStatus,
+    SegmentId, TriggerKind, UserId,
 };
 
 /// A user as pages show it.
@@ -352,13 +353,6 @@ impl RunView {
     }
 }
 
-/// One field mapping: profile field → Constant Contact field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MappingView {
-    pub source: String,
-    pub target: String,
-}
-
 /// An export in the list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportRow {
@@ -369,7 +363,7 @@ pub struct ExportRow {
     pub list_id: String,
     pub list_name: String,
     pub segments: Vec<String>,
-    pub mapping: Vec<MappingView>,
+    pub mapping: Vec<Mapping>,
     pub on_schedule: bool,
     pub remove_left: bool,
     pub enabled: bool,
@@ -428,21 +422,11 @@ pub struct ExportInputView {
     /// None until one is chosen (there may be none to choose).
     pub connection_id: Option<ConnectionId>,
     pub list_id: String,
-    pub mapping: Vec<MappingView>,
+    pub mapping: Vec<Mapping>,
     pub segment_ids: Vec<SegmentId>,
     pub on_schedule: bool,
     pub remove_left: bool,
     pub removal_limit_pct: i64,
-}
-
-/// One per-contact problem of a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContactErrorView {
-    pub profile_id: String,
-    pub email: String,
-    pub kind: String,
-    pub field: String,
-    pub reason: String,
 }
 
 /// One step of a run's timeline.
@@ -461,7 +445,7 @@ pub struct BatchView {
 pub struct RunDetail {
     pub run: RunView,
     pub batches: Vec<BatchView>,
-    pub errors: Vec<ContactErrorView>,
+    pub errors: Vec<ContactError>,
     pub errors_total: i64,
     pub can_cancel: bool,
 }

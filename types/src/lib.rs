@@ -313,6 +313,28 @@ impl TriggerKind {
     }
 }
 
+/// One profile field sent as one Constant Contact field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Mapping {
+    /// The profile field.
+    pub source: String,
+    /// `email`, `first_name`, `last_name`, … or `cf:<custom field name>`.
+    pub target: String,
+}
+
+/// One problem with one contact of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactError {
+    pub profile_id: String,
+    pub email: String,
+    /// `no_email`, `invalid_email`, `duplicate_email`, `invalid_value`,
+    /// `unsubscribed`, `rejected`.
+    pub kind: String,
+    pub field: String,
+    pub reason: String,
+}
+
 /// A run's counters; for a dry run, its plan. Every field is read with
 /// its own name on both sides (a missing one is 0: older runs lack newer
 /// counters).
@@ -417,5 +439,6 @@ mod openapi_tests {
         described::<super::Counts>();
         described::<super::RunStatus>();
         described::<super::RunMode>();
+        described::<super::Mapping>();
     }
 }

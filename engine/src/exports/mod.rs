@@ -2,7 +2,6 @@
 //! how profile fields map to contact fields, and which segments. Saving an
 //! export never runs it (see [`crate::runs`]).
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Acquire;
@@ -25,14 +24,9 @@ use validate::{name_taken, validate};
 /// of the list (percent).
 pub const DEFAULT_REMOVAL_LIMIT_PCT: i64 = 20;
 
-/// One profile field sent as one Constant Contact import field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mapping {
-    /// The profile field.
-    pub source: String,
-    /// `email`, `first_name`, `last_name`, … or `cf:<custom field name>`.
-    pub target: String,
-}
+/// One profile field sent as one Constant Contact import field (shared
+/// with the browser).
+pub use types::Mapping;
 
 /// What a user fills in to add or edit an export.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,17 +4,8 @@
 
 use super::*;
 
-/// One problem with one contact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContactError {
-    pub profile_id: String,
-    pub email: String,
-    /// `no_email`, `invalid_email`, `duplicate_email`, `invalid_value`,
-    /// `unsubscribed`, `rejected`.
-    pub kind: String,
-    pub field: String,
-    pub reason: String,
-}
+/// One problem with one contact (shared with the browser).
+pub use types::ContactError;
 
 /// Appends per-contact errors (one statement per 500: no read before
 /// the write, so concurrent writers never conflict).

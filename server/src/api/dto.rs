@@ -1,7 +1,7 @@
 //! What the REST API answers, as JSON: these types are the contract (the
 //! OpenAPI document is generated from them), converted from the engine's.
 
-use engine::exports::Export;
+use engine::exports::{Export, Mapping};
 use engine::runs::{self, Run};
 use engine::time::rfc3339_ms;
 use engine::{ConnectionId, ExportId, RunId, SegmentId};
@@ -132,13 +132,6 @@ impl From<&Run> for RunDto {
     }
 }
 
-/// One profile field sent as one Constant Contact field.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MappingDto {
-    pub source: String,
-    pub target: String,
-}
-
 /// An export (a destination).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExportDto {
@@ -152,7 +145,7 @@ pub struct ExportDto {
     pub list_name: String,
     #[schema(value_type = Vec<i64>)]
     pub segment_ids: Vec<SegmentId>,
-    pub mapping: Vec<MappingDto>,
+    pub mapping: Vec<Mapping>,
     pub on_schedule: bool,
     pub remove_left: bool,
     /// False when it cannot run (its connection was removed, say).
@@ -177,14 +170,7 @@ impl ExportDto {
             list_id: e.list_id,
             list_name: e.list_name,
             segment_ids: e.segment_ids,
-            mapping: e
-                .mapping
-                .into_iter()
-                .map(|m| MappingDto {
-                    source: m.source,
-                    target: m.target,
-                })
-                .collect(),
+            mapping: e.mapping,
             on_schedule: e.on_schedule,
             remove_left: e.remove_left,
             enabled: e.enabled,

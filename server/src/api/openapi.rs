@@ -30,7 +30,7 @@ use super::dto;
         dto::ErrorDetail,
         dto::ExportList,
         dto::ExportDto,
-        dto::MappingDto,
+        types::Mapping,
         dto::RunDto,
         dto::RunStatus,
         dto::RunMode,

@@ -181,7 +181,7 @@ pub(super) fn ExportEditor(id: Option<ExportId>, form: ExportForm) -> impl IntoV
         all
     };
     let submit = move || {
-        let mut mapping = vec![MappingView {
+        let mut mapping = vec![Mapping {
             source: email_source.get_untracked(),
             target: String::from("email"),
         }];
@@ -327,7 +327,7 @@ pub(super) fn ExportEditor(id: Option<ExportId>, form: ExportForm) -> impl IntoV
                 />
                 <button id="export-mapping" type="button" class="rounded border border-slate-300 px-3 py-1 text-sm hover:bg-slate-50"
                     aria-describedby="export-mapping-error"
-                    on:click=move |_| extra.update(|m| m.push(MappingView { source: String::new(), target: String::new() }))>"Add attribute"</button>
+                    on:click=move |_| extra.update(|m| m.push(Mapping { source: String::new(), target: String::new() }))>"Add attribute"</button>
                 <p id="export-mapping-error" class="text-sm text-red-700">{err("mapping")}</p>
                 <p class="text-xs text-slate-500">
                     {move || {

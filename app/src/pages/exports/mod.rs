@@ -18,8 +18,8 @@ use crate::exports_api::{
     RemoveExport, RunExport, SaveExport,
 };
 use crate::model::{
-    ExportForm, ExportId, ExportInputView, ExportRow, MappingView, Role, RunDetail, RunId,
-    RunStatus, RunView, SegmentId, UserView,
+    ExportForm, ExportId, ExportInputView, ExportRow, Mapping, Role, RunDetail, RunId, RunStatus,
+    RunView, SegmentId, UserView,
 };
 
 mod editor;
