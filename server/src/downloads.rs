@@ -20,7 +20,7 @@ pub async fn run_errors_csv(
     engine::policy::read(&user)?;
     engine::runs::get(&state.db, id)
         .await?
-        .ok_or(RouteError::NotFound("The run"))?;
+        .ok_or_else(|| RouteError::NotFound(String::from("The run was not found.")))?;
     let mut body = Vec::new();
     engine::runs::write_errors_csv(&state.db, id, &mut body).await?;
     Ok(csv_attachment(&format!("run-{id}-errors.csv"), body))

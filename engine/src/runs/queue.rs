@@ -161,6 +161,17 @@ pub enum Beat {
     Lost,
 }
 
+/// The run's row as the lease holder reads it: none when another worker
+/// owns the run.
+fn beat_of(row: Option<sqlx::any::AnyRow>) -> Result<Beat> {
+    Ok(match row {
+        Some(r) => Beat::Held {
+            cancel_requested: flag(&r, "cancel_requested")?,
+        },
+        None => Beat::Lost,
+    })
+}
+
 /// Extends the lease of a run this worker holds.
 pub async fn heartbeat(db: &Db, lease: &Lease, lease_ms: i64) -> Result<Beat> {
     let row = sqlx::query(
@@ -173,12 +184,7 @@ pub async fn heartbeat(db: &Db, lease: &Lease, lease_ms: i64) -> Result<Beat> {
     .bind(lease.attempt)
     .fetch_optional(db.pool())
     .await?;
-    Ok(match row {
-        Some(r) => Beat::Held {
-            cancel_requested: flag(&r, "cancel_requested")?,
-        },
-        None => Beat::Lost,
-    })
+    beat_of(row)
 }
 
 /// Whether this worker still holds the run, and whether a cancel was
@@ -196,12 +202,7 @@ pub async fn peek(db: &Db, lease: &Lease) -> Result<Beat> {
     .bind(lease.attempt)
     .fetch_optional(db.pool())
     .await?;
-    Ok(match row {
-        Some(r) => Beat::Held {
-            cancel_requested: flag(&r, "cancel_requested")?,
-        },
-        None => Beat::Lost,
-    })
+    beat_of(row)
 }
 
 /// A run's progress as saved: the live counts the run page shows, and the

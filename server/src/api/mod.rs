@@ -22,6 +22,8 @@ use engine::runs::{self, Trigger};
 use engine::Error;
 use serde::Deserialize;
 
+use crate::error::RouteError;
+
 use dto::{
     ContactErrorDto, ErrorBody, ErrorDetail, ErrorPage, ExportDto, ExportList, RunDto,
     TriggerRequest,
@@ -38,29 +40,33 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S> {
         .route("/runs/{id}/errors", get(run_errors))
         .route("/runs/{id}/errors.csv", get(run_errors_csv))
         .route("/runs/{id}/cancel", post(cancel_run))
-        .fallback(|| async { ApiError::NotFound(String::from("No such API endpoint.")) })
+        .fallback(|| async {
+            ApiError(RouteError::NotFound(String::from("No such API endpoint.")))
+        })
         .with_state(state)
 }
 
-/// An API failure, answered as [`ErrorBody`].
+/// An API failure: the server's one error ([`RouteError`]), answered as
+/// [`ErrorBody`] with a stable `code` instead of the plain routes' text.
 #[derive(Debug)]
-pub enum ApiError {
-    Unauthorized,
-    NotFound(String),
-    BadRequest(String),
-    Engine(Error),
+pub struct ApiError(pub RouteError);
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> Self {
+        ApiError(e)
+    }
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        ApiError::Engine(e)
+        ApiError(RouteError::Engine(e))
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, message, field) = match self {
-            ApiError::Unauthorized => (
+        let (status, code, message, field) = match self.0 {
+            RouteError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 String::from(
@@ -68,31 +74,35 @@ impl IntoResponse for ApiError {
                 ),
                 None,
             ),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid", m, None),
-            ApiError::Engine(e) => match e {
-                Error::Invalid { field, message } => (
-                    StatusCode::BAD_REQUEST,
-                    "invalid",
-                    message,
-                    Some(field.to_owned()),
-                ),
-                e @ Error::InvalidFields(_) => {
-                    (StatusCode::BAD_REQUEST, "invalid", e.to_string(), None)
-                }
-                e @ Error::Forbidden => (StatusCode::FORBIDDEN, "forbidden", e.to_string(), None),
-                e @ Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", e.to_string(), None),
-                Error::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, None),
-                other => {
-                    tracing::error!(error = ?other, "API request failed");
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        String::from("An internal error occurred."),
-                        None,
-                    )
-                }
-            },
+            e @ RouteError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", e.to_string(), None),
+            RouteError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
+            RouteError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid", m, None),
+            RouteError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "invalid", m, None),
+            RouteError::Engine(Error::Invalid { field, message }) => (
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                message,
+                Some(field.to_owned()),
+            ),
+            RouteError::Engine(e @ Error::InvalidFields(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid", e.to_string(), None)
+            }
+            RouteError::Engine(e @ Error::Forbidden) => {
+                (StatusCode::FORBIDDEN, "forbidden", e.to_string(), None)
+            }
+            RouteError::Engine(e @ Error::NotFound(_)) => {
+                (StatusCode::NOT_FOUND, "not_found", e.to_string(), None)
+            }
+            RouteError::Engine(Error::Conflict(m)) => (StatusCode::CONFLICT, "conflict", m, None),
+            other => {
+                other.log();
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    String::from("An internal error occurred."),
+                    None,
+                )
+            }
         };
         let mut res = (
             status,
@@ -134,35 +144,35 @@ impl FromRequestParts<AppState> for Api {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim)
-            .ok_or(ApiError::Unauthorized)?;
+            .ok_or(ApiError(RouteError::Unauthorized))?;
         match api_tokens::authenticate(&state.db, secret).await? {
             Some(caller) => Ok(Api(caller)),
-            None => Err(ApiError::Unauthorized),
+            None => Err(ApiError(RouteError::Unauthorized)),
         }
     }
 }
 
 fn bad_query(rejection: QueryRejection) -> ApiError {
-    ApiError::BadRequest(rejection.body_text())
+    ApiError(RouteError::BadRequest(rejection.body_text()))
 }
 
 /// A path id that is not a number is a 404, as an id that does not exist.
 fn id<T: std::str::FromStr>(raw: &str, what: &str) -> ApiResult<T> {
     raw.parse()
-        .map_err(|_| ApiError::NotFound(format!("{what} was not found.")))
+        .map_err(|_| ApiError(RouteError::NotFound(format!("{what} was not found."))))
 }
 
 async fn export_of(state: &AppState, raw: &str) -> ApiResult<engine::exports::Export> {
     engine::exports::get(&state.db, id(raw, "The export")?)
         .await?
         .filter(|e| e.removed_at.is_none())
-        .ok_or(ApiError::Engine(Error::NotFound("The export")))
+        .ok_or(ApiError::from(Error::NotFound("The export")))
 }
 
 async fn run_of(state: &AppState, raw: &str) -> ApiResult<runs::Run> {
     runs::get(&state.db, id(raw, "The run")?)
         .await?
-        .ok_or(ApiError::Engine(Error::NotFound("The run")))
+        .ok_or(ApiError::from(Error::NotFound("The run")))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -190,9 +200,9 @@ async fn list_exports(
         None | Some("") => None,
         Some("never") => Some(None),
         Some(s) => Some(Some(runs::Status::parse(s).map_err(|_| {
-            ApiError::BadRequest(format!(
+            ApiError(RouteError::BadRequest(format!(
                 "Unknown status {s:?}: use queued, running, succeeded, partially_succeeded, failed, cancelled or never."
-            ))
+            )))
         })?)),
     };
     let q = filter.q.unwrap_or_default().trim().to_lowercase();
@@ -264,8 +274,11 @@ async fn trigger_run(
     let request: TriggerRequest = if body.iter().all(u8::is_ascii_whitespace) {
         TriggerRequest { mode: None }
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("The request body is not valid: {e}.")))?
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError(RouteError::BadRequest(format!(
+                "The request body is not valid: {e}."
+            )))
+        })?
     };
     let export = export_of(&state, &raw).await?;
     engine::policy::manage_export(&caller.user, export.owner_id)?;
@@ -275,9 +288,9 @@ async fn trigger_run(
         Some(v) => Some(
             v.to_str()
                 .map_err(|_| {
-                    ApiError::BadRequest(String::from(
+                    ApiError(RouteError::BadRequest(String::from(
                         "The Idempotency-Key must be printable ASCII.",
-                    ))
+                    )))
                 })?
                 .trim()
                 .to_owned(),
@@ -353,12 +366,14 @@ async fn run_errors(
     let page = query.page.unwrap_or(1);
     let per_page = query.per_page.unwrap_or(100);
     if page < 1 {
-        return Err(ApiError::BadRequest(String::from("`page` starts at 1.")));
+        return Err(ApiError(RouteError::BadRequest(String::from(
+            "`page` starts at 1.",
+        ))));
     }
     if !(1..=1000).contains(&per_page) {
-        return Err(ApiError::BadRequest(String::from(
+        return Err(ApiError(RouteError::BadRequest(String::from(
             "`per_page` must be 1 to 1000.",
-        )));
+        ))));
     }
     let (items, total) = runs::errors_matching(
         &state.db,
