@@ -142,15 +142,17 @@ pub async fn import_csv<R: Read + Send + 'static>(
     let overlap = db.backend() == Backend::Postgres;
     let mut writing: Option<(Vec<String>, tokio::task::JoinHandle<Result<u64>>)> = None;
     while let Some(batch) = parsed.recv().await {
-        let mut ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
-        ids.sort_unstable();
-        let shares = writing.as_ref().is_some_and(|(before, _)| {
+        // The ids matter only when two batches may be written at once.
+        let mut ids: Vec<String> = Vec::new();
+        if overlap {
+            ids.extend(batch.iter().map(|(id, _)| id.clone()));
+            ids.sort_unstable();
+        }
+        let shares = |(before, _): &mut (Vec<String>, _)| {
             !overlap || ids.iter().any(|id| before.binary_search(id).is_ok())
-        });
-        if shares {
-            if let Some((_, handle)) = writing.take() {
-                imported += joined(handle).await?;
-            }
+        };
+        if let Some((_, handle)) = writing.take_if(shares) {
+            imported += joined(handle).await?;
         }
         let next = {
             let db = db.clone();

@@ -197,16 +197,11 @@ impl Members {
                 Some((rx, _)) => rx.recv().await,
                 None => None,
             };
-            match next {
-                Some(chunk) => c.buf.extend(chunk?),
-                None => {
-                    c.done = true;
-                    c.reader = None;
-                }
+            if let Some(chunk) = next {
+                c.buf.extend(chunk?);
             }
             if c.buf.is_empty() {
-                // An empty chunk: only the last one can be, and the
-                // channel closes next.
+                // The channel closed, or sent the empty last page.
                 c.done = true;
                 c.reader = None;
             }
