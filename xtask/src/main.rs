@@ -377,6 +377,7 @@ fn test() -> Result<()> {
                         "test",
                         "--package",
                         "engine",
+                        "--lib",
                         "--test",
                         "users",
                         "--test",

@@ -14,7 +14,8 @@
 //! read; they are polled to their end and settled in order, and a run that
 //! stops hands the unsettled ones to the next attempt ([`inflight`]). A
 //! settled batch writes its contacts to the export's ledger
-//! ([`ledger`]) with the run's counts and checkpoint. Contacts who left the
+//! ([`ledger`]) with the run's counts and checkpoint, beside the stream
+//! and in order ([`writer`]). Contacts who left the
 //! segments are removed last, behind the breaker ([`removal`]). A dry run
 //! stops before any write and estimates what a real run would cost
 //! ([`plan`]); every run ends with counts and a summary ([`counts`]).
@@ -38,6 +39,7 @@ mod queue;
 mod removal;
 mod settings;
 mod stream;
+mod writer;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,8 +56,8 @@ use crate::exports::{self, Export};
 use crate::runs::{self, Beat, ContactError, Counts, Mode, Run, Status};
 use crate::{ConnectionId, ExportId, RunId, SegmentId};
 
-use batches::Write;
 use inflight::InFlight;
+use writer::Write;
 
 use counts::{merge, skip_reasons};
 use plan::prior_rate;
