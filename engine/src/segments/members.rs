@@ -3,6 +3,7 @@
 //! `segment_members` and `segment_changes` tables.
 
 use super::*;
+use crate::db::Backend;
 
 /// Rows written per statement when storing members and changes.
 pub(super) const WRITE_BATCH: usize = 500;
@@ -159,14 +160,23 @@ pub(super) struct Changes {
     at: i64,
     entered: Vec<String>,
     left: Vec<String>,
+    /// Ids kept before they are written: [`WRITE_BATCH`], or
+    /// [`JSON_BATCH`] on PostgreSQL (one statement takes them all).
+    batch: usize,
 }
+
+/// Ids written per statement on PostgreSQL (as one JSON array).
+const JSON_BATCH: usize = 5_000;
 
 impl Changes {
     fn full(&self) -> bool {
-        self.entered.len() >= WRITE_BATCH || self.left.len() >= WRITE_BATCH
+        self.entered.len() >= self.batch || self.left.len() >= self.batch
     }
 
     async fn write(&mut self, db: &Db, tx: &mut sqlx::AnyConnection) -> Result<()> {
+        if db.backend() == Backend::Postgres {
+            return self.write_as_json(tx).await;
+        }
         let (id, refresh_no, now) = (self.segment, self.refresh_no, self.at);
         for chunk in self.left.chunks(WRITE_BATCH) {
             let mut p = db.placeholders();
@@ -209,6 +219,56 @@ impl Changes {
         self.left.clear();
         Ok(())
     }
+
+    /// [`Self::write`] on PostgreSQL: the ids travel as one JSON array per
+    /// statement, unpacked by the server, in statements whose text never
+    /// changes (prepared once per connection). A thousand bound values per
+    /// statement cost more to parse and plan than to run: a refresh of
+    /// 300,000 members took seconds on PostgreSQL where SQLite took
+    /// a fraction of one.
+    async fn write_as_json(&mut self, tx: &mut sqlx::AnyConnection) -> Result<()> {
+        let (id, refresh_no, now) = (self.segment, self.refresh_no, self.at);
+        let json = |ids: &[String]| serde_json::to_string(ids).map_err(Error::internal);
+        if !self.left.is_empty() {
+            sqlx::query(
+                "DELETE FROM segment_members WHERE segment_id = $1 \
+                 AND profile_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
+            )
+            .bind(id)
+            .bind(json(&self.left)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.entered.is_empty() {
+            sqlx::query(
+                "INSERT INTO segment_members (segment_id, profile_id) \
+                 SELECT $1, jsonb_array_elements_text($2::jsonb)",
+            )
+            .bind(id)
+            .bind(json(&self.entered)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (change, ids) in [("entered", &self.entered), ("left", &self.left)] {
+            if ids.is_empty() {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO segment_changes (segment_id, refresh_no, change, profile_id, at) \
+                 SELECT $1, $2, $3, jsonb_array_elements_text($4::jsonb), $5",
+            )
+            .bind(id)
+            .bind(refresh_no)
+            .bind(change)
+            .bind(json(ids)?)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        self.entered.clear();
+        self.left.clear();
+        Ok(())
+    }
 }
 
 /// Replaces the stored members with `new` and writes the difference as
@@ -233,6 +293,10 @@ pub(super) async fn store_members(db: &Db, id: SegmentId, mut new: NewMembers<'_
         at: now_ms(),
         entered: Vec::new(),
         left: Vec::new(),
+        batch: match db.backend() {
+            Backend::Postgres => JSON_BATCH,
+            Backend::Sqlite => WRITE_BATCH,
+        },
     };
     let (mut fresh, mut old) = (Cursor::default(), Cursor::default());
     let mut old_after = String::new();
