@@ -81,7 +81,13 @@ impl Writer {
                 biased;
                 // A write that failed stops the writer: the run hears of it.
                 Some(done) = writes.join_next(), if !writes.is_empty() => {
-                    joined(done)?;
+                    if let Err(e) = joined(done) {
+                        // The writes still going end first (the ones
+                        // after this one roll back): none is cut off
+                        // halfway through its commit.
+                        while writes.join_next().await.is_some() {}
+                        return Err(e);
+                    }
                     continue;
                 }
                 write = rx.recv() => match write {
@@ -114,10 +120,13 @@ impl Writer {
                 this.write(write, turn, overlaps).await
             });
         }
+        let mut result = Ok(());
         while let Some(done) = writes.join_next().await {
-            joined(done)?;
+            if let (Err(e), Ok(())) = (joined(done), &result) {
+                result = Err(e);
+            }
         }
-        Ok(())
+        result
     }
 
     /// One write, in its turn. `overlaps`: it takes ledger rows the write

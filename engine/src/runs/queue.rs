@@ -53,16 +53,28 @@ pub async fn claim(db: &Db, worker: &str, lease_ms: i64) -> Result<Option<RunId>
     .bind(MAX_ATTEMPTS)
     .execute(db.pool())
     .await?;
-    let mut conn = db.pool().acquire().await?;
-    let mut tx = conn.begin().await?;
-    let id: Option<RunId> = sqlx::query_scalar(&sql)
-        .bind(worker)
-        .bind(now + lease_ms)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(id)
+    // On PostgreSQL a claimable run whose row another transaction holds
+    // for a moment (a worker's last write, a row added under it) is
+    // skipped, not waited for: a run that was seen claimable is asked for
+    // again a few times before the queue is called empty.
+    for retry in 0..3u64 {
+        if retry > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20 * retry)).await;
+        }
+        let mut conn = db.pool().acquire().await?;
+        let mut tx = conn.begin().await?;
+        let id: Option<RunId> = sqlx::query_scalar(&sql)
+            .bind(worker)
+            .bind(now + lease_ms)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if id.is_some() || db.backend() == Backend::Sqlite {
+            return Ok(id);
+        }
+    }
+    Ok(None)
 }
 
 /// Claims one particular queued run (the CLI runs the run it queued).
