@@ -146,18 +146,25 @@ pub(super) async fn left(
 }
 
 /// Forgets the profiles removed from the list (`(profile id, email)`
-/// pairs, as [`left`] gives them), in `tx`.
+/// pairs, as [`left`] gives them), in `tx`: 500 to a statement.
 pub(super) async fn forget(
     tx: &mut sqlx::AnyConnection,
+    db: &Db,
     export_id: ExportId,
     removed: &[(String, String)],
 ) -> Result<()> {
-    for (profile_id, _) in removed {
-        sqlx::query("DELETE FROM export_ledger WHERE export_id = $1 AND profile_id = $2")
-            .bind(export_id)
-            .bind(profile_id)
-            .execute(&mut *tx)
-            .await?;
+    for chunk in removed.chunks(500) {
+        let mut p = db.placeholders();
+        let sql = format!(
+            "DELETE FROM export_ledger WHERE export_id = {} AND profile_id IN ({})",
+            p.one(),
+            p.list(chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(export_id);
+        for (profile_id, _) in chunk {
+            q = q.bind(profile_id);
+        }
+        q.execute(&mut *tx).await?;
     }
     Ok(())
 }

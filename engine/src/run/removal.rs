@@ -114,7 +114,7 @@ impl Job<'_> {
             if !self.lease.fence(&mut tx).await? {
                 return Err(Stop::Lost);
             }
-            ledger::forget(&mut tx, self.export.id, chunk).await?;
+            ledger::forget(&mut tx, &self.ex.db, self.export.id, chunk).await?;
             let outcome = format!("{{\"removed\":{}}}", contact_ids.len());
             batches::finish(&mut tx, self.run.id, seq, true, &outcome).await?;
             tx.commit().await?;

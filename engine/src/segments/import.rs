@@ -3,6 +3,7 @@
 
 use super::members::{store_members, NewMembers, WRITE_BATCH};
 use super::*;
+use crate::db::Backend;
 
 /// Reads a static segment's profile ids from CSV: the first column of each
 /// row (quoted or not; UTF-8, with or without a byte order mark). A first
@@ -153,6 +154,20 @@ pub async fn import_static(
 pub(super) async fn stage(db: &Db, import: &str, ids: &[String]) -> Result<()> {
     let ids: Vec<&String> = ids.iter().filter(|i| !i.is_empty()).collect();
     if ids.is_empty() {
+        return Ok(());
+    }
+    if db.backend() == Backend::Postgres {
+        // One JSON array, one statement text (prepared once): 1,000 bound
+        // values per statement cost PostgreSQL more to parse than to run.
+        let json = serde_json::to_string(&ids).map_err(Error::internal)?;
+        sqlx::query(
+            "INSERT INTO segment_import_ids (import_id, profile_id) \
+             SELECT $1, jsonb_array_elements_text($2::jsonb) ON CONFLICT DO NOTHING",
+        )
+        .bind(import)
+        .bind(json)
+        .execute(db.pool())
+        .await?;
         return Ok(());
     }
     let sql = format!(
