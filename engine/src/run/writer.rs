@@ -56,7 +56,8 @@ pub(super) struct Writer {
 }
 
 /// A write's place in line: the commit of the write before it (`None`
-/// when that one failed or lost the lease), and its own to give.
+/// for the first write; it never comes when that one failed or lost the
+/// lease), and its own to give.
 struct Turn {
     before: Option<oneshot::Receiver<()>>,
     done: oneshot::Sender<()>,

@@ -201,10 +201,10 @@ pub async fn heartbeat(db: &Db, lease: &Lease, lease_ms: i64) -> Result<Beat> {
 
 /// Whether this worker still holds the run, and whether a cancel was
 /// asked for, without writing: a read waits for no lock. The run's row is
-/// locked while the run's writer records a batch (see [`Lease::fence`]);
-/// a heartbeat written then waited for the whole batch (about 0.7 s for
-/// 40,000 contacts on PostgreSQL, once per batch). The lease itself is
-/// renewed by the run's background heartbeat.
+/// locked while the run's writer commits a batch (its fenced checkpoint);
+/// a heartbeat written then waits for that commit (it waited about 0.7 s
+/// per batch of 40,000 on PostgreSQL when the writer fenced first). The
+/// lease itself is renewed by the run's background heartbeat.
 pub async fn peek(db: &Db, lease: &Lease) -> Result<Beat> {
     let row = sqlx::query(
         "SELECT cancel_requested FROM runs WHERE id = $1 AND worker = $2 AND attempts = $3 AND status = 'running'",

@@ -229,13 +229,15 @@ impl Changes {
     async fn write_as_json(&mut self, tx: &mut sqlx::AnyConnection) -> Result<()> {
         let (id, refresh_no, now) = (self.segment, self.refresh_no, self.at);
         let json = |ids: &[String]| serde_json::to_string(ids).map_err(Error::internal);
+        // Each list is written twice (members, then changes): serialised once.
+        let (entered, left) = (json(&self.entered)?, json(&self.left)?);
         if !self.left.is_empty() {
             sqlx::query(
                 "DELETE FROM segment_members WHERE segment_id = $1 \
                  AND profile_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
             )
             .bind(id)
-            .bind(json(&self.left)?)
+            .bind(&left)
             .execute(&mut *tx)
             .await?;
         }
@@ -245,11 +247,14 @@ impl Changes {
                  SELECT $1, jsonb_array_elements_text($2::jsonb)",
             )
             .bind(id)
-            .bind(json(&self.entered)?)
+            .bind(&entered)
             .execute(&mut *tx)
             .await?;
         }
-        for (change, ids) in [("entered", &self.entered), ("left", &self.left)] {
+        for (change, ids, json) in [
+            ("entered", &self.entered, entered),
+            ("left", &self.left, left),
+        ] {
             if ids.is_empty() {
                 continue;
             }
@@ -260,7 +265,7 @@ impl Changes {
             .bind(id)
             .bind(refresh_no)
             .bind(change)
-            .bind(json(ids)?)
+            .bind(json)
             .bind(now)
             .execute(&mut *tx)
             .await?;
