@@ -104,7 +104,7 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
     let download_state = state.clone();
     let api_state = state.clone();
     let context = move || provide_context(state.clone());
-    let routes = generate_route_list(app::App);
+    let routes = route_list();
     let origins = security::Origins::new(config.public_url.as_deref(), config.addr)?;
     let limiter = security::PasswordLimiter::default();
     {
@@ -192,6 +192,17 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
             .quality(tower_http::CompressionLevel::Fastest),
     );
     Ok(security::with_headers(router))
+}
+
+/// The app's routes, worked out once per process. Working them out runs
+/// the whole app with data loading switched off for the whole process
+/// (Leptos's `SuppressResourceLoad`): a page being rendered by another
+/// router in this process at that moment would wait for its data for
+/// ever (leptos-rs/leptos#4773). Tests build many routers in one process.
+fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(app::App)).clone()
 }
 
 /// What executes runs in this process.

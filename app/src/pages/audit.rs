@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::audit_api::audit_log;
-use crate::components::{field_error, ErrorBanner};
+use crate::components::ErrorBanner;
 use crate::model::UserView;
 
 pub fn page(_user: UserView) -> AnyView {
@@ -25,8 +25,20 @@ fn AuditPage() -> impl IntoView {
         move || applied.get(),
         |(who, what, from, to)| audit_log(Some(who), Some(what), Some(from), Some(to)),
     );
-    let result = Signal::derive(move || entries.get());
-    let err = move |field: &'static str| field_error(result, field);
+    // A filter's problem, under its field. Read only by awaiting the
+    // resource inside a `Suspend` of its own: a plain `.get()` here would
+    // be tracked by the page's enclosing `Suspend` on the server, which
+    // would then build the page (and this resource) again each time it
+    // loads, for ever.
+    let err = move |field: &'static str| {
+        view! {
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    entries.await.err().and_then(|e| e.for_field(field))
+                })}
+            </Transition>
+        }
+    };
     let input = "mt-1 block w-full rounded border border-slate-300 px-3 py-2 text-sm";
     view! {
         <Title text="Audit log · Segment Export"/>
