@@ -25,7 +25,7 @@ pub mod users_api;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{path, SsrMode};
+use leptos_router::{lazy_route, path, Lazy, LazyRoute, SsrMode};
 
 use crate::auth::Auth;
 use crate::components::Guarded;
@@ -94,6 +94,54 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// A signed-in page as a route whose view the browser loads as a module
+/// of its own (`#[lazy_route]`), when the page is first opened: the main
+/// bundle holds only the shell, the router and what every page shares.
+/// The server renders it as any other route; on a direct load the page
+/// links its module for preloading and hydrates once it is in
+/// (`hydrate_lazy`).
+macro_rules! lazy_page {
+    ($route:ident, $min:expr, $page:path) => {
+        struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                view! { <Guarded min=$min page=$page/> }.into_any()
+            }
+        }
+    };
+}
+
+lazy_page!(HomeRoute, Role::Viewer, home::page);
+lazy_page!(UsersRoute, Role::Admin, users::page);
+lazy_page!(ConnectionsRoute, Role::Admin, connections::page);
+lazy_page!(
+    ConnectionNewChooseRoute,
+    Role::Admin,
+    connection_new::choose_page
+);
+lazy_page!(
+    ConnectionNewFormRoute,
+    Role::Admin,
+    connection_new::form_page
+);
+lazy_page!(SegmentsListRoute, Role::Viewer, segments::list_page);
+lazy_page!(SegmentsNewRoute, Role::Contributor, segments::new_page);
+lazy_page!(SegmentsDetailRoute, Role::Viewer, segments::detail_page);
+lazy_page!(ExportsListRoute, Role::Viewer, exports::list_page);
+lazy_page!(ExportsNewRoute, Role::Contributor, exports::new_page);
+lazy_page!(ExportsDetailRoute, Role::Viewer, exports::detail_page);
+lazy_page!(ExportsEditRoute, Role::Contributor, exports::edit_page);
+lazy_page!(ExportsRunRoute, Role::Viewer, exports::run_page);
+lazy_page!(SystemRoute, Role::Admin, system::page);
+lazy_page!(ApiTokensRoute, Role::Admin, api_tokens::page);
+lazy_page!(AuditRoute, Role::Admin, audit::page);
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
@@ -107,24 +155,24 @@ pub fn App() -> impl IntoView {
         // than a page that redirects itself.
         <Router>
             <Routes fallback=NotFound>
-                <Route path=path!("/") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=home::page/> }/>
+                <Route path=path!("/") ssr=SsrMode::Async view={Lazy::<HomeRoute>::new()}/>
                 <Route path=path!("/login") ssr=SsrMode::Async view=LoginPage/>
                 <Route path=path!("/setup") ssr=SsrMode::Async view=SetupPage/>
-                <Route path=path!("/admin/users") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=users::page/> }/>
-                <Route path=path!("/admin/connections") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=connections::page/> }/>
-                <Route path=path!("/admin/connections/new") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=connection_new::choose_page/> }/>
-                <Route path=path!("/admin/connections/new/constant-contact") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=connection_new::form_page/> }/>
-                <Route path=path!("/data/segments") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=segments::list_page/> }/>
-                <Route path=path!("/data/segments/new") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Contributor page=segments::new_page/> }/>
-                <Route path=path!("/data/segments/:id") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=segments::detail_page/> }/>
-                <Route path=path!("/data/exports") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=exports::list_page/> }/>
-                <Route path=path!("/data/exports/new") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Contributor page=exports::new_page/> }/>
-                <Route path=path!("/data/exports/:id") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=exports::detail_page/> }/>
-                <Route path=path!("/data/exports/:id/edit") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Contributor page=exports::edit_page/> }/>
-                <Route path=path!("/runs/:id") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Viewer page=exports::run_page/> }/>
-                <Route path=path!("/admin/system") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=system::page/> }/>
-                <Route path=path!("/admin/api-tokens") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=api_tokens::page/> }/>
-                <Route path=path!("/admin/audit") ssr=SsrMode::Async view=|| view! { <Guarded min=Role::Admin page=audit::page/> }/>
+                <Route path=path!("/admin/users") ssr=SsrMode::Async view={Lazy::<UsersRoute>::new()}/>
+                <Route path=path!("/admin/connections") ssr=SsrMode::Async view={Lazy::<ConnectionsRoute>::new()}/>
+                <Route path=path!("/admin/connections/new") ssr=SsrMode::Async view={Lazy::<ConnectionNewChooseRoute>::new()}/>
+                <Route path=path!("/admin/connections/new/constant-contact") ssr=SsrMode::Async view={Lazy::<ConnectionNewFormRoute>::new()}/>
+                <Route path=path!("/data/segments") ssr=SsrMode::Async view={Lazy::<SegmentsListRoute>::new()}/>
+                <Route path=path!("/data/segments/new") ssr=SsrMode::Async view={Lazy::<SegmentsNewRoute>::new()}/>
+                <Route path=path!("/data/segments/:id") ssr=SsrMode::Async view={Lazy::<SegmentsDetailRoute>::new()}/>
+                <Route path=path!("/data/exports") ssr=SsrMode::Async view={Lazy::<ExportsListRoute>::new()}/>
+                <Route path=path!("/data/exports/new") ssr=SsrMode::Async view={Lazy::<ExportsNewRoute>::new()}/>
+                <Route path=path!("/data/exports/:id") ssr=SsrMode::Async view={Lazy::<ExportsDetailRoute>::new()}/>
+                <Route path=path!("/data/exports/:id/edit") ssr=SsrMode::Async view={Lazy::<ExportsEditRoute>::new()}/>
+                <Route path=path!("/runs/:id") ssr=SsrMode::Async view={Lazy::<ExportsRunRoute>::new()}/>
+                <Route path=path!("/admin/system") ssr=SsrMode::Async view={Lazy::<SystemRoute>::new()}/>
+                <Route path=path!("/admin/api-tokens") ssr=SsrMode::Async view={Lazy::<ApiTokensRoute>::new()}/>
+                <Route path=path!("/admin/audit") ssr=SsrMode::Async view={Lazy::<AuditRoute>::new()}/>
             </Routes>
         </Router>
     }
