@@ -1,0 +1,362 @@
+//! The site: the wasm bundle (split into the main module and the pages'
+//! lazily loaded modules), the style sheet, content-hashed names and
+//! precompressed copies, in `target/site/pkg`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::{cargo, npm_bin, root, site_root, step, target_dir, OUTPUT_NAME, WASM_TARGET};
+
+/// The split modules' loader, under the name Leptos links when the
+/// bundle's hash file names none (`HydrationScripts`).
+const SPLIT_LINK: &str = "__wasm_split.______________________.js";
+
+pub(crate) fn build_site() -> Result<()> {
+    let pkg = site_root().join("pkg");
+    std::fs::create_dir_all(&pkg)?;
+
+    // The bundle is always built with the size-optimised profile: it is
+    // what users download, and what the end-to-end tests exercise.
+    step(
+        "building the wasm bundle",
+        cargo().args([
+            "build",
+            "--package",
+            "frontend",
+            "--lib",
+            "--target",
+            WASM_TARGET,
+            "--profile",
+            "wasm-release",
+        ]),
+    )?;
+    let wasm = target_dir()
+        .join(WASM_TARGET)
+        .join("wasm-release")
+        .join("frontend.wasm");
+
+    // The pages (`#[lazy_route]`) go into modules of their own, loaded
+    // when a page is first opened; what is left is the main module.
+    eprintln!("\n==> splitting the lazily loaded pages out");
+    for entry in std::fs::read_dir(&pkg)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("split_")
+            || name.starts_with("chunk_")
+            || name.starts_with("__wasm_split")
+        {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    let main_module = target_dir().join("wasm-split").join("frontend.wasm");
+    std::fs::create_dir_all(main_module.parent().context("no parent")?)?;
+    let input = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let (link_name, main_script) = (format!("./{SPLIT_LINK}"), format!("/pkg/{OUTPUT_NAME}.js"));
+    let split = wasm_split_cli_support::transform({
+        let mut opts = wasm_split_cli_support::Options::new(&input);
+        opts.output_dir = &pkg;
+        opts.main_out_path = &main_module;
+        opts.link_name = &link_name;
+        opts.main_module = &main_script;
+        opts
+    })
+    .map_err(|e| anyhow::anyhow!("splitting the wasm bundle failed: {e:?}"))?;
+
+    eprintln!("\n==> wasm-bindgen");
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&main_module)
+        .out_name(OUTPUT_NAME)
+        // The split modules' loader takes the function table from the
+        // main module's exports.
+        .keep_lld_exports(true)
+        .web(true)?
+        .typescript(false)
+        .generate(&pkg)
+        .context("wasm-bindgen failed")?;
+    // cargo-leptos names the module `<name>.wasm`; leptos loads that name.
+    let bg = pkg.join(format!("{OUTPUT_NAME}_bg.wasm"));
+    let final_wasm = pkg.join(format!("{OUTPUT_NAME}.wasm"));
+    std::fs::rename(&bg, &final_wasm)?;
+
+    // The main module and each page's module are optimised; the small
+    // chunks the pages share (some hundreds, a few KB each) only lose
+    // their function names, which takes minutes less.
+    let pages = split
+        .split_modules
+        .iter()
+        .filter(|m| {
+            m.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("split_"))
+        })
+        .cloned();
+    for chunk in split.split_modules.iter().filter(|m| {
+        m.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("chunk_"))
+    }) {
+        let bytes = std::fs::read(chunk)?;
+        std::fs::write(chunk, without_names(&bytes)?)?;
+    }
+    for module in std::iter::once(final_wasm).chain(pages) {
+        step(
+            &format!("wasm-opt -Oz {}", module.display()),
+            Command::new(npm_bin("wasm-opt"))
+                .arg("-Oz")
+                .arg("--enable-bulk-memory")
+                .arg("--enable-nontrapping-float-to-int")
+                .arg("--enable-sign-ext")
+                .arg("--enable-mutable-globals")
+                .arg("--enable-reference-types")
+                .arg(&module)
+                .arg("-o")
+                .arg(&module),
+        )?;
+    }
+    name_split_modules(&pkg, &split.split_modules, &split.prefetch_map)?;
+
+    step(
+        "Tailwind CSS",
+        Command::new(npm_bin("tailwindcss"))
+            .current_dir(root())
+            .arg("--input")
+            .arg(root().join("style").join("tailwind.css"))
+            .arg("--output")
+            .arg(pkg.join(format!("{OUTPUT_NAME}.css")))
+            .arg("--minify"),
+    )?;
+
+    fingerprint(&pkg)?;
+
+    // Static assets (favicon) go to the site root, as cargo-leptos does.
+    let public = root().join("public");
+    if public.is_dir() {
+        for entry in std::fs::read_dir(&public)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::copy(entry.path(), site_root().join(entry.file_name()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renames each split module after its content (`chunk_3.<hash>.wasm`),
+/// so the server can let browsers keep it for good, and writes the new
+/// names into the loader (which fetches them) and into the manifest
+/// Leptos reads to preload a page's modules. The loader itself keeps its
+/// fixed name: it and the main script import each other, so one of the
+/// two cannot carry its content's hash, and it is small.
+fn name_split_modules(
+    pkg: &Path,
+    modules: &[PathBuf],
+    manifest: &std::collections::HashMap<String, Vec<String>>,
+) -> Result<()> {
+    use sha2::Digest;
+    let link = pkg.join(SPLIT_LINK);
+    let mut loader = std::fs::read_to_string(&link)?;
+    let mut names = std::collections::HashMap::new();
+    for module in modules {
+        let stem = module
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("a split module without a name")?
+            .to_owned();
+        let bytes = std::fs::read(module)?;
+        let digest = sha2::Sha256::digest(&bytes);
+        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let hashed = format!("{stem}.{hash}");
+        std::fs::rename(module, pkg.join(format!("{hashed}.wasm")))?;
+        let quoted = format!("\"./{stem}.wasm\"");
+        anyhow::ensure!(
+            loader.contains(&quoted),
+            "the split modules' loader does not fetch {quoted}"
+        );
+        loader = loader.replace(&quoted, &format!("\"./{hashed}.wasm\""));
+        names.insert(stem, hashed);
+    }
+    std::fs::write(&link, loader)?;
+    let manifest: std::collections::HashMap<&String, Vec<&String>> = manifest
+        .iter()
+        .map(|(split, modules)| {
+            let renamed = modules.iter().map(|m| names.get(m).unwrap_or(m)).collect();
+            (split, renamed)
+        })
+        .collect();
+    std::fs::write(
+        pkg.join("__wasm_split_manifest.json"),
+        serde_json::to_string_pretty(&manifest)?,
+    )?;
+    Ok(())
+}
+
+/// A wasm module without its custom sections of names and debugging
+/// information (`name`, `.debug_*`): what `wasm-opt` would drop too.
+fn without_names(module: &[u8]) -> Result<Vec<u8>> {
+    fn leb(bytes: &[u8], at: &mut usize) -> Result<usize> {
+        let (mut value, mut shift) = (0usize, 0);
+        loop {
+            let byte = *bytes.get(*at).context("truncated wasm module")?;
+            *at += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+            shift += 7;
+        }
+    }
+    anyhow::ensure!(module.starts_with(b"\0asm"), "not a wasm module");
+    let mut out = module[..8].to_vec();
+    let mut at = 8;
+    while at < module.len() {
+        let start = at;
+        let id = module[at];
+        at += 1;
+        let size = leb(module, &mut at)?;
+        let end = at + size;
+        anyhow::ensure!(end <= module.len(), "truncated wasm module");
+        let dropped = id == 0 && {
+            let mut name_at = at;
+            let len = leb(module, &mut name_at)?;
+            let name = module.get(name_at..name_at + len).unwrap_or_default();
+            name == b"name" || name.starts_with(b".debug")
+        };
+        if !dropped {
+            out.extend_from_slice(&module[start..end]);
+        }
+        at = end;
+    }
+    Ok(out)
+}
+
+/// Renames the bundle's script, module and style sheet after their
+/// content (`segment-export.<hash>.js`), so the server can let browsers
+/// keep them for good, and writes the hashes to `site/hash.txt` in the
+/// form Leptos reads (`js: <hash>`). Every script, module and style sheet
+/// under `pkg` then gets a brotli (`.br`) and a gzip (`.gz`) copy, at the
+/// best levels, which the server sends instead of compressing on the fly.
+fn fingerprint(pkg: &Path) -> Result<()> {
+    use sha2::Digest;
+    // What earlier builds left: every other file under the bundle's name
+    // (older hashed names and their compressed copies).
+    let fresh = ["js", "wasm", "css"].map(|kind| format!("{OUTPUT_NAME}.{kind}"));
+    for entry in std::fs::read_dir(pkg)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_file()
+            && name.starts_with(&format!("{OUTPUT_NAME}."))
+            && !fresh.iter().any(|f| f == name)
+        {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    let mut manifest = String::new();
+    for kind in ["js", "wasm", "css"] {
+        let plain = pkg.join(format!("{OUTPUT_NAME}.{kind}"));
+        let bytes =
+            std::fs::read(&plain).with_context(|| format!("reading {}", plain.display()))?;
+        let digest = sha2::Sha256::digest(&bytes);
+        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::rename(&plain, pkg.join(format!("{OUTPUT_NAME}.{hash}.{kind}")))?;
+        manifest.push_str(&format!("{kind}: {hash}\n"));
+    }
+    std::fs::write(site_root().join("hash.txt"), manifest)?;
+    // The split modules' loader imports the main script: by its new name.
+    let link = pkg.join(SPLIT_LINK);
+    if link.is_file() {
+        let js_hash = std::fs::read_to_string(site_root().join("hash.txt"))?
+            .lines()
+            .find_map(|l| l.strip_prefix("js: ").map(str::to_owned))
+            .context("no script hash")?;
+        let text = std::fs::read_to_string(&link)?;
+        let plain = format!("\"/pkg/{OUTPUT_NAME}.js\"");
+        anyhow::ensure!(
+            text.contains(&plain),
+            "the split modules' loader does not import {plain}"
+        );
+        std::fs::write(
+            &link,
+            text.replace(&plain, &format!("\"/pkg/{OUTPUT_NAME}.{js_hash}.js\"")),
+        )?;
+    }
+    compress_tree(pkg)
+}
+
+/// Writes `.br` and `.gz` beside every script, module and style sheet
+/// under `dir`.
+fn compress_tree(dir: &Path) -> Result<()> {
+    use std::io::Write;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            compress_tree(&path)?;
+            continue;
+        }
+        if !matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("js" | "wasm" | "css")
+        ) {
+            continue;
+        }
+        let bytes = std::fs::read(&path)?;
+        let with = |ext: &str| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(ext);
+            PathBuf::from(name)
+        };
+        let mut br = Vec::new();
+        brotli::BrotliCompress(
+            &mut bytes.as_slice(),
+            &mut br,
+            &brotli::enc::BrotliEncoderParams {
+                quality: 11,
+                lgwin: 22,
+                ..Default::default()
+            },
+        )?;
+        std::fs::write(with(".br"), br)?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&bytes)?;
+        std::fs::write(with(".gz"), gz.finish()?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly by design
+    use super::*;
+
+    /// A module with a type section and three custom sections: names,
+    /// debugging information, and something else.
+    fn module() -> Vec<u8> {
+        let custom = |name: &str, body: &[u8]| {
+            let mut payload = vec![name.len() as u8];
+            payload.extend_from_slice(name.as_bytes());
+            payload.extend_from_slice(body);
+            let mut section = vec![0, payload.len() as u8];
+            section.extend(payload);
+            section
+        };
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        m.extend(custom("name", b"\x01\x02ab"));
+        m.extend([1, 4, 1, 0x60, 0, 0]);
+        m.extend(custom(".debug_info", b"xyz"));
+        m.extend(custom("producers", b"kept"));
+        m
+    }
+
+    #[test]
+    fn names_and_debugging_information_are_dropped_and_the_rest_kept() {
+        let stripped = without_names(&module()).unwrap();
+        let mut expected = b"\0asm\x01\0\0\0".to_vec();
+        expected.extend([1, 4, 1, 0x60, 0, 0]);
+        expected.extend([0, 14, 9]);
+        expected.extend(b"producerskept");
+        assert_eq!(stripped, expected);
+        assert!(without_names(b"not wasm").is_err());
+        assert!(without_names(&module()[..12]).is_err());
+    }
+}
