@@ -154,7 +154,6 @@ fn name_split_modules(
     modules: &[PathBuf],
     manifest: &std::collections::HashMap<String, Vec<String>>,
 ) -> Result<()> {
-    use sha2::Digest;
     let link = pkg.join(SPLIT_LINK);
     let mut loader = std::fs::read_to_string(&link)?;
     let mut names = std::collections::HashMap::new();
@@ -164,10 +163,7 @@ fn name_split_modules(
             .and_then(|s| s.to_str())
             .context("a split module without a name")?
             .to_owned();
-        let bytes = std::fs::read(module)?;
-        let digest = sha2::Sha256::digest(&bytes);
-        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        let hashed = format!("{stem}.{hash}");
+        let hashed = format!("{stem}.{}", content_hash(&std::fs::read(module)?));
         std::fs::rename(module, pkg.join(format!("{hashed}.wasm")))?;
         let quoted = format!("\"./{stem}.wasm\"");
         anyhow::ensure!(
@@ -238,7 +234,6 @@ fn without_names(module: &[u8]) -> Result<Vec<u8>> {
 /// under `pkg` then gets a brotli (`.br`) and a gzip (`.gz`) copy, at the
 /// best levels, which the server sends instead of compressing on the fly.
 fn fingerprint(pkg: &Path) -> Result<()> {
-    use sha2::Digest;
     // What earlier builds left: every other file under the bundle's name
     // (older hashed names and their compressed copies).
     let fresh = ["js", "wasm", "css"].map(|kind| format!("{OUTPUT_NAME}.{kind}"));
@@ -253,35 +248,40 @@ fn fingerprint(pkg: &Path) -> Result<()> {
         }
     }
     let mut manifest = String::new();
+    let mut js_hash = String::new();
     for kind in ["js", "wasm", "css"] {
         let plain = pkg.join(format!("{OUTPUT_NAME}.{kind}"));
         let bytes =
             std::fs::read(&plain).with_context(|| format!("reading {}", plain.display()))?;
-        let digest = sha2::Sha256::digest(&bytes);
-        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let hash = content_hash(&bytes);
         std::fs::rename(&plain, pkg.join(format!("{OUTPUT_NAME}.{hash}.{kind}")))?;
         manifest.push_str(&format!("{kind}: {hash}\n"));
+        if kind == "js" {
+            js_hash = hash;
+        }
     }
     std::fs::write(site_root().join("hash.txt"), manifest)?;
     // The split modules' loader imports the main script: by its new name.
     let link = pkg.join(SPLIT_LINK);
-    if link.is_file() {
-        let js_hash = std::fs::read_to_string(site_root().join("hash.txt"))?
-            .lines()
-            .find_map(|l| l.strip_prefix("js: ").map(str::to_owned))
-            .context("no script hash")?;
-        let text = std::fs::read_to_string(&link)?;
-        let plain = format!("\"/pkg/{OUTPUT_NAME}.js\"");
-        anyhow::ensure!(
-            text.contains(&plain),
-            "the split modules' loader does not import {plain}"
-        );
-        std::fs::write(
-            &link,
-            text.replace(&plain, &format!("\"/pkg/{OUTPUT_NAME}.{js_hash}.js\"")),
-        )?;
-    }
+    let text = std::fs::read_to_string(&link)?;
+    let plain = format!("\"/pkg/{OUTPUT_NAME}.js\"");
+    anyhow::ensure!(
+        text.contains(&plain),
+        "the split modules' loader does not import {plain}"
+    );
+    std::fs::write(
+        &link,
+        text.replace(&plain, &format!("\"/pkg/{OUTPUT_NAME}.{js_hash}.js\"")),
+    )?;
     compress_tree(pkg)
+}
+
+/// The first 16 hex digits of a file's SHA-256: the part of a hashed
+/// name (`name.<hash>.ext`) that changes with its content.
+fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes `.br` and `.gz` beside every script, module and style sheet
