@@ -185,3 +185,53 @@ pub fn content_security_policy() {
         response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
     }
 }
+
+/// Links the modules a lazily loaded page (`lazy_page!`) needs, for the
+/// browser to fetch beside the main bundle instead of after it: its
+/// group's module and the modules that one imports, from the
+/// split manifest the site build writes (`__wasm_split_manifest.json`,
+/// read by `HydrationScripts` in the shell), and the loader script.
+///
+/// Leptos links them itself only when the request's task happens to run
+/// with the page's reactive owner current (`leptos_integration_utils`
+/// reads its contexts outside any owner), which left about one direct
+/// load in four without them; so the page links its own modules, here,
+/// while its owner is current, and `App` gives Leptos's list a stand-in
+/// (`ignore_upstream_prefetches`) so that nothing is linked twice.
+pub fn preload_page_modules(group: &str) {
+    use leptos_meta::Link;
+
+    let Some(manifest) = use_context::<leptos::WasmSplitManifest>() else {
+        return;
+    };
+    let Some(manifest) = manifest.0.try_read_value() else {
+        return;
+    };
+    let (pkg, pages, loader) = &*manifest;
+    // `#[lazy(group)]` names the module `<group>_<hash of the call site>`.
+    let key = format!("{group}_");
+    let Some(modules) = pages
+        .iter()
+        .find(|(page, _)| page.starts_with(&key))
+        .map(|(_, modules)| modules)
+    else {
+        return;
+    };
+    // A leptos_meta tag rendered to HTML on the server registers itself
+    // with the page's head instead of returning markup.
+    for module in modules {
+        let _ = view! {
+            <Link rel="preload" href=format!("{pkg}/{module}.wasm") as_="fetch"
+                type_="application/wasm" crossorigin=""/>
+        }
+        .to_html();
+    }
+    let _ = view! { <Link rel="modulepreload" href=format!("{pkg}/{loader}")/> }.to_html();
+}
+
+/// Leptos's own list of the lazily loaded pages a response renders: a
+/// fresh one in the app's root, in place of the one the integration reads
+/// (see [`preload_page_modules`]).
+pub fn ignore_upstream_prefetches() {
+    provide_context(leptos::PrefetchLazyFn::default());
+}

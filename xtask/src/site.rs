@@ -37,8 +37,9 @@ pub(crate) fn build_site() -> Result<()> {
         .join("wasm-release")
         .join("frontend.wasm");
 
-    // The pages (`#[lazy_route]`) go into modules of their own, loaded
-    // when a page is first opened; what is left is the main module.
+    // The pages (`lazy_page!`: `#[lazy(group)]`) go into a module per
+    // group, loaded when a page of the group is first opened, with chunks
+    // for what the groups share; what is left is the main module.
     eprintln!("\n==> splitting the lazily loaded pages out");
     for entry in std::fs::read_dir(&pkg)? {
         let path = entry?.path();
@@ -80,26 +81,9 @@ pub(crate) fn build_site() -> Result<()> {
     let final_wasm = pkg.join(format!("{OUTPUT_NAME}.wasm"));
     std::fs::rename(&bg, &final_wasm)?;
 
-    // The main module and each page's module are optimised; the small
-    // chunks the pages share (some hundreds, a few KB each) only lose
-    // their function names, which takes minutes less.
-    let pages = split
-        .split_modules
-        .iter()
-        .filter(|m| {
-            m.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("split_"))
-        })
-        .cloned();
-    for chunk in split.split_modules.iter().filter(|m| {
-        m.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("chunk_"))
-    }) {
-        let bytes = std::fs::read(chunk)?;
-        std::fs::write(chunk, without_names(&bytes)?)?;
-    }
+    // Every module is optimised: the main one, each group of pages' and
+    // the chunks the groups share (a few: see `lazy_page!` in the app).
+    let pages = split.split_modules.iter().cloned();
     for module in std::iter::once(final_wasm).chain(pages) {
         step(
             &format!("wasm-opt -Oz {}", module.display()),
@@ -186,45 +170,6 @@ fn name_split_modules(
         serde_json::to_string_pretty(&manifest)?,
     )?;
     Ok(())
-}
-
-/// A wasm module without its custom sections of names and debugging
-/// information (`name`, `.debug_*`): what `wasm-opt` would drop too.
-fn without_names(module: &[u8]) -> Result<Vec<u8>> {
-    fn leb(bytes: &[u8], at: &mut usize) -> Result<usize> {
-        let (mut value, mut shift) = (0usize, 0);
-        loop {
-            let byte = *bytes.get(*at).context("truncated wasm module")?;
-            *at += 1;
-            value |= usize::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-            shift += 7;
-        }
-    }
-    anyhow::ensure!(module.starts_with(b"\0asm"), "not a wasm module");
-    let mut out = module[..8].to_vec();
-    let mut at = 8;
-    while at < module.len() {
-        let start = at;
-        let id = module[at];
-        at += 1;
-        let size = leb(module, &mut at)?;
-        let end = at + size;
-        anyhow::ensure!(end <= module.len(), "truncated wasm module");
-        let dropped = id == 0 && {
-            let mut name_at = at;
-            let len = leb(module, &mut name_at)?;
-            let name = module.get(name_at..name_at + len).unwrap_or_default();
-            name == b"name" || name.starts_with(b".debug")
-        };
-        if !dropped {
-            out.extend_from_slice(&module[start..end]);
-        }
-        at = end;
-    }
-    Ok(out)
 }
 
 /// Renames the bundle's script, module and style sheet after their
@@ -322,41 +267,4 @@ fn compress_tree(dir: &Path) -> Result<()> {
         std::fs::write(with(".gz"), gz.finish()?)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)] // tests fail loudly by design
-    use super::*;
-
-    /// A module with a type section and three custom sections: names,
-    /// debugging information, and something else.
-    fn module() -> Vec<u8> {
-        let custom = |name: &str, body: &[u8]| {
-            let mut payload = vec![name.len() as u8];
-            payload.extend_from_slice(name.as_bytes());
-            payload.extend_from_slice(body);
-            let mut section = vec![0, payload.len() as u8];
-            section.extend(payload);
-            section
-        };
-        let mut m = b"\0asm\x01\0\0\0".to_vec();
-        m.extend(custom("name", b"\x01\x02ab"));
-        m.extend([1, 4, 1, 0x60, 0, 0]);
-        m.extend(custom(".debug_info", b"xyz"));
-        m.extend(custom("producers", b"kept"));
-        m
-    }
-
-    #[test]
-    fn names_and_debugging_information_are_dropped_and_the_rest_kept() {
-        let stripped = without_names(&module()).unwrap();
-        let mut expected = b"\0asm\x01\0\0\0".to_vec();
-        expected.extend([1, 4, 1, 0x60, 0, 0]);
-        expected.extend([0, 14, 9]);
-        expected.extend(b"producerskept");
-        assert_eq!(stripped, expected);
-        assert!(without_names(b"not wasm").is_err());
-        assert!(without_names(&module()[..12]).is_err());
-    }
 }

@@ -26,10 +26,12 @@ use serde_json::{json, Value};
 use super::{
     call, generate_demo, round, set_up_export, start_sandbox, wait_for, write_report, Env,
 };
-use crate::{root, KillOnDrop};
+use crate::{root, site_root, KillOnDrop, OUTPUT_NAME};
 
 /// The p99 the issue sets, in milliseconds.
 const P99_TARGET_MS: f64 = 50.0;
+/// The main wasm module's size the issue sets, in bytes.
+const MAIN_WASM_TARGET: u64 = 1_000_000;
 /// The median direct page load the issue sets, in milliseconds.
 const LOAD_TARGET_MS: f64 = 150.0;
 const WARM_UP: Duration = Duration::from_secs(3);
@@ -173,6 +175,7 @@ pub(super) fn run(
         .map_err(|_| anyhow::anyhow!("the exporting thread panicked"))??;
 
     let loads = page_loads(env, &admin, export, run_id)?;
+    let wasm = wasm_sizes()?;
 
     let mut ms = samples.lock().map_err(|_| anyhow::anyhow!("lock"))?.clone();
     let failures = failures
@@ -206,11 +209,23 @@ pub(super) fn run(
         "failures": failures.len(),
         "first_failures": failures.iter().take(5).collect::<Vec<_>>(),
         "direct_page_loads": loads,
+        "wasm": wasm,
     });
     write_report("http", &report)?;
     let load_median = loads["median_ms"].as_f64().unwrap_or(f64::MAX);
+    let main_bytes = wasm["main_bytes"].as_u64().unwrap_or(u64::MAX);
     let mut misses = Vec::new();
     for (ok, what) in [
+        (
+            main_bytes <= MAIN_WASM_TARGET,
+            format!(
+                "main wasm module {:.2} MB (target ≤ {:.1} MB); a page loads {:.2} MB more at most, in {} modules",
+                main_bytes as f64 / 1e6,
+                MAIN_WASM_TARGET as f64 / 1e6,
+                wasm["largest_page_bytes"].as_u64().unwrap_or(0) as f64 / 1e6,
+                wasm["most_page_modules"].as_u64().unwrap_or(0),
+            ),
+        ),
         (
             p99 <= P99_TARGET_MS,
             format!("p99 {p99:.1} ms at {users} users (target ≤ {P99_TARGET_MS} ms); p50 {p50:.1} ms, p95 {p95:.1} ms"),
@@ -280,6 +295,49 @@ fn page_loads(
         bail!("the page-load measurement failed ({})", out.status);
     }
     Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The sizes of what the browser loads, from the built site: the main
+/// wasm module, and for each lazily loaded page its modules (from the
+/// split manifest) and their bytes, uncompressed.
+fn wasm_sizes() -> Result<Value> {
+    let pkg = site_root().join("pkg");
+    let size = |stem: &str| -> Result<u64> {
+        let path = pkg.join(format!("{stem}.wasm"));
+        Ok(std::fs::metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len())
+    };
+    let hashes = std::fs::read_to_string(site_root().join("hash.txt")).unwrap_or_default();
+    let main = hashes
+        .lines()
+        .find_map(|l| l.strip_prefix("wasm:"))
+        .map_or_else(
+            || OUTPUT_NAME.to_owned(),
+            |h| format!("{OUTPUT_NAME}.{}", h.trim()),
+        );
+    let manifest: std::collections::BTreeMap<String, Vec<String>> = serde_json::from_str(
+        &std::fs::read_to_string(pkg.join("__wasm_split_manifest.json")).context(
+            "the site has no split manifest: build it with `cargo xtask build --release`",
+        )?,
+    )?;
+    let mut pages = serde_json::Map::new();
+    let (mut largest, mut most) = (0, 0);
+    for (page, modules) in &manifest {
+        let bytes = modules.iter().map(|m| size(m)).sum::<Result<u64>>()?;
+        largest = largest.max(bytes);
+        most = most.max(modules.len());
+        pages.insert(
+            page.clone(),
+            json!({ "modules": modules.len(), "bytes": bytes }),
+        );
+    }
+    Ok(json!({
+        "main_bytes": size(&main)?,
+        "largest_page_bytes": largest,
+        "most_page_modules": most,
+        "pages": pages,
+    }))
 }
 
 /// A new session for `email`, waiting out the sign-in limiter's 429s.
