@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 use crate::{cargo, npm_bin, root, site_root, step, target_dir, OUTPUT_NAME, WASM_TARGET};
 
 /// The split modules' loader, under the name Leptos links when the
-/// bundle's hash file names none (`HydrationScripts`).
+/// bundle's hash file names none (`HydrationScripts`): the name the split
+/// and `wasm-bindgen` write, which `fingerprint` replaces.
 const SPLIT_LINK: &str = "__wasm_split.______________________.js";
 
 pub(crate) fn build_site() -> Result<()> {
@@ -112,7 +113,7 @@ pub(crate) fn build_site() -> Result<()> {
             .arg("--minify"),
     )?;
 
-    fingerprint(&pkg)?;
+    fingerprint(&pkg, &site_root().join("hash.txt"))?;
 
     // Static assets (favicon) go to the site root, as cargo-leptos does.
     let public = root().join("public");
@@ -172,13 +173,13 @@ fn name_split_modules(
     Ok(())
 }
 
-/// Renames the bundle's script, module and style sheet after their
-/// content (`segment-export.<hash>.js`), so the server can let browsers
-/// keep them for good, and writes the hashes to `site/hash.txt` in the
-/// form Leptos reads (`js: <hash>`). Every script, module and style sheet
+/// Renames the bundle's script, module and style sheet, and the split
+/// modules' loader, after their content (`segment-export.<hash>.js`), so
+/// the server can let browsers keep them for good, and writes the hashes
+/// to `site/hash.txt` in the form Leptos reads (`js: <hash>`). Every script, module and style sheet
 /// under `pkg` then gets a brotli (`.br`) and a gzip (`.gz`) copy, at the
 /// best levels, which the server sends instead of compressing on the fly.
-fn fingerprint(pkg: &Path) -> Result<()> {
+fn fingerprint(pkg: &Path, hash_file: &Path) -> Result<()> {
     // What earlier builds left: every other file under the bundle's name
     // (older hashed names and their compressed copies).
     let fresh = ["js", "wasm", "css"].map(|kind| format!("{OUTPUT_NAME}.{kind}"));
@@ -192,6 +193,30 @@ fn fingerprint(pkg: &Path) -> Result<()> {
             std::fs::remove_file(&path)?;
         }
     }
+    // The split modules' loader and the main script import each other, so
+    // neither can be named after its final content. The loader is named
+    // after both as they are before either names the other: whatever
+    // changes in one changes the loader's name, the main script imports
+    // it by that name (and so is named after it), and the loader then
+    // imports the main script by the script's name. Both are immutable.
+    let link = pkg.join(SPLIT_LINK);
+    let loader = std::fs::read_to_string(&link)?;
+    let script_path = pkg.join(format!("{OUTPUT_NAME}.js"));
+    let script = std::fs::read_to_string(&script_path)?;
+    let loader_hash = content_hash(format!("{loader}\n{script}").as_bytes());
+    let loader_name = format!("__wasm_split.{loader_hash}.js");
+    // Only the script's imports: the keys of the module's import object
+    // are the names the wasm module imports from, and stay.
+    let imported = format!("from \"./{SPLIT_LINK}\"");
+    anyhow::ensure!(
+        script.contains(&imported),
+        "the main script does not import the split modules' loader ({imported})"
+    );
+    std::fs::write(
+        &script_path,
+        script.replace(&imported, &format!("from \"./{loader_name}\"")),
+    )?;
+
     let mut manifest = String::new();
     let mut js_hash = String::new();
     for kind in ["js", "wasm", "css"] {
@@ -205,19 +230,19 @@ fn fingerprint(pkg: &Path) -> Result<()> {
             js_hash = hash;
         }
     }
-    std::fs::write(site_root().join("hash.txt"), manifest)?;
-    // The split modules' loader imports the main script: by its new name.
-    let link = pkg.join(SPLIT_LINK);
-    let text = std::fs::read_to_string(&link)?;
+    // Leptos links the loader by this line (`split`).
+    manifest.push_str(&format!("split: {loader_hash}\n"));
+    std::fs::write(hash_file, manifest)?;
     let plain = format!("\"/pkg/{OUTPUT_NAME}.js\"");
     anyhow::ensure!(
-        text.contains(&plain),
+        loader.contains(&plain),
         "the split modules' loader does not import {plain}"
     );
     std::fs::write(
-        &link,
-        text.replace(&plain, &format!("\"/pkg/{OUTPUT_NAME}.{js_hash}.js\"")),
+        pkg.join(&loader_name),
+        loader.replace(&plain, &format!("\"/pkg/{OUTPUT_NAME}.{js_hash}.js\"")),
     )?;
+    std::fs::remove_file(&link)?;
     compress_tree(pkg)
 }
 
@@ -267,4 +292,73 @@ fn compress_tree(dir: &Path) -> Result<()> {
         std::fs::write(with(".gz"), gz.finish()?)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly by design
+    use super::*;
+
+    /// A bundle as `wasm-bindgen` and the split leave it: the main script
+    /// imports the loader (and names it in the module's import object),
+    /// the loader imports the main script.
+    fn built(dir: &Path, script_extra: &str) {
+        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+        write(
+            &format!("{OUTPUT_NAME}.js"),
+            &format!(
+                "import * as import1 from \"./{SPLIT_LINK}\"\n\
+                 const imports = {{ \"./{SPLIT_LINK}\": import1 }};\n{script_extra}"
+            ),
+        );
+        write(&format!("{OUTPUT_NAME}.wasm"), "\0asm");
+        write(&format!("{OUTPUT_NAME}.css"), "body{}");
+        write(
+            SPLIT_LINK,
+            &format!("import {{ initSync }} from \"/pkg/{OUTPUT_NAME}.js\";\n"),
+        );
+    }
+
+    fn hashes(hash_file: &Path) -> std::collections::HashMap<String, String> {
+        std::fs::read_to_string(hash_file)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_loader_and_the_main_script_are_named_after_their_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pkg, hash_file) = (dir.path().join("pkg"), dir.path().join("hash.txt"));
+        std::fs::create_dir_all(&pkg).unwrap();
+        built(&pkg, "");
+        fingerprint(&pkg, &hash_file).unwrap();
+        let h = hashes(&hash_file);
+        let (js, split) = (&h["js"], &h["split"]);
+
+        let script = std::fs::read(pkg.join(format!("{OUTPUT_NAME}.{js}.js"))).unwrap();
+        assert_eq!(&content_hash(&script), js);
+        let script = String::from_utf8(script).unwrap();
+        assert!(script.contains(&format!("from \"./__wasm_split.{split}.js\"")));
+        // The wasm module imports from the placeholder name: it stays.
+        assert!(script.contains(&format!("\"./{SPLIT_LINK}\": import1")));
+        let loader = std::fs::read_to_string(pkg.join(format!("__wasm_split.{split}.js"))).unwrap();
+        assert!(loader.contains(&format!("from \"/pkg/{OUTPUT_NAME}.{js}.js\"")));
+        assert!(!pkg.join(SPLIT_LINK).exists());
+        assert!(pkg.join(format!("__wasm_split.{split}.js.br")).exists());
+
+        // A change to the main script alone renames the loader too, so a
+        // name never stands for two contents.
+        let other = tempfile::tempdir().unwrap();
+        let (pkg2, hash_file2) = (other.path().join("pkg"), other.path().join("hash.txt"));
+        std::fs::create_dir_all(&pkg2).unwrap();
+        built(&pkg2, "// changed\n");
+        fingerprint(&pkg2, &hash_file2).unwrap();
+        let h2 = hashes(&hash_file2);
+        assert_ne!(&h2["split"], split);
+        assert_ne!(&h2["js"], js);
+        assert_eq!(h2["wasm"], h["wasm"]);
+    }
 }
