@@ -14,6 +14,10 @@ use crate::{cargo, npm_bin, root, site_root, step, target_dir, OUTPUT_NAME, WASM
 /// and `wasm-bindgen` write, which `fingerprint` replaces.
 const SPLIT_LINK: &str = "__wasm_split.______________________.js";
 
+/// The most modules one lazily loaded page may need (its group's and the
+/// chunks the groups share); two groups need two.
+const MAX_MODULES_PER_PAGE: usize = 4;
+
 pub(crate) fn build_site() -> Result<()> {
     let pkg = site_root().join("pkg");
     std::fs::create_dir_all(&pkg)?;
@@ -65,6 +69,17 @@ pub(crate) fn build_site() -> Result<()> {
         opts
     })
     .map_err(|e| anyhow::anyhow!("splitting the wasm bundle failed: {e:?}"))?;
+    // Each module a page needs is one more for the browser to compile and
+    // instantiate before the page answers; small ones miss its code cache.
+    // A module per page made a hundred per page and doubled direct loads.
+    for (group, modules) in &split.prefetch_map {
+        anyhow::ensure!(
+            modules.len() <= MAX_MODULES_PER_PAGE,
+            "the pages of `{group}` need {} wasm modules (at most {MAX_MODULES_PER_PAGE}): \
+             group pages with `lazy_page!` rather than giving each its own module",
+            modules.len()
+        );
+    }
 
     eprintln!("\n==> wasm-bindgen");
     wasm_bindgen_cli_support::Bindgen::new()
