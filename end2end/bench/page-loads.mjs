@@ -3,11 +3,14 @@
 // Usage: node end2end/bench/page-loads.mjs BASE_URL EMAIL PASSWORD TIMES PATH...
 //
 // Signs in once, then opens each path TIMES times in a fresh tab, as a
-// bookmark or a reload does, with the browser's cache kept between loads
-// (a returning user's). A load is timed from the navigation's start to the
-// page being hydrated (`body[data-hydrated]`, set once the wasm has taken
-// over): what a user waits for before the page answers a click. Prints one
-// JSON object: each path's median and worst, and the median of all loads.
+// link opened in a new tab does, with the browser's cache kept between
+// loads (a returning user's); then TIMES times each by its address in one
+// open tab, as a reload or a bookmark does (`same_tab`). A load is timed
+// from the navigation's start to the page being hydrated
+// (`body[data-hydrated]`, set once the wasm has taken over): what a user
+// waits for before the page answers a click. Prints one JSON object: each
+// path's median and worst in new tabs, the median of all new-tab loads,
+// and the same-tab loads' median and worst.
 import { chromium } from "@playwright/test";
 
 const [base, email, password, timesText, ...paths] = process.argv.slice(2);
@@ -77,6 +80,19 @@ for (const path of paths) {
   }
   byPath[path] = { median_ms: round(median(ms)), max_ms: round(Math.max(...ms)) };
 }
+
+// The same pages opened by their address in a tab that is already open
+// (a reload, a bookmark or a typed address): no new renderer to start.
+const sameTab = [];
+const tab = await context.newPage();
+tab.on("pageerror", (e) => errors.push(`${tab.url()} (same tab): ${e.message}`));
+for (const path of paths) {
+  for (let i = 0; i < times; i++) {
+    await tab.goto(path, { waitUntil: "commit" });
+    await tab.locator("body[data-hydrated]").waitFor();
+    sameTab.push(await tab.evaluate(() => window.__hydratedAt ?? performance.now()));
+  }
+}
 await browser.close();
 console.log(
   JSON.stringify({
@@ -85,6 +101,7 @@ console.log(
     max_ms: round(Math.max(...all)),
     load_event_median_ms: round(median(loads)),
     paths: byPath,
+    same_tab: { loads: sameTab.length, median_ms: round(median(sameTab)), max_ms: round(Math.max(...sameTab)) },
     errors,
   }),
 );

@@ -10,10 +10,11 @@
 //! page is rendered beside a running export. Requests accept br and gzip,
 //! as a browser does, and a latency is the time to the last byte of the
 //! body. Then, with the export stopped, every signed-in screen is opened
-//! directly ten times in Chromium (see [`page_loads`]). Prints p50/p95/p99
-//! and the page loads' median and writes `target/bench/http.json`; a p99
-//! over 50 ms or a median load over 150 ms is reported as a miss and fails
-//! the command.
+//! directly ten times in new tabs and ten times in an open tab, in
+//! Chromium (see [`page_loads`]). Prints p50/p95/p99, the page loads'
+//! medians and the wasm sizes, and writes `target/bench/http.json`; a p99
+//! over 50 ms, a median load (of either kind) over 150 ms or a main wasm
+//! module over 1.0 MB is reported as a miss and fails the command.
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -213,6 +214,7 @@ pub(super) fn run(
     });
     write_report("http", &report)?;
     let load_median = loads["median_ms"].as_f64().unwrap_or(f64::MAX);
+    let same_tab_median = loads["same_tab"]["median_ms"].as_f64().unwrap_or(f64::MAX);
     let main_bytes = wasm["main_bytes"].as_u64().unwrap_or(u64::MAX);
     let mut misses = Vec::new();
     for (ok, what) in [
@@ -232,7 +234,11 @@ pub(super) fn run(
         ),
         (
             load_median <= LOAD_TARGET_MS,
-            format!("direct page loads: median {load_median:.1} ms to hydrated (target ≤ {LOAD_TARGET_MS} ms)"),
+            format!("direct page loads in a new tab: median {load_median:.1} ms to hydrated (target ≤ {LOAD_TARGET_MS} ms)"),
+        ),
+        (
+            same_tab_median <= LOAD_TARGET_MS,
+            format!("direct page loads in an open tab (reload, bookmark): median {same_tab_median:.1} ms to hydrated (target ≤ {LOAD_TARGET_MS} ms)"),
         ),
     ] {
         println!("{} {what}", if ok { "met " } else { "MISS" });
@@ -252,7 +258,8 @@ pub(super) fn run(
     Ok(())
 }
 
-/// Every signed-in screen opened directly ten times in Chromium
+/// Every signed-in screen opened directly ten times in new tabs, then ten
+/// times by its address in one open tab, in Chromium
 /// (`end2end/bench/page-loads.mjs`): the median and worst time to a
 /// hydrated page, per screen and over all.
 fn page_loads(
