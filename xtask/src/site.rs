@@ -99,8 +99,7 @@ pub(crate) fn build_site() -> Result<()> {
 
     // Every module is optimised: the main one, each group of pages' and
     // the chunks the groups share (a few: see `lazy_page!` in the app).
-    let pages = split.split_modules.iter().cloned();
-    for module in std::iter::once(final_wasm).chain(pages) {
+    for module in std::iter::once(final_wasm).chain(split.split_modules.iter().cloned()) {
         step(
             &format!("wasm-opt -Oz {}", module.display()),
             Command::new(npm_bin("wasm-opt"))
@@ -146,9 +145,8 @@ pub(crate) fn build_site() -> Result<()> {
 /// Renames each split module after its content (`chunk_3.<hash>.wasm`),
 /// so the server can let browsers keep it for good, and writes the new
 /// names into the loader (which fetches them) and into the manifest
-/// Leptos reads to preload a page's modules. The loader itself keeps its
-/// fixed name: it and the main script import each other, so one of the
-/// two cannot carry its content's hash, and it is small.
+/// a page links for preloading. The loader is named in `fingerprint`,
+/// with the main script it imports.
 fn name_split_modules(
     pkg: &Path,
     modules: &[PathBuf],
@@ -191,9 +189,10 @@ fn name_split_modules(
 /// Renames the bundle's script, module and style sheet, and the split
 /// modules' loader, after their content (`segment-export.<hash>.js`), so
 /// the server can let browsers keep them for good, and writes the hashes
-/// to `site/hash.txt` in the form Leptos reads (`js: <hash>`). Every script, module and style sheet
-/// under `pkg` then gets a brotli (`.br`) and a gzip (`.gz`) copy, at the
-/// best levels, which the server sends instead of compressing on the fly.
+/// to `site/hash.txt` in the form Leptos reads (`js: <hash>`). Every
+/// script, module and style sheet under `pkg` then gets a brotli (`.br`)
+/// and a gzip (`.gz`) copy, at the best levels, which the server sends
+/// instead of compressing on the fly.
 fn fingerprint(pkg: &Path, hash_file: &Path) -> Result<()> {
     // What earlier builds left: every other file under the bundle's name
     // (older hashed names and their compressed copies).
@@ -334,23 +333,32 @@ mod tests {
         );
     }
 
-    fn hashes(hash_file: &Path) -> std::collections::HashMap<String, String> {
-        std::fs::read_to_string(hash_file)
+    /// Such a bundle, fingerprinted: its directory, its `pkg` and the
+    /// hashes `hash.txt` lists.
+    fn fingerprinted(
+        script_extra: &str,
+    ) -> (
+        tempfile::TempDir,
+        PathBuf,
+        std::collections::HashMap<String, String>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (pkg, hash_file) = (dir.path().join("pkg"), dir.path().join("hash.txt"));
+        std::fs::create_dir_all(&pkg).unwrap();
+        built(&pkg, script_extra);
+        fingerprint(&pkg, &hash_file).unwrap();
+        let hashes = std::fs::read_to_string(hash_file)
             .unwrap()
             .lines()
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect()
+            .collect();
+        (dir, pkg, hashes)
     }
 
     #[test]
     fn the_loader_and_the_main_script_are_named_after_their_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let (pkg, hash_file) = (dir.path().join("pkg"), dir.path().join("hash.txt"));
-        std::fs::create_dir_all(&pkg).unwrap();
-        built(&pkg, "");
-        fingerprint(&pkg, &hash_file).unwrap();
-        let h = hashes(&hash_file);
+        let (_dir, pkg, h) = fingerprinted("");
         let (js, split) = (&h["js"], &h["split"]);
 
         let script = std::fs::read(pkg.join(format!("{OUTPUT_NAME}.{js}.js"))).unwrap();
@@ -366,12 +374,7 @@ mod tests {
 
         // A change to the main script alone renames the loader too, so a
         // name never stands for two contents.
-        let other = tempfile::tempdir().unwrap();
-        let (pkg2, hash_file2) = (other.path().join("pkg"), other.path().join("hash.txt"));
-        std::fs::create_dir_all(&pkg2).unwrap();
-        built(&pkg2, "// changed\n");
-        fingerprint(&pkg2, &hash_file2).unwrap();
-        let h2 = hashes(&hash_file2);
+        let (_other, _, h2) = fingerprinted("// changed\n");
         assert_ne!(&h2["split"], split);
         assert_ne!(&h2["js"], js);
         assert_eq!(h2["wasm"], h["wasm"]);

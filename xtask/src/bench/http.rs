@@ -305,8 +305,9 @@ fn page_loads(
 }
 
 /// The sizes of what the browser loads, from the built site: the main
-/// wasm module, and for each lazily loaded page its modules (from the
-/// split manifest) and their bytes, uncompressed.
+/// wasm module, and for each group of lazily loaded pages the modules a
+/// page of it needs (from the split manifest) and their bytes,
+/// uncompressed.
 fn wasm_sizes() -> Result<Value> {
     let pkg = site_root().join("pkg");
     let size = |stem: &str| -> Result<u64> {
