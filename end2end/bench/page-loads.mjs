@@ -26,15 +26,24 @@ const browser = await chromium.launch({
 });
 const context = await browser.newContext({ baseURL: base });
 // Notes the moment the app marks the page hydrated, in the page's own
-// clock (milliseconds since the navigation started).
-await context.addInitScript(() => {
+// clock (milliseconds since the navigation started), and says so on the
+// console.
+const HYDRATED = "page-loads: hydrated";
+await context.addInitScript((message) => {
   new MutationObserver((_, observer) => {
     if (document.body?.hasAttribute("data-hydrated")) {
       window.__hydratedAt = performance.now();
       observer.disconnect();
+      console.log(message);
     }
   }).observe(document, { attributes: true, subtree: true, attributeFilter: ["data-hydrated"] });
-});
+}, HYDRATED);
+// Opens `path` in `page` and waits until it is hydrated.
+const load = async (page, path) => {
+  const hydrated = page.waitForEvent("console", { predicate: (m) => m.text() === HYDRATED, timeout: 30_000 });
+  await page.goto(path, { waitUntil: "commit" });
+  await hydrated;
+};
 const signIn = await context.request.post("/api/sign_in", { form: { email, password } });
 if (!signIn.ok()) {
   console.error(`sign-in failed: ${signIn.status()} ${await signIn.text()}`);
@@ -49,8 +58,7 @@ const round = (x) => Math.round(x * 10) / 10;
 
 // One load first, unmeasured, so the bundle is in the cache.
 const warm = await context.newPage();
-await warm.goto(paths[0]);
-await warm.locator("body[data-hydrated]").waitFor();
+await load(warm, paths[0]);
 await warm.close();
 
 const all = [];
@@ -63,8 +71,7 @@ for (const path of paths) {
   for (let i = 0; i < times; i++) {
     const page = await context.newPage();
     page.on("pageerror", (e) => errors.push(`${path}: ${e.message}`));
-    await page.goto(path, { waitUntil: "commit" });
-    await page.locator("body[data-hydrated]").waitFor();
+    await load(page, path);
     const [hydratedAt, loadedAt] = await page.evaluate(async () => {
       const hydrated = window.__hydratedAt ?? performance.now();
       // The load event may come after hydration: wait for it.
@@ -88,8 +95,7 @@ const tab = await context.newPage();
 tab.on("pageerror", (e) => errors.push(`${tab.url()} (same tab): ${e.message}`));
 for (const path of paths) {
   for (let i = 0; i < times; i++) {
-    await tab.goto(path, { waitUntil: "commit" });
-    await tab.locator("body[data-hydrated]").waitFor();
+    await load(tab, path);
     sameTab.push(await tab.evaluate(() => window.__hydratedAt ?? performance.now()));
   }
 }

@@ -438,3 +438,79 @@ async fn a_paused_process_that_wakes_up_after_losing_its_run_writes_nothing() {
     );
     drop(a);
 }
+
+/// A process runs exports on threads of their own, which the system runs
+/// after the threads serving pages (a run is throughput work; pages are
+/// waited for): the run still finishes.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_runs_exports_on_threads_of_a_lower_priority_than_its_pages() {
+    let Setup {
+        t,
+        data,
+        sb,
+        admin,
+        export_ids,
+    } = setup(0, 1).await;
+    let server = start_server_with(&t.url, &sb.url(), &data.path().join("a"), 60, 1);
+    let run = runs::trigger(
+        &t.db,
+        export_ids[0],
+        Trigger::Manual,
+        Mode::Incremental,
+        Some(&admin),
+    )
+    .await
+    .unwrap();
+    let done = wait_for_the_end(&t, run.id, Duration::from_secs(60)).await;
+    assert!(
+        matches!(done.status, Status::Succeeded | Status::PartiallySucceeded),
+        "{:?}",
+        done.message
+    );
+    assert!(done.counts.sent > 0);
+
+    let threads = threads_of(server.0.id());
+    let nice_of = |prefix: &str| -> Vec<i64> {
+        threads
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, nice)| *nice)
+            .collect()
+    };
+    let (runs, pages) = (nice_of("export-runs"), nice_of("tokio-rt"));
+    assert!(!runs.is_empty(), "no export threads: {threads:?}");
+    assert!(!pages.is_empty(), "no page threads: {threads:?}");
+    // The process starts at this test's priority (0 unless it was started
+    // under `nice`); its export threads are 10, never raised above it.
+    let own = nice_of_task(std::path::Path::new("/proc/self"));
+    assert!(pages.iter().all(|&n| n == own), "{threads:?}");
+    assert!(runs.iter().all(|&n| n == own.max(10)), "{threads:?}");
+}
+
+/// Each thread of process `pid`: its name and its nice value.
+#[cfg(target_os = "linux")]
+fn threads_of(pid: u32) -> Vec<(String, i64)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| {
+            let path = task.unwrap().path();
+            let name = std::fs::read_to_string(path.join("comm")).unwrap();
+            (name.trim().to_owned(), nice_of_task(&path))
+        })
+        .collect()
+}
+
+/// The nice value in `/proc/.../stat` (the 19th field; the name, the 2nd,
+/// is in parentheses and may hold spaces).
+#[cfg(target_os = "linux")]
+fn nice_of_task(path: &std::path::Path) -> i64 {
+    let stat = std::fs::read_to_string(path.join("stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    after_name
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
