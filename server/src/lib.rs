@@ -285,9 +285,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let app = router(&config, db.clone()).await?;
     // The runs get connections of their own, opened on their threads: a
     // SQLite connection runs on a thread of its own, which takes the
-    // priority of the thread that opened it, so with one pool page queries
-    // would also run on connections the runs opened, at the runs' priority.
-    let runs_db = {
+    // priority of the thread that opened it, and a PostgreSQL connection's
+    // socket is served by the runtime that opened it; with one pool, page
+    // queries would also wait on the runs' lower-priority threads.
+    let runs_db = if config.workers == 0 {
+        db.clone()
+    } else {
         let url = config.database_url.clone();
         background_runtime()?
             .spawn(async move { Db::connect(&url).await })

@@ -153,7 +153,8 @@ fn name_split_modules(
     manifest: &std::collections::HashMap<String, Vec<String>>,
 ) -> Result<()> {
     let link = pkg.join(SPLIT_LINK);
-    let mut loader = std::fs::read_to_string(&link)?;
+    let mut loader = std::fs::read_to_string(&link)
+        .with_context(|| format!("reading the split modules' loader {}", link.display()))?;
     let mut names = std::collections::HashMap::new();
     for module in modules {
         let stem = module
@@ -161,8 +162,11 @@ fn name_split_modules(
             .and_then(|s| s.to_str())
             .context("a split module without a name")?
             .to_owned();
-        let hashed = format!("{stem}.{}", content_hash(&std::fs::read(module)?));
-        std::fs::rename(module, pkg.join(format!("{hashed}.wasm")))?;
+        let bytes =
+            std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
+        let hashed = format!("{stem}.{}", content_hash(&bytes));
+        std::fs::rename(module, pkg.join(format!("{hashed}.wasm")))
+            .with_context(|| format!("renaming {}", module.display()))?;
         let quoted = format!("\"./{stem}.wasm\"");
         anyhow::ensure!(
             loader.contains(&quoted),
