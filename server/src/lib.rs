@@ -237,8 +237,8 @@ pub fn start_workers(
 }
 
 /// The runtime export runs execute on: threads of their own, which the
-/// operating system runs after the ones serving pages (nice 10). A run is
-/// throughput work measured in seconds; a page is waited for in
+/// operating system runs after the ones serving pages (nice 10 on Linux).
+/// A run is throughput work measured in seconds; a page is waited for in
 /// milliseconds. Sharing the runtime's threads, a full resend on two cores
 /// made page requests wait behind its batches (p99 82–89 ms at 50 users,
 /// `cargo xtask bench --http-users 50`); when nothing else wants the CPU
@@ -263,10 +263,11 @@ pub fn background_runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> 
     Ok(runtime)
 }
 
-/// Gives the calling thread a lower scheduling priority (Linux's nice
-/// value is per thread). Failing is harmless: the thread runs as before.
+/// Gives the calling thread a lower scheduling priority. Only on Linux,
+/// where the nice value is per thread (elsewhere it would lower the whole
+/// process, pages too). Failing is harmless: the thread runs as before.
 fn lower_priority() {
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::setpriority_process(None, 10) {
         tracing::debug!(error = %e, "could not lower an export thread's priority");
     }

@@ -196,12 +196,7 @@ async fn two_processes_share_the_runs_and_a_killed_ones_runs_finish_exactly_once
     let a_pid = a.0.id();
     let mut run_ids = Vec::new();
     for id in &export_ids {
-        run_ids.push(
-            runs::trigger(&t.db, *id, Trigger::Manual, Mode::Incremental, Some(&admin))
-                .await
-                .unwrap()
-                .id,
-        );
+        run_ids.push(run_now(&t, *id, &admin).await.id);
     }
 
     // Kill A while one of its runs waits for an import it sent, and none
@@ -285,6 +280,19 @@ fn signal(pid: u32, signal: &str) {
 
 /// Waits until the run has an import at Constant Contact that its worker
 /// waits for (and none between its send and its record).
+/// `admin` presses Run now on `export` (an incremental run).
+async fn run_now(t: &TestDb, export: engine::ExportId, admin: &users::User) -> runs::Run {
+    runs::trigger(
+        &t.db,
+        export,
+        Trigger::Manual,
+        Mode::Incremental,
+        Some(admin),
+    )
+    .await
+    .unwrap()
+}
+
 async fn wait_for_an_import(t: &TestDb, run_id: engine::RunId) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -332,15 +340,7 @@ async fn a_terminated_process_gives_its_run_up_and_another_takes_it_over_at_once
     // Leases of a minute: a process that died without giving its run up
     // would hold it that long.
     let mut a = start_server_with(&t.url, &sb.url(), &data.path().join("a"), 60, 1);
-    let run = runs::trigger(
-        &t.db,
-        export_ids[0],
-        Trigger::Manual,
-        Mode::Incremental,
-        Some(&admin),
-    )
-    .await
-    .unwrap();
+    let run = run_now(&t, export_ids[0], &admin).await;
     wait_for_an_import(&t, run.id).await;
     signal(a.0.id(), "TERM");
     // It stops at its next safe point, well within its lease.
@@ -387,15 +387,7 @@ async fn a_paused_process_that_wakes_up_after_losing_its_run_writes_nothing() {
         export_ids,
     } = setup(1500, 1).await;
     let a = start_server_with(&t.url, &sb.url(), &data.path().join("a"), 2, 1);
-    let run = runs::trigger(
-        &t.db,
-        export_ids[0],
-        Trigger::Manual,
-        Mode::Incremental,
-        Some(&admin),
-    )
-    .await
-    .unwrap();
+    let run = run_now(&t, export_ids[0], &admin).await;
     wait_for_an_import(&t, run.id).await;
     signal(a.0.id(), "STOP");
     // B takes the run over once A's lease has run out, and finishes it.
@@ -453,15 +445,7 @@ async fn a_process_runs_exports_on_threads_of_a_lower_priority_than_its_pages() 
         export_ids,
     } = setup(0, 1).await;
     let server = start_server_with(&t.url, &sb.url(), &data.path().join("a"), 60, 1);
-    let run = runs::trigger(
-        &t.db,
-        export_ids[0],
-        Trigger::Manual,
-        Mode::Incremental,
-        Some(&admin),
-    )
-    .await
-    .unwrap();
+    let run = run_now(&t, export_ids[0], &admin).await;
     let done = wait_for_the_end(&t, run.id, Duration::from_secs(60)).await;
     assert!(
         matches!(done.status, Status::Succeeded | Status::PartiallySucceeded),
