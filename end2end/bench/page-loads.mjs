@@ -10,7 +10,13 @@
 // (`body[data-hydrated]`, set once the wasm has taken over): what a user
 // waits for before the page answers a click. Prints one JSON object: each
 // path's median and worst in new tabs, the median of all new-tab loads,
-// and the same-tab loads' median and worst.
+// and the same-tab loads' median and worst. Then the browser's own share
+// (`floor`): each page's HTML as the server rendered it, with its scripts
+// and module preloads taken out, served from a server of this script's
+// (with the style sheet and icon, under the same cache headers) and
+// opened TIMES times in new tabs, timed to DOMContentLoaded: what a new
+// tab costs before any of the app's wasm or JavaScript runs.
+import http from "node:http";
 import { chromium } from "@playwright/test";
 
 const [base, email, password, timesText, ...paths] = process.argv.slice(2);
@@ -99,6 +105,54 @@ for (const path of paths) {
     sameTab.push(await tab.evaluate(() => window.__hydratedAt ?? performance.now()));
   }
 }
+
+// The floor: the same documents without the app's scripts.
+const MARK = '<script>addEventListener("DOMContentLoaded", () => document.body.setAttribute("data-hydrated", ""));</script>';
+const documents = new Map();
+for (const path of paths) {
+  const html = await (await context.request.get(path)).text();
+  documents.set(
+    new URL(path, base).pathname,
+    html
+      .replace(/<script\b[^>]*>[\s\S]*?<\/script>/g, "")
+      .replace(/<link\b[^>]*rel="(?:modulepreload|preload)"[^>]*>/g, "")
+      .replace("</body>", `${MARK}</body>`),
+  );
+}
+// Anything else (the style sheet, the icon) comes from the app's server,
+// fetched once, with its own type and cache headers.
+const assets = new Map();
+const copy = http.createServer(async (req, res) => {
+  const path = new URL(req.url, base).pathname;
+  if (documents.has(path)) {
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" });
+    res.end(documents.get(path));
+    return;
+  }
+  if (!assets.has(path)) {
+    const r = await context.request.get(path);
+    const h = r.headers();
+    assets.set(path, { status: r.status(), body: await r.body(), headers: { "content-type": h["content-type"] ?? "application/octet-stream", "cache-control": h["cache-control"] ?? "no-cache" } });
+  }
+  const a = assets.get(path);
+  res.writeHead(a.status, a.headers);
+  res.end(a.body);
+});
+await new Promise((up) => copy.listen(0, "127.0.0.1", up));
+const copyBase = `http://127.0.0.1:${copy.address().port}`;
+const floor = [];
+for (const path of paths) {
+  const warmCopy = await context.newPage();
+  await load(warmCopy, copyBase + path);
+  await warmCopy.close();
+  for (let i = 0; i < times; i++) {
+    const page = await context.newPage();
+    await load(page, copyBase + path);
+    floor.push(await page.evaluate(() => window.__hydratedAt ?? performance.now()));
+    await page.close();
+  }
+}
+copy.close();
 await browser.close();
 console.log(
   JSON.stringify({
@@ -108,6 +162,7 @@ console.log(
     load_event_median_ms: round(median(loads)),
     paths: byPath,
     same_tab: { loads: sameTab.length, median_ms: round(median(sameTab)), max_ms: round(Math.max(...sameTab)) },
+    floor: { loads: floor.length, median_ms: round(median(floor)), max_ms: round(Math.max(...floor)) },
     errors,
   }),
 );
