@@ -83,7 +83,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <AutoReload options=options.clone()/>
-                <HydrationScripts options/>
+                <Bootstrap options/>
                 <link rel="stylesheet" href=stylesheet/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
                 <MetaTags/>
@@ -93,6 +93,16 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             </body>
         </html>
     }
+}
+
+/// What starts the app in the browser (see [`ssr::bootstrap`]); nothing
+/// in the browser's own build, which never renders the document.
+#[component]
+fn Bootstrap(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    return ssr::bootstrap(options);
+    #[cfg(not(feature = "ssr"))]
+    drop(options)
 }
 
 /// A signed-in page as a route whose view the browser loads lazily, with

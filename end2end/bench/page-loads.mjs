@@ -2,21 +2,32 @@
 //
 // Usage: node end2end/bench/page-loads.mjs BASE_URL EMAIL PASSWORD TIMES PATH...
 //
-// Signs in once, then opens each path TIMES times in a fresh tab, as a
-// link opened in a new tab does, with the browser's cache kept between
-// loads (a returning user's); then TIMES times each by its address in one
-// open tab, as a reload or a bookmark does (`same_tab`). A load is timed
-// from the navigation's start to the page being hydrated
-// (`body[data-hydrated]`, set once the wasm has taken over): what a user
-// waits for before the page answers a click. Prints one JSON object: each
-// path's median and worst in new tabs, the median of all new-tab loads,
-// and the same-tab loads' median and worst. Then the browser's own share
+// Chromium runs with a profile of its own on disk, as a user's browser
+// does: it keeps the HTTP cache and the code it compiled (scripts and
+// wasm) between tabs. (Playwright's usual context is a private window,
+// which keeps no compiled code: measured separately, below.) Signs in
+// once, opens the first path and leaves it open 3 s, as a user reading
+// it (the browser writes its code cache once the page's optimised code
+// has settled, 2 s after the last of it), then opens each path TIMES
+// times in a fresh tab, as a link opened in a new tab does (a returning
+// user's); then TIMES times each by its address in one open tab, as a
+// reload or a bookmark does (`same_tab`). A load is timed from the
+// navigation's start to the page being hydrated (`body[data-hydrated]`,
+// set once the wasm has taken over): what a user waits for before the
+// page answers a click. Prints one JSON object: each path's median and
+// worst in new tabs, the median of all new-tab loads, and the same-tab
+// loads' median and worst. Then, for comparison, the same new-tab loads
+// in a private window (`private_window`: a fresh context, HTTP cache
+// only, after one unmeasured load), and the browser's own share
 // (`floor`): each page's HTML as the server rendered it, with its scripts
 // and module preloads taken out, served from a server of this script's
 // (with the style sheet and icon, under the same cache headers) and
 // opened TIMES times in new tabs, timed to DOMContentLoaded: what a new
 // tab costs before any of the app's wasm or JavaScript runs.
+import fs from "node:fs";
 import http from "node:http";
+import os from "node:os";
+import path from "node:path";
 import { chromium } from "@playwright/test";
 
 const [base, email, password, timesText, ...paths] = process.argv.slice(2);
@@ -26,24 +37,27 @@ if (!base || !email || !password || !(times > 0) || paths.length === 0) {
   process.exit(2);
 }
 
-const browser = await chromium.launch({
+const launch = {
   executablePath: "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
-const context = await browser.newContext({ baseURL: base });
+};
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), "page-loads-"));
+const context = await chromium.launchPersistentContext(profile, { ...launch, baseURL: base });
 // Notes the moment the app marks the page hydrated, in the page's own
 // clock (milliseconds since the navigation started), and says so on the
 // console.
 const HYDRATED = "page-loads: hydrated";
-await context.addInitScript((message) => {
-  new MutationObserver((_, observer) => {
-    if (document.body?.hasAttribute("data-hydrated")) {
-      window.__hydratedAt = performance.now();
-      observer.disconnect();
-      console.log(message);
-    }
-  }).observe(document, { attributes: true, subtree: true, attributeFilter: ["data-hydrated"] });
-}, HYDRATED);
+const noteHydration = (context) =>
+  context.addInitScript((message) => {
+    new MutationObserver((_, observer) => {
+      if (document.body?.hasAttribute("data-hydrated")) {
+        window.__hydratedAt = performance.now();
+        observer.disconnect();
+        console.log(message);
+      }
+    }).observe(document, { attributes: true, subtree: true, attributeFilter: ["data-hydrated"] });
+  }, HYDRATED);
+await noteHydration(context);
 // Opens `path` in `page` and waits until it is hydrated.
 const load = async (page, path) => {
   const hydrated = page.waitForEvent("console", { predicate: (m) => m.text() === HYDRATED, timeout: 30_000 });
@@ -62,10 +76,21 @@ const median = (xs) => {
 };
 const round = (x) => Math.round(x * 10) / 10;
 
-// One load first, unmeasured, so the bundle is in the cache.
+// One load first, unmeasured and left open a while, so the bundle and
+// its compiled code are in the cache.
 const warm = await context.newPage();
 await load(warm, paths[0]);
+await warm.waitForTimeout(3_000);
 await warm.close();
+// Opens `path` in a new tab of `context`; its time to hydrated.
+const newTab = async (context, path) => {
+  const page = await context.newPage();
+  page.on("pageerror", (e) => errors.push(`${path}: ${e.message}`));
+  await load(page, path);
+  const hydratedAt = await page.evaluate(() => window.__hydratedAt ?? performance.now());
+  await page.close();
+  return hydratedAt;
+};
 
 const all = [];
 // The browser's load event, for comparison (the page may not answer yet).
@@ -105,6 +130,19 @@ for (const path of paths) {
     sameTab.push(await tab.evaluate(() => window.__hydratedAt ?? performance.now()));
   }
 }
+
+// The same new-tab loads in a private window: a fresh context of
+// another browser, which keeps the HTTP cache but no compiled code.
+const privateBrowser = await chromium.launch(launch);
+const privateWindow = await privateBrowser.newContext({ baseURL: base });
+await noteHydration(privateWindow);
+await privateWindow.request.post("/api/sign_in", { form: { email, password } });
+await newTab(privateWindow, paths[0]);
+const privateLoads = [];
+for (const path of paths) {
+  for (let i = 0; i < times; i++) privateLoads.push(await newTab(privateWindow, path));
+}
+await privateBrowser.close();
 
 // The floor: the same documents without the app's scripts.
 const MARK = '<script>addEventListener("DOMContentLoaded", () => document.body.setAttribute("data-hydrated", ""));</script>';
@@ -153,7 +191,8 @@ for (const path of paths) {
   }
 }
 copy.close();
-await browser.close();
+await context.close();
+fs.rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
 console.log(
   JSON.stringify({
     loads: all.length,
@@ -162,6 +201,7 @@ console.log(
     load_event_median_ms: round(median(loads)),
     paths: byPath,
     same_tab: { loads: sameTab.length, median_ms: round(median(sameTab)), max_ms: round(Math.max(...sameTab)) },
+    private_window: { loads: privateLoads.length, median_ms: round(median(privateLoads)), max_ms: round(Math.max(...privateLoads)) },
     floor: { loads: floor.length, median_ms: round(median(floor)), max_ms: round(Math.max(...floor)) },
     errors,
   }),

@@ -17,5 +17,10 @@ pub fn hydrate() {
         // A marker the end-to-end tests wait for: clicks before hydration
         // would do nothing.
         let _ = body.set_attribute("data-hydrated", "true");
+        // And the moment, on the page's own clock (User Timing), for the
+        // page-load benchmark and for anyone measuring real loads.
+        if let Some(performance) = leptos::prelude::window().performance() {
+            let _ = performance.mark("segment-export:hydrated");
+        }
     });
 }

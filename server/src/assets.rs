@@ -25,29 +25,35 @@ pub struct Bundle {
     pub hash_file: Option<PathBuf>,
     /// The style sheet's address (`/pkg/segment-export.<hash>.css`).
     pub stylesheet: String,
+    /// The wasm-bindgen script's address (`/pkg/segment-export.<hash>.js`).
+    pub script: String,
+    /// The main wasm module's address (`/pkg/segment-export.<hash>.wasm`).
+    pub wasm: String,
 }
 
 impl Bundle {
     /// Reads `hash.txt` in `site_root`, if there is one.
     pub fn read(site_root: &Path, output_name: &str) -> Bundle {
         let hash_file = site_root.join("hash.txt");
-        let css = std::fs::read_to_string(&hash_file).ok().and_then(|text| {
-            text.lines()
+        let hashes = std::fs::read_to_string(&hash_file).unwrap_or_default();
+        let hash = |kind: &str| {
+            hashes
+                .lines()
                 .filter_map(|l| l.split_once(':'))
-                .find(|(kind, _)| kind.trim() == "css")
+                .find(|(k, _)| k.trim() == kind)
                 .map(|(_, hash)| hash.trim().to_owned())
-        });
-        match css {
-            Some(hash) => Bundle {
-                // Leptos joins it to the executable's directory; an
-                // absolute path stays as it is.
-                hash_file: Some(std::path::absolute(&hash_file).unwrap_or(hash_file)),
-                stylesheet: format!("/pkg/{output_name}.{hash}.css"),
-            },
-            None => Bundle {
-                hash_file: None,
-                stylesheet: format!("/pkg/{output_name}.css"),
-            },
+        };
+        let name = |kind: &str| match hash(kind) {
+            Some(hash) => format!("/pkg/{output_name}.{hash}.{kind}"),
+            None => format!("/pkg/{output_name}.{kind}"),
+        };
+        Bundle {
+            // Leptos joins it to the executable's directory; an absolute
+            // path stays as it is.
+            hash_file: hash("css").map(|_| std::path::absolute(&hash_file).unwrap_or(hash_file)),
+            stylesheet: name("css"),
+            script: name("js"),
+            wasm: name("wasm"),
         }
     }
 }
@@ -99,10 +105,14 @@ mod tests {
     }
 
     #[test]
-    fn the_stylesheet_follows_the_hash_file() {
+    fn the_bundles_names_follow_the_hash_file() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let plain = Bundle::read(dir.path(), "site");
         assert_eq!(plain.stylesheet, "/pkg/site.css");
+        assert_eq!(
+            (plain.script.as_str(), plain.wasm.as_str()),
+            ("/pkg/site.js", "/pkg/site.wasm")
+        );
         assert_eq!(plain.hash_file, None);
         std::fs::write(
             dir.path().join("hash.txt"),
@@ -111,6 +121,8 @@ mod tests {
         .expect("hash file");
         let hashed = Bundle::read(dir.path(), "site");
         assert_eq!(hashed.stylesheet, "/pkg/site.3333333333333333.css");
+        assert_eq!(hashed.script, "/pkg/site.1111111111111111.js");
+        assert_eq!(hashed.wasm, "/pkg/site.2222222222222222.wasm");
         assert!(hashed.hash_file.is_some_and(|p| p.is_absolute()));
     }
 }

@@ -98,6 +98,8 @@ pub async fn router(config: &Config, db: Db) -> anyhow::Result<Router> {
         max_profiles_per_run: config.max_profiles_per_run,
         accounts: Default::default(),
         stylesheet: bundle.stylesheet.clone(),
+        script: bundle.script.clone(),
+        wasm: bundle.wasm.clone(),
     };
     let callback_state = state.clone();
     let upload_state = state.clone();

@@ -1,8 +1,11 @@
-//! A page opened directly links the wasm modules it needs, so that the
-//! browser fetches them beside the main bundle rather than after it: on
-//! every load, each of the page's modules once, and no other page's. (A
-//! test binary of its own: Leptos reads the split manifest once per
-//! process, from the first server's site.)
+//! A page opened directly starts fetching the wasm modules it needs while
+//! its head is read, so that the browser has them beside the main bundle
+//! rather than after it: on every load, each of the page's modules once,
+//! and no other page's. They are fetched with `fetch()` (`__wasm_early`),
+//! never linked with `<link rel="preload">`, which keeps Chromium from
+//! using the compiled code it cached for them. (A test binary of its own:
+//! Leptos reads the split manifest once per process, from the first
+//! server's site.)
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
@@ -76,10 +79,10 @@ async fn every_direct_load_links_its_pages_modules_once() {
                 for (page, modules) in manifest {
                     let own = page.starts_with(&format!("{group}_"));
                     for module in modules.iter().filter(|m| own || !m.starts_with("chunk_0.")) {
-                        let href = format!("href=\"/pkg/{module}.wasm\"");
-                        let linked = head.matches(&href).count();
+                        let fetch = format!("__wasm_early?.(\"/pkg/{module}.wasm\")");
+                        let linked = head.matches(&fetch).count();
                         if linked != usize::from(own) {
-                            wrong.push(format!("{path}: {module} linked {linked} times"));
+                            wrong.push(format!("{path}: {module} fetched early {linked} times"));
                         }
                     }
                 }
@@ -93,6 +96,20 @@ async fn every_direct_load_links_its_pages_modules_once() {
                 if loader != 1 {
                     wrong.push(format!("{path}: the split loader linked {loader} times"));
                 }
+                let main = head
+                    .matches("__wasm_early(\"/pkg/segment-export.wasm\")")
+                    .count();
+                if main != 1 {
+                    wrong.push(format!(
+                        "{path}: the main module fetched early {main} times"
+                    ));
+                }
+                if head.split("<link").any(|tag| {
+                    let tag = tag.split('>').next().unwrap_or_default();
+                    tag.contains("preload") && tag.contains(".wasm")
+                }) {
+                    wrong.push(format!("{path}: a wasm module linked for preloading"));
+                }
                 wrong
             }
         })
@@ -102,7 +119,7 @@ async fn every_direct_load_links_its_pages_modules_once() {
         .await;
     assert!(failures.is_empty(), "{failures:#?}");
 
-    // The sign-in page is in the main bundle: nothing to link.
+    // The sign-in page is in the main bundle: nothing else to fetch.
     let body = app
         .page(&app.client(), "/login")
         .await

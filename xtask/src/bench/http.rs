@@ -250,6 +250,10 @@ pub(super) fn run(
         }
     }
     println!(
+        "info the same new-tab loads in a private window (no compiled code kept): median {:.1} ms to hydrated",
+        loads["private_window"]["median_ms"].as_f64().unwrap_or(f64::NAN)
+    );
+    println!(
         "info the same screens without the app's scripts, in a new tab (the browser's share): median {:.1} ms to DOMContentLoaded",
         loads["floor"]["median_ms"].as_f64().unwrap_or(f64::NAN)
     );
