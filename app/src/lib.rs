@@ -21,6 +21,7 @@ pub mod ssr;
 pub mod system_api;
 pub mod tokens_api;
 pub mod users_api;
+pub mod warm;
 
 use leptos::lazy;
 use leptos::prelude::*;
@@ -128,6 +129,8 @@ macro_rules! lazy_page {
             pub fn view() -> AnyView {
                 #[cfg(feature = "ssr")]
                 ssr::preload_page_modules(stringify!($group));
+                #[cfg(target_arch = "wasm32")]
+                crate::warm::$group();
                 view! { <Guarded min=$min page=$page/> }.into_any()
             }
         }
