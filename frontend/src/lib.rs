@@ -22,8 +22,5 @@ pub fn hydrate() {
         if let Some(performance) = leptos::prelude::window().performance() {
             let _ = performance.mark("segment-export:hydrated");
         }
-        // Then, when the page is idle, gets the modules' code cached for
-        // the next tab (`app::warm`).
-        app::warm::main_module();
     });
 }
