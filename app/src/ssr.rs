@@ -251,11 +251,12 @@ pub fn bootstrap(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// Links the modules a lazily loaded page (`lazy_page!`) needs, for the
-/// browser to fetch beside the main bundle instead of after it: its
-/// group's module and the modules that one imports, from the
-/// split manifest the site build writes (`__wasm_split_manifest.json`,
-/// read by `HydrationScripts` in the shell), and the loader script.
+/// Starts fetching the modules a lazily loaded page (`lazy_page!`) needs
+/// (with `__wasm_early`, see [`EARLY_FETCH`]), for the browser to have
+/// them beside the main bundle instead of after it: its group's module and
+/// the modules that one imports, from the split manifest the site build
+/// writes (`__wasm_split_manifest.json`, read by `HydrationScripts` in
+/// [`bootstrap`]), and links the loader script.
 ///
 /// Leptos links them itself only when the request's task happens to run
 /// with the page's reactive owner current (`leptos_integration_utils`
@@ -284,7 +285,6 @@ pub fn preload_page_modules(group: &str) {
     };
     // A leptos_meta tag rendered to HTML on the server registers itself
     // with the page's head instead of returning markup.
-    // Fetched early, as the main module is (see `EARLY_FETCH`).
     let fetches: String = modules
         .iter()
         .map(|module| format!("self.__wasm_early?.({:?});", format!("{pkg}/{module}.wasm")))

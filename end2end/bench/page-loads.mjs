@@ -85,14 +85,21 @@ for (const path of paths) {
   await warm.waitForTimeout(3_000);
   await warm.close();
 }
-// Opens `path` in a new tab of `context`; its time to hydrated.
+// Opens `path` in a new tab of `context`; its times to hydrated and to
+// the end of the load event (which may come after hydration).
 const newTab = async (context, path) => {
   const page = await context.newPage();
   page.on("pageerror", (e) => errors.push(`${path}: ${e.message}`));
   await load(page, path);
-  const hydratedAt = await page.evaluate(() => window.__hydratedAt ?? performance.now());
+  const times = await page.evaluate(async () => {
+    const hydrated = window.__hydratedAt ?? performance.now();
+    if (document.readyState !== "complete") {
+      await new Promise((done) => window.addEventListener("load", done, { once: true }));
+    }
+    return [hydrated, performance.getEntriesByType("navigation")[0]?.loadEventEnd ?? 0];
+  });
   await page.close();
-  return hydratedAt;
+  return times;
 };
 
 const all = [];
@@ -103,21 +110,10 @@ const errors = [];
 for (const path of paths) {
   const ms = [];
   for (let i = 0; i < times; i++) {
-    const page = await context.newPage();
-    page.on("pageerror", (e) => errors.push(`${path}: ${e.message}`));
-    await load(page, path);
-    const [hydratedAt, loadedAt] = await page.evaluate(async () => {
-      const hydrated = window.__hydratedAt ?? performance.now();
-      // The load event may come after hydration: wait for it.
-      if (document.readyState !== "complete") {
-        await new Promise((done) => window.addEventListener("load", done, { once: true }));
-      }
-      return [hydrated, performance.getEntriesByType("navigation")[0]?.loadEventEnd ?? 0];
-    });
+    const [hydratedAt, loadedAt] = await newTab(context, path);
     ms.push(hydratedAt);
     all.push(hydratedAt);
     loads.push(loadedAt);
-    await page.close();
   }
   byPath[path] = { median_ms: round(median(ms)), max_ms: round(Math.max(...ms)) };
 }
@@ -143,7 +139,7 @@ await privateWindow.request.post("/api/sign_in", { form: { email, password } });
 await newTab(privateWindow, paths[0]);
 const privateLoads = [];
 for (const path of paths) {
-  for (let i = 0; i < times; i++) privateLoads.push(await newTab(privateWindow, path));
+  for (let i = 0; i < times; i++) privateLoads.push((await newTab(privateWindow, path))[0]);
 }
 await privateBrowser.close();
 
