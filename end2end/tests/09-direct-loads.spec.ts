@@ -53,6 +53,46 @@ test("every route loaded directly ten times hydrates with no error", async ({ pa
   expect(problems).toEqual([]);
 });
 
+// The page's wasm modules are fetched and compiled from the document's
+// head (`__wasm_early`), and the start-up script and the split loader
+// take those: each module is fetched once. If an early compile fails
+// (here: a module's first response is not wasm), the module is fetched
+// and compiled again the usual way and the page still hydrates.
+test("a direct load fetches each wasm module once, and recovers from a failed early compile", async ({ page }) => {
+  const fetched = new Map<string, number>();
+  page.on("request", (r) => {
+    const path = new URL(r.url()).pathname;
+    if (path.endsWith(".wasm")) fetched.set(path, (fetched.get(path) ?? 0) + 1);
+  });
+  const counts = () => [...fetched.values()];
+  // Signed out: the sign-in page needs the main module only.
+  await open(page, "/login");
+  expect(counts(), JSON.stringify([...fetched])).toEqual([1]);
+  await signIn(page, admin);
+  for (const route of ["/data/exports", "/admin/users"]) {
+    fetched.clear();
+    await open(page, route);
+    // The main module, its page group's and the chunk the groups share.
+    expect(counts(), `${route}: ${JSON.stringify([...fetched])}`).toEqual([1, 1, 1]);
+  }
+
+  const problems = watch(page);
+  const broken = new Set<string>();
+  await page.route(/\.wasm$/, async (route) => {
+    const path = new URL(route.request().url()).pathname;
+    if (broken.has(path)) return route.continue();
+    broken.add(path);
+    await route.fulfill({ status: 200, contentType: "application/wasm", body: "not wasm" });
+  });
+  fetched.clear();
+  await open(page, "/data/segments");
+  // Every module failed once and was fetched again.
+  expect(counts(), JSON.stringify([...fetched])).toEqual([2, 2, 2]);
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Exports" }).click();
+  await expect(page.getByRole("heading", { name: "Exports", exact: true })).toBeVisible();
+  expect(problems).toEqual([]);
+});
+
 test("forms opened by their address work", async ({ page }) => {
   // Saving the empty form is refused (422), on purpose.
   const problems = watch(page, [/status of 422/]);

@@ -1,7 +1,9 @@
 //! A page opened directly starts fetching the wasm modules it needs while
 //! its head is read, so that the browser has them beside the main bundle
 //! rather than after it: on every load, each of the page's modules once,
-//! and no other page's. They are fetched with `fetch()` (`__wasm_early`),
+//! and no other page's. They are fetched with `fetch()` and compiled at
+//! once (`__wasm_early`; the start-up script takes the main module with
+//! `__wasm_take`),
 //! never linked with `<link rel="preload">`, which keeps Chromium from
 //! using the compiled code it cached for them. (A test binary of its own:
 //! Leptos reads the split manifest once per process, from the first
@@ -102,6 +104,15 @@ async fn every_direct_load_links_its_pages_modules_once() {
                 if main != 1 {
                     wrong.push(format!(
                         "{path}: the main module fetched early {main} times"
+                    ));
+                }
+                // The start-up script instantiates the module compiled
+                // early, rather than fetching it again.
+                if !head
+                    .contains("init({ module_or_path: __wasm_take(\"/pkg/segment-export.wasm\") })")
+                {
+                    wrong.push(format!(
+                        "{path}: the start-up script does not take the early module"
                     ));
                 }
                 if head.split("<link").any(|tag| {

@@ -99,11 +99,15 @@ pub(crate) fn build_site() -> Result<()> {
 
     // Every module is optimised: the main one, each group of pages' and
     // the chunks the groups share (a few: see `lazy_page!` in the app).
+    // With `SITE_WASM_NAMES` set, the modules keep their functions' names,
+    // for a browser profile that reads them (a few percent larger).
+    let names = std::env::var_os("SITE_WASM_NAMES").is_some();
     for module in std::iter::once(final_wasm).chain(split.split_modules.iter().cloned()) {
         step(
             &format!("wasm-opt -Oz {}", module.display()),
             Command::new(npm_bin("wasm-opt"))
                 .arg("-Oz")
+                .args(names.then_some("-g"))
                 .arg("--enable-bulk-memory")
                 .arg("--enable-nontrapping-float-to-int")
                 .arg("--enable-sign-ext")
