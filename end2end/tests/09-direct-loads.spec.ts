@@ -72,8 +72,10 @@ test("a direct load fetches each wasm module once, and recovers from a failed ea
   for (const route of ["/data/exports", "/admin/users"]) {
     fetched.clear();
     await open(page, route);
-    // The main module, its page group's and the chunk the groups share.
-    expect(counts(), `${route}: ${JSON.stringify([...fetched])}`).toEqual([1, 1, 1]);
+    // The main module, its page group's and the chunks it shares with
+    // other groups: each once.
+    expect(counts().length, `${route}: ${JSON.stringify([...fetched])}`).toBeGreaterThanOrEqual(3);
+    expect(counts(), `${route}: ${JSON.stringify([...fetched])}`).toEqual(counts().map(() => 1));
   }
 
   const problems = watch(page);
@@ -87,7 +89,8 @@ test("a direct load fetches each wasm module once, and recovers from a failed ea
   fetched.clear();
   await open(page, "/data/segments");
   // Every module failed once and was fetched again.
-  expect(counts(), JSON.stringify([...fetched])).toEqual([2, 2, 2]);
+  expect(counts().length, JSON.stringify([...fetched])).toBeGreaterThanOrEqual(3);
+  expect(counts(), JSON.stringify([...fetched])).toEqual(counts().map(() => 2));
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Exports" }).click();
   await expect(page.getByRole("heading", { name: "Exports", exact: true })).toBeVisible();
   expect(problems).toEqual([]);
