@@ -210,8 +210,13 @@ pub fn content_security_policy() {
 /// compiled with `WebAssembly.compileStreaming` it comes from the cache
 /// once the browser has kept it.
 const EARLY_FETCH: &str = r#"(() => {
-  const fetchNow = self.fetch, compile = WebAssembly.compileStreaming,
-    instantiateNow = WebAssembly.instantiateStreaming, early = new Map(), EARLY = Symbol();
+  const fetchNow = self.fetch, early = new Map(), EARLY = Symbol();
+  // (A browser without the streaming calls reads the whole response first.)
+  const bytes = async (response) => (await response).arrayBuffer();
+  const compile = WebAssembly.compileStreaming
+    ?? (async (response) => WebAssembly.compile(await bytes(response)));
+  const instantiateNow = WebAssembly.instantiateStreaming
+    ?? (async (response, imports) => WebAssembly.instantiate(await bytes(response), imports));
   const key = (input) => typeof input === "string" ? new URL(input, location.href).href
     : input instanceof URL ? input.href : "";
   self.__wasm_early = (href) => {

@@ -100,7 +100,7 @@ pub(crate) fn build_site() -> Result<()> {
     // Every module is optimised: the main one, each group of pages' and
     // the chunks the groups share (a few: see `lazy_page!` in the app).
     // With `SITE_WASM_NAMES` set, the modules keep their functions' names,
-    // for a browser profile that reads them (a few percent larger).
+    // for a browser profile that reads them (about half as large again).
     let names = std::env::var_os("SITE_WASM_NAMES").is_some();
     for module in std::iter::once(final_wasm).chain(split.split_modules.iter().cloned()) {
         step(
