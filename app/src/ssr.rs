@@ -209,7 +209,7 @@ pub fn content_security_policy() {
 /// functions, 40 ms of a segment page's load); fetched with `fetch()` and
 /// compiled with `WebAssembly.compileStreaming` it comes from the cache
 /// once the browser has kept it.
-const EARLY_FETCH: &str = r#"(() => {
+const EARLY_WASM: &str = r#"(() => {
   const fetchNow = self.fetch, early = new Map(), EARLY = Symbol();
   // (A browser without the streaming calls reads the whole response first.)
   const bytes = async (response) => (await response).arrayBuffer();
@@ -258,8 +258,8 @@ const EARLY_FETCH: &str = r#"(() => {
 /// The document's start-up scripts, in place of Leptos's
 /// `HydrationScripts`: the same module script (import the wasm-bindgen
 /// script, instantiate the main module, hydrate), with the script linked
-/// for preloading and the main module fetched early by [`EARLY_FETCH`]
-/// rather than linked with `<link rel="preload">`.
+/// for preloading and the main module fetched and compiled early by
+/// [`EARLY_WASM`] rather than linked with `<link rel="preload">`.
 pub fn bootstrap(options: LeptosOptions) -> impl IntoView {
     // Leptos's component reads the split manifest and gives it to the
     // page (the lazily loaded routes and `preload_page_modules` read it);
@@ -277,7 +277,7 @@ pub fn bootstrap(options: LeptosOptions) -> impl IntoView {
         |state| (state.script.clone(), state.wasm.clone()),
     );
     let nonce = leptos::nonce::use_nonce();
-    let early = format!("{EARLY_FETCH}__wasm_early({wasm:?});");
+    let early = format!("{EARLY_WASM}__wasm_early({wasm:?});");
     let start = format!(
         "import init, {{ hydrate }} from {script:?};\ninit({{ module_or_path: __wasm_take({wasm:?}) }}).then(hydrate);"
     );
@@ -289,7 +289,7 @@ pub fn bootstrap(options: LeptosOptions) -> impl IntoView {
 }
 
 /// Starts fetching the modules a lazily loaded page (`lazy_page!`) needs
-/// (with `__wasm_early`, see [`EARLY_FETCH`]), for the browser to have
+/// (with `__wasm_early`, see [`EARLY_WASM`]), for the browser to have
 /// them beside the main bundle instead of after it: its group's module and
 /// the modules that one imports, from the split manifest the site build
 /// writes (`__wasm_split_manifest.json`, read by `HydrationScripts` in

@@ -65,17 +65,18 @@ test("a direct load fetches each wasm module once, and recovers from a failed ea
     if (path.endsWith(".wasm")) fetched.set(path, (fetched.get(path) ?? 0) + 1);
   });
   const counts = () => [...fetched.values()];
+  const seen = () => JSON.stringify([...fetched]);
   // Signed out: the sign-in page needs the main module only.
   await open(page, "/login");
-  expect(counts(), JSON.stringify([...fetched])).toEqual([1]);
+  expect(counts(), seen()).toEqual([1]);
   await signIn(page, admin);
   for (const route of ["/data/exports", "/admin/users"]) {
     fetched.clear();
     await open(page, route);
     // The main module, its page group's and the chunks it shares with
     // other groups: each once.
-    expect(counts().length, `${route}: ${JSON.stringify([...fetched])}`).toBeGreaterThanOrEqual(3);
-    expect(counts(), `${route}: ${JSON.stringify([...fetched])}`).toEqual(counts().map(() => 1));
+    expect(counts().length, `${route}: ${seen()}`).toBeGreaterThanOrEqual(3);
+    expect(counts(), `${route}: ${seen()}`).toEqual(counts().map(() => 1));
   }
 
   const problems = watch(page);
@@ -89,8 +90,8 @@ test("a direct load fetches each wasm module once, and recovers from a failed ea
   fetched.clear();
   await open(page, "/data/segments");
   // Every module failed once and was fetched again.
-  expect(counts().length, JSON.stringify([...fetched])).toBeGreaterThanOrEqual(3);
-  expect(counts(), JSON.stringify([...fetched])).toEqual(counts().map(() => 2));
+  expect(counts().length, seen()).toBeGreaterThanOrEqual(3);
+  expect(counts(), seen()).toEqual(counts().map(() => 2));
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Exports" }).click();
   await expect(page.getByRole("heading", { name: "Exports", exact: true })).toBeVisible();
   expect(problems).toEqual([]);

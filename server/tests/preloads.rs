@@ -3,11 +3,10 @@
 //! rather than after it: on every load, each of the page's modules once,
 //! and no other page's. They are fetched with `fetch()` and compiled at
 //! once (`__wasm_early`; the start-up script takes the main module with
-//! `__wasm_take`),
-//! never linked with `<link rel="preload">`, which keeps Chromium from
-//! using the compiled code it cached for them. (A test binary of its own:
-//! Leptos reads the split manifest once per process, from the first
-//! server's site.)
+//! `__wasm_take`), never linked with `<link rel="preload">`, which keeps
+//! Chromium from using the compiled code it cached for them. (A test
+//! binary of its own: Leptos reads the split manifest once per process,
+//! from the first server's site.)
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
