@@ -40,13 +40,27 @@ test("a contributor creates a rule segment, sees the live count, then its member
   await expect(status).toHaveText(/^[\d,]+ profiles match$/);
   const expected = (await status.textContent())!.split(" ")[0];
   await shot(page, "05-new-segment");
+  const counts: string[] = [];
+  page.on("request", (r) => {
+    if (r.url().includes("/api/preview_rule")) counts.push(r.url());
+  });
   await page.getByRole("button", { name: "Create segment" }).click();
 
   await expect(page.getByRole("heading", { name: "Hungarian big spenders" })).toBeVisible();
   await expect(page.getByTestId("member-count")).toHaveText(expected);
   await expect(page.getByText("country = HU AND lifetime_value > 100")).toBeVisible();
   await expect(page.getByRole("heading", { name: /^First \d+ members$/ })).toBeVisible();
+  // Its page does not read every profile again to count the saved rule:
+  // the refresh that stored its members counted them.
+  await expect(status).toHaveText(`${expected} profiles matched at the last refresh`);
+  expect(counts).toEqual([]);
   await shot(page, "05-segment-detail");
+  // A changed rule is counted again, and the saved one is shown as saved.
+  await page.getByLabel("Value 2").fill("100000000");
+  await expect(status).toHaveText("0 profiles match");
+  expect(counts.length).toBeGreaterThan(0);
+  await page.getByLabel("Value 2").fill("100");
+  await expect(status).toHaveText(`${expected} profiles matched at the last refresh`);
 });
 
 test("a contributor imports a static segment from a list of ids", async ({ page }) => {

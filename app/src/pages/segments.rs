@@ -103,7 +103,13 @@ fn indices(n: usize) -> Vec<usize> {
 
 /// The condition builder: match all/any, and rows of field, operator, value.
 #[component]
-fn RuleBuilder(fields: Vec<FieldView>, rule: RwSignal<RuleInput>) -> impl IntoView {
+fn RuleBuilder(
+    fields: Vec<FieldView>,
+    rule: RwSignal<RuleInput>,
+    /// The segment's saved rule and how many members its last refresh
+    /// found, when it has one.
+    stored: Option<(RuleInput, i64)>,
+) -> impl IntoView {
     let fields = StoredValue::new(fields);
     view! {
         <fieldset class="space-y-3">
@@ -153,7 +159,7 @@ fn RuleBuilder(fields: Vec<FieldView>, rule: RwSignal<RuleInput>) -> impl IntoVi
             <p role="status" aria-live="polite" class="text-sm font-medium">
                 // Counted in the browser only: see `AfterHydration`.
                 <AfterHydration fallback=|| "Counting…">
-                    <RuleCount rule/>
+                    <RuleCount rule stored=stored.clone()/>
                 </AfterHydration>
             </p>
         </fieldset>
@@ -162,19 +168,28 @@ fn RuleBuilder(fields: Vec<FieldView>, rule: RwSignal<RuleInput>) -> impl IntoVi
 
 /// How many profiles the rule matches, counted again as it changes.
 #[component]
-fn RuleCount(rule: RwSignal<RuleInput>) -> impl IntoView {
+fn RuleCount(rule: RwSignal<RuleInput>, stored: Option<(RuleInput, i64)>) -> impl IntoView {
     // Only a complete rule is counted: a condition without a field is
     // being written, and asking the server about it would only be refused.
+    // A segment's saved rule is not counted again when its page opens:
+    // that reads every profile (a second or more for a million), and its
+    // last refresh has the number (Refresh counts it again).
     let count = Resource::new(
         move || {
             rule.with(|r| {
+                if let Some((_, members)) = stored.as_ref().filter(|(saved, _)| saved == r) {
+                    return Some(Err(*members));
+                }
                 let complete = r.conditions.iter().all(|c| !c.field.is_empty());
-                complete.then(|| serde_json::to_string(r).unwrap_or_default())
+                complete.then(|| Ok(serde_json::to_string(r).unwrap_or_default()))
             })
         },
-        |json| async move {
-            match json {
-                Some(json) if !json.is_empty() => preview_rule(json).await.map(Some),
+        |rule| async move {
+            match rule {
+                Some(Ok(json)) if !json.is_empty() => {
+                    preview_rule(json).await.map(|n| Some((n, true)))
+                }
+                Some(Err(members)) => Ok(Some((members, false))),
                 _ => Ok(None),
             }
         },
@@ -183,7 +198,8 @@ fn RuleCount(rule: RwSignal<RuleInput>) -> impl IntoView {
         <Transition fallback=|| "Counting…">
             {move || Suspend::new(async move {
                 match count.await {
-                    Ok(Some(n)) => format!("{} profiles match", group(n)),
+                    Ok(Some((n, true))) => format!("{} profiles match", group(n)),
+                    Ok(Some((n, false))) => format!("{} profiles matched at the last refresh", group(n)),
                     Ok(None) => String::from("Choose a field for every condition to count the matching profiles."),
                     Err(e) => format!("Not counted yet: {e}"),
                 }
@@ -216,13 +232,19 @@ fn NewSegmentPage() -> impl IntoView {
 #[component]
 fn SegmentForm(
     fields: Vec<FieldView>,
-    existing: Option<(SegmentId, String, String, RuleInput)>,
+    existing: Option<(SegmentId, String, String, RuleInput, i64)>,
     update: ServerAction<UpdateSegment>,
 ) -> impl IntoView {
     let create = ServerAction::<CreateSegment>::new();
-    let (id, name0, desc0, rule0) = match existing {
-        Some((id, n, d, r)) => (Some(id), n, d, r),
-        None => (None, String::new(), String::new(), RuleInput::default()),
+    let (id, name0, desc0, rule0, stored) = match existing {
+        Some((id, n, d, r, members)) => (Some(id), n, d, r.clone(), Some((r, members))),
+        None => (
+            None,
+            String::new(),
+            String::new(),
+            RuleInput::default(),
+            None,
+        ),
     };
     let name = RwSignal::new(name0);
     let description = RwSignal::new(desc0);
@@ -264,7 +286,7 @@ fn SegmentForm(
                 <input class="mt-1 block w-full rounded border border-slate-300 px-3 py-2" bind:value=description/>
             </label>
             <div id="segment-rule" tabindex="-1" aria-describedby="segment-rule-error" class="focus:outline-none">
-                <RuleBuilder fields rule/>
+                <RuleBuilder fields rule stored/>
             </div>
             <p id="segment-rule-error" class="text-sm text-red-700">{rule_error}</p>
             {move || other_error().map(|e| view! { <ErrorBanner error=e/> })}
@@ -318,10 +340,15 @@ fn SegmentBody(
     let id = s.id;
     let members = s.member_count.max(1);
     let editable = d.can_manage && d.rule.is_some();
-    let existing = d
-        .rule
-        .clone()
-        .map(|r| (s.id, s.name.clone(), s.description.clone(), r));
+    let existing = d.rule.clone().map(|r| {
+        (
+            s.id,
+            s.name.clone(),
+            s.description.clone(),
+            r,
+            s.member_count,
+        )
+    });
     view! {
         <Title text=format!("{} · Segments · Segment Export", s.name)/>
         <p class="text-sm"><A href="/data/segments" attr:class="underline">"Segments"</A></p>
