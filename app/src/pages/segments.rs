@@ -232,12 +232,12 @@ fn NewSegmentPage() -> impl IntoView {
 #[component]
 fn SegmentForm(
     fields: Vec<FieldView>,
-    existing: Option<(SegmentId, String, String, RuleInput, i64)>,
+    existing: Option<(SegmentId, String, String, RuleInput, Option<i64>)>,
     update: ServerAction<UpdateSegment>,
 ) -> impl IntoView {
     let create = ServerAction::<CreateSegment>::new();
     let (id, name0, desc0, rule0, stored) = match existing {
-        Some((id, n, d, r, members)) => (Some(id), n, d, r.clone(), Some((r, members))),
+        Some((id, n, d, r, members)) => (Some(id), n, d, r.clone(), members.map(|m| (r, m))),
         None => (
             None,
             String::new(),
@@ -346,7 +346,8 @@ fn SegmentBody(
             s.name.clone(),
             s.description.clone(),
             r,
-            s.member_count,
+            // A segment never refreshed has no count to show.
+            s.refreshed.is_some().then_some(s.member_count),
         )
     });
     view! {
