@@ -166,6 +166,24 @@ fn RuleBuilder(
     }
 }
 
+/// What the count line is about: a rule still being written, the saved
+/// rule (the members its last refresh found), or another rule to count
+/// (as JSON).
+#[derive(Clone, PartialEq)]
+enum Ask {
+    Incomplete,
+    Saved(i64),
+    Count(String),
+}
+
+/// What the count line says.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+enum Tally {
+    Incomplete,
+    Saved(i64),
+    Now(i64),
+}
+
 /// How many profiles the rule matches, counted again as it changes.
 #[component]
 fn RuleCount(rule: RwSignal<RuleInput>, stored: Option<(RuleInput, i64)>) -> impl IntoView {
@@ -176,21 +194,17 @@ fn RuleCount(rule: RwSignal<RuleInput>, stored: Option<(RuleInput, i64)>) -> imp
     // last refresh has the number (Refresh counts it again).
     let count = Resource::new(
         move || {
-            rule.with(|r| {
-                if let Some((_, members)) = stored.as_ref().filter(|(saved, _)| saved == r) {
-                    return Some(Err(*members));
-                }
-                let complete = r.conditions.iter().all(|c| !c.field.is_empty());
-                complete.then(|| Ok(serde_json::to_string(r).unwrap_or_default()))
+            rule.with(|r| match &stored {
+                Some((saved, members)) if saved == r => Ask::Saved(*members),
+                _ if r.conditions.iter().any(|c| c.field.is_empty()) => Ask::Incomplete,
+                _ => Ask::Count(serde_json::to_string(r).unwrap_or_default()),
             })
         },
-        |rule| async move {
-            match rule {
-                Some(Ok(json)) if !json.is_empty() => {
-                    preview_rule(json).await.map(|n| Some((n, true)))
-                }
-                Some(Err(members)) => Ok(Some((members, false))),
-                _ => Ok(None),
+        |ask| async move {
+            match ask {
+                Ask::Count(json) => preview_rule(json).await.map(Tally::Now),
+                Ask::Saved(members) => Ok(Tally::Saved(members)),
+                Ask::Incomplete => Ok(Tally::Incomplete),
             }
         },
     );
@@ -198,9 +212,9 @@ fn RuleCount(rule: RwSignal<RuleInput>, stored: Option<(RuleInput, i64)>) -> imp
         <Transition fallback=|| "Counting…">
             {move || Suspend::new(async move {
                 match count.await {
-                    Ok(Some((n, true))) => format!("{} profiles match", group(n)),
-                    Ok(Some((n, false))) => format!("{} profiles matched at the last refresh", group(n)),
-                    Ok(None) => String::from("Choose a field for every condition to count the matching profiles."),
+                    Ok(Tally::Now(n)) => format!("{} profiles match", group(n)),
+                    Ok(Tally::Saved(n)) => format!("{} profiles matched at the last refresh", group(n)),
+                    Ok(Tally::Incomplete) => String::from("Choose a field for every condition to count the matching profiles."),
                     Err(e) => format!("Not counted yet: {e}"),
                 }
             })}
