@@ -395,3 +395,51 @@ fn id_files_give_the_first_column_without_header_bom_or_blank_rows() {
     let err = segments::read_ids(&b"id\np1\n\xff\xfe\n"[..]).unwrap_err();
     assert!(err.to_string().contains("Line 3"), "{err}");
 }
+
+/// The export form's email fill count: one segment is answered from its
+/// kept fill rates (and follows the profiles when they change), several
+/// are counted together, each profile once.
+#[tokio::test]
+async fn the_export_forms_fill_count_follows_segments_and_profiles() {
+    let t = TestDb::new().await;
+    people(&t).await;
+    let rule = |country: &str| Rule {
+        matching: Match::All,
+        conditions: vec![cond("country", Op::Eq, country)],
+    };
+    let hu = segments::create_rule(&t.db, None, "Hungary", "", &rule("HU"))
+        .await
+        .unwrap();
+    let all = segments::create_rule(
+        &t.db,
+        None,
+        "Everyone",
+        "",
+        &Rule {
+            matching: Match::All,
+            conditions: vec![cond("country", Op::IsSet, "")],
+        },
+    )
+    .await
+    .unwrap();
+    let count = |ids: Vec<engine::SegmentId>, field: &'static str| {
+        let db = t.db.clone();
+        async move {
+            engine::exports::count_filled(&db, &ids, field)
+                .await
+                .unwrap()
+        }
+    };
+    // p01, p02, p04 (hu) and p05 (no email) are Hungarian.
+    assert_eq!(count(vec![hu.id], "email").await, (3, 4));
+    assert_eq!(count(vec![hu.id], "signup_date").await, (3, 4));
+    assert_eq!(count(vec![hu.id], "no_such_field").await, (0, 4));
+    assert_eq!(count(vec![hu.id, all.id], "email").await, (5, 6));
+    // An email blanked (spaces only) is no email, once the profiles change.
+    let csv = "id,email\np01,   \n";
+    profiles::import_csv(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()), "id")
+        .await
+        .unwrap();
+    assert_eq!(count(vec![hu.id], "email").await, (2, 4));
+    assert_eq!(count(vec![hu.id, all.id], "email").await, (4, 6));
+}

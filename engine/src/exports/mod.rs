@@ -226,6 +226,12 @@ pub async fn count_filled(db: &Db, segment_ids: &[SegmentId], field: &str) -> Re
     if all == 0 || field.is_empty() {
         return Ok((0, all));
     }
+    // One segment: its fill rates are kept per refresh, so the form does
+    // not read every member's attributes each time it opens.
+    if let [id] = segment_ids {
+        let rates = crate::segments::fill_rates(db, *id).await?;
+        return Ok((rates.get(field).copied().unwrap_or(0), all));
+    }
     let list = (2..=segment_ids.len() + 1)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
