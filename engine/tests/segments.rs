@@ -403,25 +403,18 @@ fn id_files_give_the_first_column_without_header_bom_or_blank_rows() {
 async fn the_export_forms_fill_count_follows_segments_and_profiles() {
     let t = TestDb::new().await;
     people(&t).await;
-    let rule = |country: &str| Rule {
+    let rule = |c: Condition| Rule {
         matching: Match::All,
-        conditions: vec![cond("country", Op::Eq, country)],
+        conditions: vec![c],
     };
-    let hu = segments::create_rule(&t.db, None, "Hungary", "", &rule("HU"))
+    let hungary = rule(cond("country", Op::Eq, "HU"));
+    let hu = segments::create_rule(&t.db, None, "Hungary", "", &hungary)
         .await
         .unwrap();
-    let all = segments::create_rule(
-        &t.db,
-        None,
-        "Everyone",
-        "",
-        &Rule {
-            matching: Match::All,
-            conditions: vec![cond("country", Op::IsSet, "")],
-        },
-    )
-    .await
-    .unwrap();
+    let everyone = rule(cond("country", Op::IsSet, ""));
+    let all = segments::create_rule(&t.db, None, "Everyone", "", &everyone)
+        .await
+        .unwrap();
     let count = |ids: Vec<engine::SegmentId>, field: &'static str| {
         let db = t.db.clone();
         async move {
