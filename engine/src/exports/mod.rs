@@ -232,7 +232,7 @@ pub async fn count_filled(db: &Db, segment_ids: &[SegmentId], field: &str) -> Re
         let rates = crate::segments::fill_rates(db, *id).await?;
         return Ok((rates.get(field).copied().unwrap_or(0), all));
     }
-    let list = (2..=segment_ids.len() + 1)
+    let list = (3..=segment_ids.len() + 2)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(",");
@@ -244,13 +244,33 @@ pub async fn count_filled(db: &Db, segment_ids: &[SegmentId], field: &str) -> Re
     let sql = format!(
         "SELECT COUNT(*) FROM profiles p WHERE p.id IN \
          (SELECT profile_id FROM segment_members WHERE segment_id IN ({list})) \
-         AND TRIM(COALESCE({value}, '')) <> ''"
+         AND {trim}(COALESCE({value}, ''), $2) <> ''",
+        trim = match db.backend() {
+            Backend::Sqlite => "TRIM",
+            Backend::Postgres => "BTRIM",
+        },
     );
-    let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(field);
+    let mut q = sqlx::query_scalar::<_, i64>(&sql)
+        .bind(field)
+        .bind(white_space());
     for id in segment_ids {
         q = q.bind(id);
     }
     Ok((q.fetch_one(db.pool()).await?, all))
+}
+
+/// Every character Rust's `str::trim` takes off, for SQL's `TRIM`: a
+/// value of only these is empty to a run (see `run::classify`), so the
+/// several-segment count must agree with the one-segment one (kept by
+/// `segments::fill_rates`, which trims in Rust).
+fn white_space() -> &'static str {
+    static SET: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        (0..=u32::from(char::MAX))
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_whitespace())
+            .collect()
+    });
+    &SET
 }
 
 async fn write_segments(
