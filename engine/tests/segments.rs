@@ -415,6 +415,12 @@ async fn the_export_forms_fill_count_follows_segments_and_profiles() {
     let all = segments::create_rule(&t.db, None, "Everyone", "", &everyone)
         .await
         .unwrap();
+    // p01, p03, p04 and p05 spent over 100: as many members as Hungary,
+    // and p03 is in it alone.
+    let spenders = rule(cond("lifetime_value", Op::Gt, "100"));
+    let big = segments::create_rule(&t.db, None, "Big spenders", "", &spenders)
+        .await
+        .unwrap();
     let count = |ids: Vec<engine::SegmentId>, field: &'static str| {
         let db = t.db.clone();
         async move {
@@ -428,6 +434,9 @@ async fn the_export_forms_fill_count_follows_segments_and_profiles() {
     assert_eq!(count(vec![hu.id], "signup_date").await, (3, 4));
     assert_eq!(count(vec![hu.id], "no_such_field").await, (0, 4));
     assert_eq!(count(vec![hu.id, all.id], "email").await, (5, 6));
+    assert_eq!(count(vec![hu.id, big.id], "email").await, (4, 5));
+    assert_eq!(count(vec![big.id, hu.id, big.id], "email").await, (4, 5));
+    assert_eq!(count(vec![big.id, hu.id], "signup_date").await, (4, 5));
     // An email blanked (spaces only) is no email, once the profiles change.
     let csv = "id,email\np01,   \n";
     profiles::import_csv(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()), "id")
@@ -435,6 +444,7 @@ async fn the_export_forms_fill_count_follows_segments_and_profiles() {
         .unwrap();
     assert_eq!(count(vec![hu.id], "email").await, (2, 4));
     assert_eq!(count(vec![hu.id, all.id], "email").await, (4, 6));
+    assert_eq!(count(vec![big.id, hu.id], "email").await, (3, 5));
     // So is one of other white space (a tab, a no-break space), as a run
     // sees it, whichever way the count is made. (An import trims values;
     // a store written otherwise may hold them.)
@@ -445,4 +455,14 @@ async fn the_export_forms_fill_count_follows_segments_and_profiles() {
     profiles::refresh_catalogue(&t.db).await.unwrap();
     assert_eq!(count(vec![hu.id], "email").await, (1, 4));
     assert_eq!(count(vec![hu.id, all.id], "email").await, (3, 6));
+    assert_eq!(count(vec![big.id, hu.id], "email").await, (2, 5));
+    // Only the members outside the largest segment are read: p03, with
+    // its email blanked the same way, counts as empty too.
+    let blank = [("email".to_owned(), "\u{2003}".to_owned())];
+    profiles::upsert(&t.db, vec![("p03".to_owned(), blank.into())])
+        .await
+        .unwrap();
+    profiles::refresh_catalogue(&t.db).await.unwrap();
+    assert_eq!(count(vec![big.id, hu.id], "email").await, (1, 5));
+    assert_eq!(count(vec![big.id], "email").await, (1, 4));
 }
