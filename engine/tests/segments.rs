@@ -448,21 +448,23 @@ async fn the_export_forms_fill_count_follows_segments_and_profiles() {
     // So is one of other white space (a tab, a no-break space), as a run
     // sees it, whichever way the count is made. (An import trims values;
     // a store written otherwise may hold them.)
-    let blank = [("email".to_owned(), "\t\u{a0}\u{3000}".to_owned())];
-    profiles::upsert(&t.db, vec![("p02".to_owned(), blank.into())])
-        .await
-        .unwrap();
-    profiles::refresh_catalogue(&t.db).await.unwrap();
+    let store_email = |id: &'static str, email: &'static str| {
+        let db = t.db.clone();
+        async move {
+            let attrs = [("email".to_owned(), email.to_owned())].into();
+            profiles::upsert(&db, vec![(id.to_owned(), attrs)])
+                .await
+                .unwrap();
+            profiles::refresh_catalogue(&db).await.unwrap();
+        }
+    };
+    store_email("p02", "\t\u{a0}\u{3000}").await;
     assert_eq!(count(vec![hu.id], "email").await, (1, 4));
     assert_eq!(count(vec![hu.id, all.id], "email").await, (3, 6));
     assert_eq!(count(vec![big.id, hu.id], "email").await, (2, 5));
     // Only the members outside the largest segment are read: p03, with
     // its email blanked the same way, counts as empty too.
-    let blank = [("email".to_owned(), "\u{2003}".to_owned())];
-    profiles::upsert(&t.db, vec![("p03".to_owned(), blank.into())])
-        .await
-        .unwrap();
-    profiles::refresh_catalogue(&t.db).await.unwrap();
+    store_email("p03", "\u{2003}").await;
     assert_eq!(count(vec![big.id, hu.id], "email").await, (1, 5));
     assert_eq!(count(vec![big.id], "email").await, (1, 4));
 }
