@@ -184,6 +184,9 @@ enum Tally {
     Now(i64),
 }
 
+/// How long a rule must stay the same before it is counted.
+const COUNT_AFTER_MS: u64 = 400;
+
 /// How many profiles the rule matches, counted again as it changes.
 #[component]
 fn RuleCount(rule: RwSignal<RuleInput>, stored: Option<(RuleInput, i64)>) -> impl IntoView {
@@ -192,14 +195,40 @@ fn RuleCount(rule: RwSignal<RuleInput>, stored: Option<(RuleInput, i64)>) -> imp
     // A segment's saved rule is not counted again when its page opens:
     // that reads every profile (a second or more for a million), and its
     // last refresh has the number (Refresh counts it again).
+    let wanted = Memo::new(move |_| {
+        rule.with(|r| match &stored {
+            Some((saved, members)) if saved == r => Ask::Saved(*members),
+            _ if r.conditions.iter().any(|c| c.field.is_empty()) => Ask::Incomplete,
+            _ => Ask::Count(serde_json::to_string(r).unwrap_or_default()),
+        })
+    });
+    // A rule is counted once its value has stopped changing for a moment,
+    // not at every key typed: each count reads every profile.
+    let asked = RwSignal::new(wanted.get_untracked());
+    let pending = StoredValue::new(None::<leptos::leptos_dom::helpers::TimeoutHandle>);
+    let cancel = move || {
+        if let Some(timer) = pending.try_update_value(Option::take).flatten() {
+            timer.clear();
+        }
+    };
+    Effect::new(move |_| {
+        let next = wanted.get();
+        cancel();
+        if !matches!(next, Ask::Count(_)) {
+            asked.set(next);
+        } else if next != asked.get_untracked() {
+            let timer = set_timeout_with_handle(
+                move || {
+                    asked.try_set(next);
+                },
+                std::time::Duration::from_millis(COUNT_AFTER_MS),
+            );
+            pending.set_value(timer.ok());
+        }
+    });
+    on_cleanup(cancel);
     let count = Resource::new(
-        move || {
-            rule.with(|r| match &stored {
-                Some((saved, members)) if saved == r => Ask::Saved(*members),
-                _ if r.conditions.iter().any(|c| c.field.is_empty()) => Ask::Incomplete,
-                _ => Ask::Count(serde_json::to_string(r).unwrap_or_default()),
-            })
-        },
+        move || asked.get(),
         |ask| async move {
             match ask {
                 Ask::Count(json) => preview_rule(json).await.map(Tally::Now),
